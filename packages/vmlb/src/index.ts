@@ -1,0 +1,1 @@
+export { createNodes, type VmlbPluginOptions } from './plugins/plugin';

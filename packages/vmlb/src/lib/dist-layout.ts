@@ -1,0 +1,43 @@
+import * as path from 'node:path';
+
+/** Default folder, relative to the workspace, that holds every image's build output. */
+export const DEFAULT_DIST_DIR = 'dist/images';
+
+/**
+ * Where an image's files live. Every file of one chain sits in one folder,
+ * so each overlay can name its backing file by bare file name and the chain
+ * stays valid wherever the folder is copied or restored.
+ *
+ *   dist/images/prod/base.qcow2        the imported base disk
+ *   dist/images/prod/00_base.qcow2     one overlay per layer, backed by the one before
+ *   dist/images/prod/00_base.digest    sha256 identity of the chain up to this layer
+ *   dist/images/prod/image.qcow2       link to the last layer (or a flattened file)
+ */
+export class ImageLayout {
+  /** Workspace-relative folder of this image's outputs. */
+  readonly dir: string;
+
+  constructor(
+    imageName: string,
+    distDir: string = DEFAULT_DIST_DIR,
+  ) {
+    this.dir = path.posix.join(distDir, imageName);
+  }
+
+  get base(): string {
+    return path.posix.join(this.dir, 'base.qcow2');
+  }
+
+  layer(folder: string): string {
+    return path.posix.join(this.dir, `${folder}.qcow2`);
+  }
+
+  get image(): string {
+    return path.posix.join(this.dir, 'image.qcow2');
+  }
+}
+
+/** The digest file that sits beside a qcow2 (`10_update.qcow2` → `10_update.digest`). */
+export function digestPathFor(qcow2Path: string): string {
+  return qcow2Path.replace(/\.qcow2$/, '') + '.digest';
+}

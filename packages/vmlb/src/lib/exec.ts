@@ -1,0 +1,89 @@
+import { execa, type Options, type Result } from 'execa';
+
+/** A host command that failed; the message carries the command line, exit status and output tail. */
+export class CommandError extends Error {
+  constructor(
+    readonly command: string,
+    readonly exitCode: number | undefined,
+    readonly output: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'CommandError';
+  }
+}
+
+export interface RunOptions {
+  /** Working directory. */
+  cwd?: string;
+  /** Extra environment (merged over the current one). */
+  env?: Record<string, string | undefined>;
+  /** Text fed to standard input. */
+  input?: string;
+  /** Stream the command's output to ours as it runs (for long steps users should watch). */
+  stream?: boolean;
+  /** Milliseconds before the command is killed. */
+  timeout?: number;
+  /** Return non-zero exits instead of throwing. */
+  reject?: boolean;
+}
+
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+  exitCode: number;
+}
+
+/**
+ * Runs a host command without a shell (arguments are never re-parsed) and
+ * returns its output. On failure the error names the command, the exit code
+ * and the last lines of its output, which is what a user needs to act.
+ */
+export async function run(file: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
+  const execaOptions: Options = {
+    cwd: options.cwd,
+    env: options.env,
+    input: options.input,
+    timeout: options.timeout,
+    reject: false,
+    stripFinalNewline: true,
+    ...(options.stream ? { stdout: ['pipe', 'inherit'], stderr: ['pipe', 'inherit'] } : {}),
+  };
+  let result: Result;
+  try {
+    result = await execa(file, args, execaOptions);
+  } catch (error) {
+    throw new CommandError(commandLine(file, args), undefined, '', `${commandLine(file, args)} could not start: ${(error as Error).message}`);
+  }
+  const stdout = String(result.stdout ?? '');
+  const stderr = String(result.stderr ?? '');
+  const exitCode = result.exitCode ?? -1;
+  if (result.failed && options.reject !== false) {
+    const output = [stderr, stdout].filter(Boolean).join('\n');
+    const status = result.timedOut
+      ? `timed out after ${options.timeout} ms`
+      : result.signal
+        ? `was killed by ${result.signal}`
+        : result.exitCode === undefined
+          ? `could not start (${result.originalMessage || result.shortMessage})`
+          : `exited with code ${result.exitCode}`;
+    throw new CommandError(
+      commandLine(file, args),
+      result.exitCode,
+      output,
+      `${commandLine(file, args)} ${status}${output ? `:\n${tail(output, 20)}` : ''}`,
+    );
+  }
+  return { stdout, stderr, exitCode };
+}
+
+/** The last `lines` lines of a text. */
+export function tail(text: string, lines: number): string {
+  const all = text.trimEnd().split('\n');
+  return all.slice(-lines).join('\n');
+}
+
+/** A command line as a user would type it, for messages. */
+export function commandLine(file: string, args: readonly string[]): string {
+  return [file, ...args].map((part) => (/^[\w@%+=:,./-]+$/.test(part) ? part : `'${part.replace(/'/g, `'\\''`)}'`)).join(' ');
+}

@@ -1,0 +1,58 @@
+import { describeHints, HintError, parseHints } from './hints';
+
+const script = (...lines: string[]) => ['#!/bin/bash', 'set -euo pipefail', ...lines, 'echo done'].join('\n');
+
+describe('parseHints', () => {
+  it('finds no hints in a plain script', () => {
+    expect(parseHints(script('# install nginx', 'apt-get install -y nginx'), 'x/build-layer', 'build-layer')).toEqual({
+      nocache: false,
+      noshare: false,
+      bindMounts: [],
+      partitionMounts: [],
+    });
+  });
+
+  it('reads every build-layer hint, with or without a space after #', () => {
+    const hints = parseHints(
+      script('# nocache', '#noshare', '# chroot-bind-mount files/etc /etc/app', '  # chroot-mount 2 /boot'),
+      'images/prod/10_app/build-layer',
+      'build-layer',
+    );
+    expect(hints).toEqual({
+      nocache: true,
+      noshare: true,
+      bindMounts: [{ source: 'files/etc', target: '/etc/app' }],
+      partitionMounts: [{ partition: 2, target: '/boot' }],
+    });
+    expect(describeHints(hints)).toEqual(['nocache', 'noshare', 'chroot-bind-mount files/etc /etc/app', 'chroot-mount 2 /boot']);
+  });
+
+  it('reads disk-size in bytes for modify-disk', () => {
+    const hints = parseHints(script('# disk-size 20G'), 'x/modify-disk', 'modify-disk');
+    expect(hints.diskSize).toBe(20 * 1024 ** 3);
+    expect(describeHints(hints)).toEqual(['disk-size 20 GiB']);
+  });
+
+  it('ignores words that only start like a hint, and hints not at the start of a comment', () => {
+    const hints = parseHints(script('# nocaches are fine', 'echo "# nocache"', '# see nocache below'), 'x', 'build-layer');
+    expect(hints.nocache).toBe(false);
+  });
+
+  it.each([
+    ['# nocache please', 'build-layer', /x\/script:3: 'nocache' takes no arguments, got 'please'/],
+    ['# disk-size', 'modify-disk', /takes one size, got 0 arguments/],
+    ['# disk-size huge', 'modify-disk', /'huge' is not a size.*usage: # disk-size <size>/],
+    ['# disk-size 20G', 'build-layer', /'disk-size' hint only applies to modify-disk scripts/],
+    ['# chroot-bind-mount /etc /etc', 'build-layer', /source '\/etc' must be a path inside the layer folder/],
+    ['# chroot-bind-mount ../../secrets /secrets', 'build-layer', /source '..\/..\/secrets' must be a path inside/],
+    ['# chroot-bind-mount files etc', 'build-layer', /target 'etc' must be an absolute path/],
+    ['# chroot-bind-mount files /', 'build-layer', /would hide the image's root/],
+    ['# chroot-bind-mount files', 'build-layer', /takes a source and a target, got 1 arguments/],
+    ['# chroot-mount boot /boot', 'build-layer', /'boot' is not a partition number/],
+    ['# chroot-mount 0 /boot', 'build-layer', /'0' is not a partition number/],
+    ['# chroot-mount 2 /boot', 'modify-disk', /only applies to build-layer scripts/],
+  ] as const)('rejects %p in a %s script', (line, kind, message) => {
+    expect(() => parseHints(script(line), 'x/script', kind)).toThrow(HintError);
+    expect(() => parseHints(script(line), 'x/script', kind)).toThrow(message);
+  });
+});

@@ -1,0 +1,341 @@
+import { statSync } from 'node:fs';
+import * as path from 'node:path';
+import {
+  AggregateCreateNodesError,
+  type CreateNodes,
+  type CreateNodesResult,
+  type ProjectConfiguration,
+  type TargetConfiguration,
+  hashArray,
+  logger,
+} from '@nx/devkit';
+import { calculateHashesForCreateNodes, PluginCache, workspaceDataDirectory } from '@nx/devkit/internal';
+import { DEFAULT_DIST_DIR, ImageLayout, digestPathFor } from '../lib/dist-layout';
+import { describeHints } from '../lib/hints';
+import { type ImageInfo, IMAGE_CONFIG_FILE, discoverImage } from '../lib/layer-discovery';
+import { imageProjectName, layerProjectName } from '../lib/project-names';
+import { VMLB_VERSION } from '../lib/version';
+
+/** Options of the vmlb entry in nx.json's `plugins`. */
+export interface VmlbPluginOptions {
+  /** Target that builds a layer, and (on the image project) the whole image. Default `build`. */
+  buildTargetName?: string;
+  /** Image-project target that imports the base disk. Default `base`. */
+  baseTargetName?: string;
+  /** Image-project target that writes one standalone disk file. Default `flatten`. */
+  flattenTargetName?: string;
+  /** Image-project target that boots the image under qemu. Default `test-boot`. */
+  testBootTargetName?: string;
+  /** Image-project target that lists the layers. Default `layers`. */
+  layersTargetName?: string;
+  /** Workspace-relative folder for build outputs. Default `dist/images`. */
+  distDir?: string;
+}
+
+type NormalizedOptions = Required<VmlbPluginOptions>;
+
+/**
+ * Every file that makes an image folder an image: its image.json, and the
+ * layer scripts (so that a folder with layers but no image.json is reported
+ * instead of silently ignored).
+ */
+export const IMAGE_FILES_GLOB = `images/*/{${IMAGE_CONFIG_FILE},*/build-layer,*/modify-disk}`;
+
+/** What the plugin infers for one image folder; cached on disk keyed by the folder's content hash. */
+interface ImageNodes {
+  projects: Record<string, ProjectConfiguration>;
+  warnings: string[];
+}
+
+export const createNodes: CreateNodes<VmlbPluginOptions> = [
+  IMAGE_FILES_GLOB,
+  async (files, rawOptions, context) => {
+    const options = normalizeOptions(rawOptions);
+    const imageRoots = groupFilesByImage(files);
+    const roots = [...imageRoots.keys()];
+    const contentHashes = await calculateHashesForCreateNodes(roots, { options, VMLB_VERSION }, context);
+    const cache = new PluginCache<ImageNodes>(path.join(workspaceDataDirectory, `vmlb-${hashArray([JSON.stringify(options)])}.hash`));
+
+    const results: Array<readonly [string, CreateNodesResult]> = [];
+    const errors: Array<[string, Error]> = [];
+    roots.forEach((imageRoot, index) => {
+      const sourceFile = imageRoots.get(imageRoot)!;
+      try {
+        // The workspace hash covers file contents, not permissions; a script
+        // that lost or gained its executable bit must be checked again.
+        const key = hashArray([contentHashes[index], scriptModes(context.workspaceRoot, files, imageRoot)]);
+        let nodes = cache.get(key);
+        if (!nodes) {
+          nodes = inferImageNodes(discoverImage(context.workspaceRoot, imageRoot), options);
+          cache.set(key, nodes);
+        }
+        nodes.warnings.forEach((warning) => logger.warn(`vmlb: ${warning}`));
+        results.push([sourceFile, { projects: nodes.projects }]);
+      } catch (error) {
+        errors.push([sourceFile, error as Error]);
+      }
+    });
+    cache.writeToDisk();
+
+    findNameClashes(results).forEach((clash) => errors.push(clash));
+    if (errors.length) throw new AggregateCreateNodesError(errors, results);
+    return results;
+  },
+];
+
+export function normalizeOptions(options: VmlbPluginOptions | undefined): NormalizedOptions {
+  const distDir = path.posix.normalize((options?.distDir ?? DEFAULT_DIST_DIR).replace(/\\/g, '/')).replace(/\/$/, '');
+  if (path.posix.isAbsolute(distDir) || distDir.startsWith('..')) {
+    throw new Error(`vmlb plugin option distDir '${options?.distDir}' must be a folder inside the workspace, e.g. 'dist/images'.`);
+  }
+  return {
+    buildTargetName: options?.buildTargetName ?? 'build',
+    baseTargetName: options?.baseTargetName ?? 'base',
+    flattenTargetName: options?.flattenTargetName ?? 'flatten',
+    testBootTargetName: options?.testBootTargetName ?? 'test-boot',
+    layersTargetName: options?.layersTargetName ?? 'layers',
+    distDir,
+  };
+}
+
+/** Maps each image folder to the file its projects are reported against (image.json when it exists). */
+function groupFilesByImage(files: readonly string[]): Map<string, string> {
+  const byImage = new Map<string, string>();
+  for (const file of [...files].sort()) {
+    const imageRoot = file.split('/').slice(0, 2).join('/');
+    if (file === `${imageRoot}/${IMAGE_CONFIG_FILE}` || !byImage.has(imageRoot)) byImage.set(imageRoot, file);
+  }
+  return byImage;
+}
+
+function scriptModes(workspaceRoot: string, files: readonly string[], imageRoot: string): string {
+  return files
+    .filter((file) => file.startsWith(`${imageRoot}/`) && !file.endsWith(IMAGE_CONFIG_FILE))
+    .map((file) => `${file}:${(statSync(path.join(workspaceRoot, file)).mode & 0o111) !== 0}`)
+    .join(',');
+}
+
+/** The Nx projects of one image: one per layer, chained, plus the image project. */
+export function inferImageNodes(image: ImageInfo, options: NormalizedOptions): ImageNodes {
+  const layout = new ImageLayout(image.name, options.distDir);
+  const imageProject = imageProjectName(image.name);
+  const projects: Record<string, ProjectConfiguration> = {};
+
+  let parentFile = layout.base;
+  let parentProject: string | undefined;
+  for (const layer of image.layers) {
+    const name = layerProjectName(image.name, layer.folder);
+    const output = layout.layer(layer.folder);
+    const hints = describeHints(layer.hints);
+    const build: TargetConfiguration = {
+      executor: 'vmlb:layer',
+      cache: !layer.hints.nocache,
+      dependsOn: [
+        parentProject
+          ? { target: options.buildTargetName, projects: [parentProject] }
+          : { target: options.baseTargetName, projects: [imageProject] },
+      ],
+      inputs: [
+        '{projectRoot}/**/*',
+        // The parent chain enters the hash through its small digest files,
+        // never through the qcow2 files themselves (Nx would read them whole).
+        // Transitive: an overlay records its parent's name, not its bytes, so
+        // a grandparent change must reach the hash directly.
+        { dependentTasksOutputFiles: '**/*.digest', transitive: true },
+      ],
+      outputs: [`{workspaceRoot}/${output}`, `{workspaceRoot}/${digestPathFor(output)}`],
+      options: {
+        image: image.name,
+        layer: layer.folder,
+        layerDir: layer.dir,
+        script: layer.script,
+        parent: parentFile,
+        output,
+        ...(image.config.rootPartition !== undefined ? { rootPartition: image.config.rootPartition } : {}),
+        // Part of the task hash (Nx hashes project configuration), so a new
+        // vmlb version, which may build layers differently, rebuilds them.
+        vmlbVersion: VMLB_VERSION,
+      },
+      metadata: {
+        technologies: ['vmlb'],
+        description:
+          `Build layer ${layer.folder} of image ${image.name}: run ${layer.kind} ` +
+          (layer.kind === 'build-layer' ? 'in a chroot of the image' : 'on the host against the disk') +
+          ` into ${output}` +
+          (hints.length ? ` (hints: ${hints.join(', ')})` : '') +
+          (layer.hints.nocache ? '; nocache: rebuilt on every run' : ''),
+        help: { command: `npx nx run ${name}:${options.buildTargetName} --help`, example: { options: { nbd: '/dev/nbd0' } } },
+      },
+    };
+    projects[layer.dir] = {
+      name,
+      root: layer.dir,
+      projectType: 'library',
+      tags: ['vmlb:layer', `vmlb:image:${image.name}`],
+      implicitDependencies: parentProject ? [parentProject] : [],
+      targets: { [options.buildTargetName]: build },
+      metadata: { description: `Layer ${layer.folder} of image ${image.name} (${layer.kind})`, technologies: ['vmlb'] },
+    };
+    parentFile = output;
+    parentProject = name;
+  }
+
+  const lastBuild = parentProject
+    ? { target: options.buildTargetName, projects: [parentProject] }
+    : { target: options.baseTargetName };
+  const chainOptions = {
+    image: image.name,
+    chain: parentFile,
+  };
+  projects[image.root] = {
+    name: imageProject,
+    root: image.root,
+    projectType: 'application',
+    tags: ['vmlb:image'],
+    implicitDependencies: parentProject ? [parentProject] : [],
+    metadata: {
+      description: `VM image ${image.name}: base ${describeBase(image)}, ${image.layers.length} layer(s)`,
+      technologies: ['vmlb'],
+    },
+    targets: {
+      [options.baseTargetName]: {
+        executor: 'vmlb:base',
+        cache: true,
+        inputs: [
+          { json: `{projectRoot}/${IMAGE_CONFIG_FILE}`, fields: ['base'] },
+          // A local base file is identified by size and modification time:
+          // hashing a multi-GB disk on every run would cost more than it saves.
+          ...(image.config.base.kind === 'path'
+            ? [{ runtime: `stat -L -c '%s %Y' ${shellQuote(resolveBasePath(image))}` }]
+            : []),
+        ],
+        outputs: [`{workspaceRoot}/${layout.base}`, `{workspaceRoot}/${digestPathFor(layout.base)}`],
+        options: {
+          image: image.name,
+          base: baseOption(image),
+          output: layout.base,
+          vmlbVersion: VMLB_VERSION,
+        },
+        metadata: {
+          technologies: ['vmlb'],
+          description: `Import the base disk of image ${image.name} (${describeBase(image)}) into ${layout.base}`,
+          help: { command: `npx nx run ${imageProject}:${options.baseTargetName} --help`, example: { options: {} } },
+        },
+      },
+      [options.buildTargetName]: {
+        executor: 'vmlb:image',
+        // Linking is instant; a flattened image belongs to the flatten target.
+        cache: false,
+        dependsOn: [lastBuild],
+        options: { ...chainOptions, output: layout.image, flatten: false },
+        metadata: {
+          technologies: ['vmlb'],
+          description: `Build every layer of image ${image.name} and link ${layout.image} to the last one (--flatten writes one standalone file instead)`,
+          help: { command: `npx nx run ${imageProject}:${options.buildTargetName} --help`, example: { options: { flatten: true } } },
+        },
+      },
+      [options.flattenTargetName]: {
+        executor: 'vmlb:flatten',
+        cache: false,
+        dependsOn: [lastBuild],
+        options: { ...chainOptions, output: path.posix.join(layout.dir, `${image.name}-flat.qcow2`), format: 'qcow2' },
+        metadata: {
+          technologies: ['vmlb'],
+          description: `Write image ${image.name} as one standalone disk file (qcow2, raw, vmdk, vhdx, vdi or vpc)`,
+          help: { command: `npx nx run ${imageProject}:${options.flattenTargetName} --help`, example: { options: { format: 'vmdk' } } },
+        },
+      },
+      [options.testBootTargetName]: {
+        executor: 'vmlb:test-boot',
+        cache: false,
+        dependsOn: [lastBuild],
+        options: {
+          image: image.name,
+          chain: parentFile,
+          cloudInitDir: path.posix.join(image.root, 'test-boot'),
+          ...image.config.testBoot,
+        },
+        metadata: {
+          technologies: ['vmlb'],
+          description: `Boot image ${image.name} under qemu without changing it: on the console when interactive, or --check for a scripted pass/fail`,
+          help: {
+            command: `npx nx run ${imageProject}:${options.testBootTargetName} --help`,
+            example: { options: { check: true, ssh: 'systemctl is-system-running --wait' } },
+          },
+        },
+      },
+      [options.layersTargetName]: {
+        executor: 'vmlb:layers',
+        cache: false,
+        options: { image: image.name, imageRoot: image.root, distDir: options.distDir },
+        metadata: {
+          technologies: ['vmlb'],
+          description: `List the layers of image ${image.name}: kind, hints, cache state and sizes (builds nothing)`,
+          help: { command: `npx nx run ${imageProject}:${options.layersTargetName} --help`, example: { options: { json: true } } },
+        },
+      },
+    },
+  };
+  return { projects, warnings: image.warnings };
+}
+
+function baseOption(image: ImageInfo): Record<string, string> {
+  const base = image.config.base;
+  switch (base.kind) {
+    case 'url':
+      return { url: base.url, sha256: base.sha256 };
+    case 'path':
+      return { path: resolveBasePath(image) };
+    case 'empty':
+      return { empty: base.size };
+  }
+}
+
+/** A base path as the executor and the hash see it: relative to the workspace, or absolute. */
+function resolveBasePath(image: ImageInfo): string {
+  const base = image.config.base;
+  if (base.kind !== 'path') throw new Error('not a path base');
+  return path.posix.isAbsolute(base.path) ? base.path : path.posix.normalize(path.posix.join(image.root, base.path));
+}
+
+function describeBase(image: ImageInfo): string {
+  const base = image.config.base;
+  switch (base.kind) {
+    case 'url':
+      return `download of ${base.url}`;
+    case 'path':
+      return `local disk ${resolveBasePath(image)}`;
+    case 'empty':
+      return `blank ${base.size} disk`;
+  }
+}
+
+function shellQuote(text: string): string {
+  return `'${text.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * Two images can never share a folder, hence never a name; but a layer
+ * project (`<image>-<NN_layer>`) can coincide with the image project of an
+ * image named `image` (`image-<NN_layer>`). Nx would merge or reject them
+ * with a confusing message; say what clashes and how to fix it.
+ */
+function findNameClashes(results: Array<readonly [string, CreateNodesResult]>): Array<[string, Error]> {
+  const owners = new Map<string, string>();
+  const clashes: Array<[string, Error]> = [];
+  for (const [file, result] of results) {
+    for (const [root, project] of Object.entries(result.projects ?? {})) {
+      const name = project.name!;
+      const other = owners.get(name);
+      if (other) {
+        clashes.push([
+          file,
+          new Error(`Project name '${name}' is inferred for both ${other} and ${root}. Rename one of the image folders.`),
+        ]);
+      } else {
+        owners.set(name, root);
+      }
+    }
+  }
+  return clashes;
+}
