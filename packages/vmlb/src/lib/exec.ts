@@ -26,6 +26,10 @@ export interface RunOptions {
   timeout?: number;
   /** Return non-zero exits instead of throwing. */
   reject?: boolean;
+  /** Aborting it stops the command (SIGTERM) — how a build passes on Ctrl-C. */
+  signal?: AbortSignal;
+  /** Run with exactly `env`, not the current environment plus `env`. */
+  cleanEnv?: boolean;
 }
 
 export interface RunResult {
@@ -45,6 +49,8 @@ export async function run(file: string, args: readonly string[], options: RunOpt
     env: options.env,
     input: options.input,
     timeout: options.timeout,
+    cancelSignal: options.signal,
+    extendEnv: !options.cleanEnv,
     reject: false,
     stripFinalNewline: true,
     ...(options.stream ? { stdout: ['pipe', 'inherit'], stderr: ['pipe', 'inherit'] } : {}),
@@ -60,7 +66,9 @@ export async function run(file: string, args: readonly string[], options: RunOpt
   const exitCode = result.exitCode ?? -1;
   if (result.failed && options.reject !== false) {
     const output = [stderr, stdout].filter(Boolean).join('\n');
-    const status = result.timedOut
+    const status = result.isCanceled
+      ? 'was stopped'
+      : result.timedOut
       ? `timed out after ${options.timeout} ms`
       : result.signal
         ? `was killed by ${result.signal}`

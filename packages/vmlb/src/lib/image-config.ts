@@ -78,40 +78,51 @@ function normalizeBase(base: { url?: string; sha256?: string; path?: string; emp
   return { kind: 'empty', size: base.empty!, bytes };
 }
 
+const BASE_KINDS = ['url', 'path', 'empty'] as const;
+
+const FIELD_HINTS: Record<string, string> = {
+  'base.sha256': 'base.sha256 must be 64 hexadecimal digits (the SHA-256 of the file as downloaded)',
+  'base.url': 'base.url must start with http://, https:// or file://',
+  'base.empty': 'base.empty must be a size such as "4G"',
+};
+
 /**
- * Turns Ajv's errors into lines a person can act on. The `base` field is a
- * oneOf of three shapes; Ajv reports every branch's complaint, so for it we
- * say which shapes exist instead of listing each branch's failures.
+ * Turns Ajv's errors into lines a person can act on. `base` is a oneOf of
+ * three shapes and Ajv reports every branch's complaint; the shape the user
+ * meant is the one whose key (url, path or empty) is present, so only that
+ * branch's complaints are shown.
  */
 function describeErrors(errors: ErrorObject[], raw: unknown): string {
   const lines = new Set<string>();
-  const baseFailed = errors.some((error) => error.instancePath === '/base' && error.keyword === 'oneOf');
+  const base = (raw as { base?: unknown }).base;
+  const baseKeys = base && typeof base === 'object' && !Array.isArray(base) ? Object.keys(base) : [];
+  const kinds = BASE_KINDS.filter((kind) => baseKeys.includes(kind));
+  const branch = kinds.length === 1 ? `#/properties/base/oneOf/${BASE_KINDS.indexOf(kinds[0])}/` : undefined;
   for (const error of errors) {
     const field = fieldName(error);
-    if (baseFailed && (field === 'base' || field.startsWith('base.'))) {
-      if (error.keyword === 'pattern' || error.keyword === 'type') {
-        if (field === 'base.sha256') lines.add(`  - base.sha256 must be 64 hexadecimal digits`);
-        else if (field === 'base.url') lines.add(`  - base.url must start with http://, https:// or file://`);
-        else if (field === 'base.empty') lines.add(`  - base.empty must be a size such as "4G"`);
-        else if (field !== 'base') lines.add(`  - ${field} ${error.message}`);
+    const inBase = error.schemaPath.startsWith('#/properties/base/');
+    if (inBase) {
+      if (error.keyword === 'oneOf') {
+        if (kinds.length !== 1) {
+          lines.add(
+            `  - base must have exactly one of url (with sha256), path or empty, e.g. {"empty": "4G"} (found: ${baseKeys.join(', ') || JSON.stringify(base)})`,
+          );
+        }
+        continue;
       }
-      continue;
+      if (!branch || !error.schemaPath.startsWith(branch)) continue;
     }
-    if (error.keyword === 'additionalProperties') {
+    if (FIELD_HINTS[field]) {
+      lines.add(`  - ${FIELD_HINTS[field]}`);
+    } else if (error.keyword === 'additionalProperties') {
       const extra = (error.params as { additionalProperty: string }).additionalProperty;
       lines.add(`  - ${field ? `${field}.` : ''}${extra} is not a known field`);
     } else if (error.keyword === 'required') {
-      lines.add(`  - ${field ? `${field}.` : ''}${(error.params as { missingProperty: string }).missingProperty} is required`);
+      const missing = (error.params as { missingProperty: string }).missingProperty;
+      lines.add(`  - ${field ? `${field}.` : ''}${missing} is required${field === 'base' && kinds.length === 1 ? ` with base.${kinds[0]}` : ''}`);
     } else {
       lines.add(`  - ${field || '(top level)'} ${error.message}`);
     }
-  }
-  if (baseFailed) {
-    const base = (raw as { base?: unknown }).base;
-    const keys = base && typeof base === 'object' ? Object.keys(base).join(', ') || 'no fields' : JSON.stringify(base);
-    lines.add(
-      `  - base must be exactly one of {"url": "...", "sha256": "<64 hex digits>"}, {"path": "disk.qcow2"} or {"empty": "4G"} (found: ${keys})`,
-    );
   }
   return [...lines].join('\n');
 }

@@ -145,7 +145,7 @@ export function inferImageNodes(image: ImageInfo, options: NormalizedOptions): I
       ],
       outputs: [`{workspaceRoot}/${output}`, `{workspaceRoot}/${digestPathFor(output)}`],
       options: {
-        image: image.name,
+        imageName: image.name,
         layer: layer.folder,
         layerDir: layer.dir,
         script: layer.script,
@@ -184,7 +184,7 @@ export function inferImageNodes(image: ImageInfo, options: NormalizedOptions): I
     ? { target: options.buildTargetName, projects: [parentProject] }
     : { target: options.baseTargetName };
   const chainOptions = {
-    image: image.name,
+    imageName: image.name,
     chain: parentFile,
   };
   projects[image.root] = {
@@ -211,7 +211,7 @@ export function inferImageNodes(image: ImageInfo, options: NormalizedOptions): I
         ],
         outputs: [`{workspaceRoot}/${layout.base}`, `{workspaceRoot}/${digestPathFor(layout.base)}`],
         options: {
-          image: image.name,
+          imageName: image.name,
           base: baseOption(image),
           output: layout.base,
           vmlbVersion: VMLB_VERSION,
@@ -250,7 +250,7 @@ export function inferImageNodes(image: ImageInfo, options: NormalizedOptions): I
         cache: false,
         dependsOn: [lastBuild],
         options: {
-          image: image.name,
+          imageName: image.name,
           chain: parentFile,
           cloudInitDir: path.posix.join(image.root, 'test-boot'),
           ...image.config.testBoot,
@@ -267,7 +267,7 @@ export function inferImageNodes(image: ImageInfo, options: NormalizedOptions): I
       [options.layersTargetName]: {
         executor: 'vmlb:layers',
         cache: false,
-        options: { image: image.name, imageRoot: image.root, distDir: options.distDir },
+        options: { imageName: image.name, imageRoot: image.root, distDir: options.distDir },
         metadata: {
           technologies: ['vmlb'],
           description: `List the layers of image ${image.name}: kind, hints, cache state and sizes (builds nothing)`,

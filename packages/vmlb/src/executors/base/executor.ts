@@ -1,0 +1,51 @@
+import type { ExecutorContext } from '@nx/devkit';
+import * as path from 'node:path';
+import { type BaseSource, defaultDownloadCache, importBase } from '../../lib/base-import';
+import { reportFailure } from '../../lib/executor-errors';
+import { checkPrerequisites } from '../../lib/prerequisites';
+import type { BaseExecutorSchema } from './schema';
+
+export interface NormalizedBaseOptions {
+  imageName: string;
+  source: BaseSource;
+  output: string;
+  downloadCache: string;
+}
+
+export function normalizeOptions(options: BaseExecutorSchema, workspaceRoot: string, env: NodeJS.ProcessEnv = process.env): NormalizedBaseOptions {
+  const { url, sha256, path: basePath, empty } = options.base;
+  const kinds = [url, basePath, empty].filter((value) => value !== undefined).length;
+  if (kinds !== 1) {
+    throw new Error(`Image ${options.imageName}: base must have exactly one of url (with sha256), path or empty; got ${JSON.stringify(options.base)}.`);
+  }
+  let source: BaseSource;
+  if (url !== undefined) {
+    if (!sha256 || !/^[0-9a-fA-F]{64}$/.test(sha256)) {
+      throw new Error(`Image ${options.imageName}: base.url needs base.sha256 (64 hexadecimal digits); got '${sha256 ?? ''}'.`);
+    }
+    source = { url, sha256: sha256.toLowerCase() };
+  } else if (basePath !== undefined) {
+    source = { path: basePath };
+  } else {
+    source = { empty: empty! };
+  }
+  return {
+    imageName: options.imageName,
+    source,
+    output: path.resolve(workspaceRoot, options.output),
+    downloadCache: options.downloadCache ? path.resolve(workspaceRoot, options.downloadCache) : defaultDownloadCache(env),
+  };
+}
+
+export default async function baseExecutor(options: BaseExecutorSchema, context: ExecutorContext): Promise<{ success: boolean }> {
+  return reportFailure(async () => {
+    const normalized = normalizeOptions(options, context.root);
+    checkPrerequisites(['qemu-img'], { fuse: false });
+    const { digest } = await importBase(normalized.source, normalized.output, {
+      downloadCache: normalized.downloadCache,
+      log: (message) => console.log(message),
+      workspaceRoot: context.root,
+    });
+    console.log(`vmlb: base of image ${normalized.imageName} ready (digest ${digest.slice(0, 12)})`);
+  });
+}

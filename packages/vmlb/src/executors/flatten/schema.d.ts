@@ -1,0 +1,8 @@
+export interface FlattenExecutorSchema {
+  imageName: string;
+  chain: string;
+  output: string;
+  format?: 'qcow2' | 'raw' | 'vmdk' | 'vhdx' | 'vdi' | 'vpc';
+  compress?: boolean;
+  ova?: boolean;
+}

@@ -1,0 +1,44 @@
+import { existsSync, lstatSync, renameSync, rmSync, symlinkSync } from 'node:fs';
+import * as path from 'node:path';
+import type { ExecutorContext } from '@nx/devkit';
+import { reportFailure } from '../../lib/executor-errors';
+import { checkPrerequisites } from '../../lib/prerequisites';
+import { flattenChain } from '../../lib/qcow2-flatten';
+import type { ImageExecutorSchema } from './schema';
+
+export function normalizeOptions(options: ImageExecutorSchema, workspaceRoot: string) {
+  return {
+    imageName: options.imageName,
+    chain: path.resolve(workspaceRoot, options.chain),
+    output: path.resolve(workspaceRoot, options.output),
+    flatten: options.flatten ?? false,
+  };
+}
+
+export default async function imageExecutor(options: ImageExecutorSchema, context: ExecutorContext): Promise<{ success: boolean }> {
+  return reportFailure(async () => {
+    const { imageName, chain, output, flatten } = normalizeOptions(options, context.root);
+    if (!existsSync(chain)) throw new Error(`Image ${imageName}: the top of its chain ${options.chain} does not exist; build its layers first.`);
+    if (flatten) {
+      checkPrerequisites(['qemu-img'], { fuse: false });
+      await flattenChain(chain, output);
+      console.log(`vmlb: image ${imageName} flattened into ${options.output} (standalone, no backing file)`);
+      return;
+    }
+    // A relative link in the same folder stays valid when dist/ is moved or restored from a cache.
+    const temporary = `${output}.${process.pid}.link`;
+    rmSync(temporary, { force: true });
+    symlinkSync(path.relative(path.dirname(output), chain), temporary);
+    if (existsSync(output) || isLink(output)) rmSync(output, { force: true });
+    renameSync(temporary, output);
+    console.log(`vmlb: image ${imageName}: ${options.output} -> ${path.basename(chain)}`);
+  });
+}
+
+function isLink(file: string): boolean {
+  try {
+    return lstatSync(file).isSymbolicLink();
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,6 @@
+export interface ImageExecutorSchema {
+  imageName: string;
+  chain: string;
+  output: string;
+  flatten?: boolean;
+}

@@ -1,0 +1,11 @@
+export interface LayerExecutorSchema {
+  imageName: string;
+  layer: string;
+  layerDir: string;
+  script: string;
+  parent: string;
+  output: string;
+  rootPartition?: number;
+  nbd?: string;
+  vmlbVersion?: string;
+}

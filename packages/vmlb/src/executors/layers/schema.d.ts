@@ -1,0 +1,6 @@
+export interface LayersExecutorSchema {
+  imageName: string;
+  imageRoot: string;
+  distDir: string;
+  json?: boolean;
+}

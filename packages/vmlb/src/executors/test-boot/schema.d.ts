@@ -1,0 +1,13 @@
+export interface TestBootExecutorSchema {
+  imageName: string;
+  chain: string;
+  image?: string;
+  cloudInitDir?: string;
+  check?: boolean;
+  expect?: string;
+  timeout?: number;
+  ssh?: string;
+  memory?: string;
+  cpus?: number;
+  sshPort?: number;
+}

@@ -1,0 +1,179 @@
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream, existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { homedir } from 'node:os';
+import * as path from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { fileURLToPath } from 'node:url';
+import { createGunzip } from 'node:zlib';
+import { execa } from 'execa';
+import { chainDigest, writeDigest } from './digest';
+import { digestPathFor } from './dist-layout';
+import type { Log } from './disk-attach';
+import { createBlank, convertToQcow2, imageInfo, type SourceFormat } from './qcow2';
+import { formatBytes, formatDuration, parseSize } from './units';
+
+/** The digest a base's chain digest starts from (a base has no parent). */
+export const ROOT_DIGEST = '0'.repeat(64);
+
+export type BaseSource = { url: string; sha256: string } | { path: string } | { empty: string };
+
+/** The folder that keeps verified downloads by sha256: VMLB_DOWNLOAD_CACHE, else $XDG_CACHE_HOME/vmlb/downloads. */
+export function defaultDownloadCache(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.VMLB_DOWNLOAD_CACHE) return env.VMLB_DOWNLOAD_CACHE;
+  return path.join(env.XDG_CACHE_HOME || path.join(homedir(), '.cache'), 'vmlb', 'downloads');
+}
+
+/**
+ * Imports a base disk into `output` (qcow2) and writes its digest beside
+ * it. The result is written under a temporary name and renamed, so a failed
+ * or interrupted import leaves nothing that looks like a base.
+ */
+export async function importBase(source: BaseSource, output: string, options: { downloadCache: string; log: Log; workspaceRoot: string }) {
+  mkdirSync(path.dirname(output), { recursive: true });
+  const partial = path.join(path.dirname(output), `.${path.basename(output)}.partial`);
+  rmSync(partial, { force: true });
+  try {
+    if ('empty' in source) {
+      const bytes = parseSize(source.empty);
+      if (bytes === undefined) throw new Error(`base.empty '${source.empty}' is not a disk size; use e.g. 4G.`);
+      await createBlank(partial, bytes);
+      options.log(`vmlb: blank ${formatBytes(bytes)} base disk`);
+    } else if ('path' in source) {
+      const file = path.resolve(options.workspaceRoot, source.path);
+      if (!existsSync(file)) throw new Error(`base.path ${source.path} does not exist (resolved to ${file}).`);
+      await convertDisk(file, partial, options.log);
+    } else {
+      const download = await fetchVerified(source.url, source.sha256, options.downloadCache, options.log);
+      await convertDisk(download, partial, options.log);
+    }
+    const digest = await chainDigest(ROOT_DIGEST, partial);
+    renameSync(partial, output);
+    await writeDigest(digestPathFor(output), digest);
+    return { digest };
+  } catch (error) {
+    rmSync(partial, { force: true });
+    throw error;
+  }
+}
+
+const COMPRESSED: Record<string, string[] | 'gzip'> = { '.xz': ['xz', '-dc'], '.gz': 'gzip', '.zst': ['zstd', '-dc'] };
+
+/** Decompresses (by file name) and converts any disk qemu-img reads into a standalone qcow2. */
+async function convertDisk(file: string, output: string, log: Log): Promise<void> {
+  const extension = path.extname(file.replace(/\.sha256-[0-9a-f]+$/, ''));
+  let disk = file;
+  let temporary: string | undefined;
+  const decompressor = COMPRESSED[extension];
+  if (decompressor) {
+    temporary = `${output}.decompressed`;
+    log(`vmlb: decompressing ${path.basename(file)}`);
+    if (decompressor === 'gzip') {
+      await pipeline(createReadStream(file), createGunzip(), createWriteStream(temporary));
+    } else {
+      await execa(decompressor[0], [...decompressor.slice(1), file], { stdout: { file: temporary } });
+    }
+    disk = temporary;
+  }
+  try {
+    const info = await imageInfo(disk);
+    log(`vmlb: importing ${info.format} disk of ${formatBytes(info.virtualSize)}`);
+    await convertToQcow2(disk, output, { sourceFormat: info.format as SourceFormat, progress: true });
+  } finally {
+    if (temporary) rmSync(temporary, { force: true });
+  }
+}
+
+/**
+ * Returns a local copy of `url` whose sha256 is `sha256`, downloading it
+ * only when the cache does not hold it yet. Images that share a base (same
+ * sha256) share the download. A mismatch keeps nothing.
+ */
+export async function fetchVerified(url: string, sha256: string, cacheDir: string, log: Log): Promise<string> {
+  const name = path.basename(new URL(url).pathname) || 'download';
+  const cached = path.join(cacheDir, `${sha256}-${name}`);
+  if (existsSync(cached)) {
+    log(`vmlb: using ${name} from the download cache (${cacheDir})`);
+    return cached;
+  }
+  mkdirSync(cacheDir, { recursive: true });
+  const partial = `${cached}.${process.pid}.partial`;
+  const hash = createHash('sha256');
+  try {
+    const { body, size } = await openUrl(url);
+    const progress = new ProgressReporter(name, size, log);
+    await pipeline(
+      body,
+      new Transform({
+        transform(chunk: Buffer, _encoding, callback) {
+          hash.update(chunk);
+          progress.add(chunk.length);
+          callback(null, chunk);
+        },
+      }),
+      createWriteStream(partial),
+    );
+    progress.done();
+    const actual = hash.digest('hex');
+    if (actual !== sha256.toLowerCase()) {
+      throw new Error(`sha256 mismatch for ${url}:\n  expected ${sha256.toLowerCase()} (image.json base.sha256)\n  actual   ${actual}\nNothing was kept. Check the URL, or update base.sha256 if the file was meant to change.`);
+    }
+    renameSync(partial, cached);
+    return cached;
+  } catch (error) {
+    rmSync(partial, { force: true });
+    throw error;
+  }
+}
+
+async function openUrl(url: string): Promise<{ body: Readable; size?: number }> {
+  const parsed = new URL(url);
+  if (parsed.protocol === 'file:') {
+    const file = fileURLToPath(parsed);
+    if (!existsSync(file)) throw new Error(`Cannot download ${url}: ${file} does not exist.`);
+    return { body: createReadStream(file), size: statSync(file).size };
+  }
+  let response: Response;
+  try {
+    response = await fetch(url, { redirect: 'follow' });
+  } catch (error) {
+    const cause = (error as { cause?: Error }).cause;
+    throw new Error(`Cannot download ${url}: ${cause?.message ?? (error as Error).message}`);
+  }
+  if (!response.ok || !response.body) {
+    throw new Error(`Cannot download ${url}: the server answered ${response.status} ${response.statusText}.`);
+  }
+  const length = Number(response.headers.get('content-length'));
+  return { body: Readable.fromWeb(response.body as import('node:stream/web').ReadableStream), size: Number.isFinite(length) && length > 0 ? length : undefined };
+}
+
+/** Prints bytes, rate and ETA at most once a second (and once at the end). */
+class ProgressReporter {
+  private received = 0;
+  private readonly started = Date.now();
+  private lastReport = 0;
+
+  constructor(
+    private readonly name: string,
+    private readonly size: number | undefined,
+    private readonly log: Log,
+  ) {}
+
+  add(bytes: number): void {
+    this.received += bytes;
+    if (Date.now() - this.lastReport >= 1000) this.report();
+  }
+
+  done(): void {
+    this.report();
+  }
+
+  private report(): void {
+    this.lastReport = Date.now();
+    const seconds = Math.max((Date.now() - this.started) / 1000, 0.001);
+    const rate = this.received / seconds;
+    const total = this.size ? ` of ${formatBytes(this.size)} (${Math.floor((this.received / this.size) * 100)} %)` : '';
+    const eta = this.size && rate > 0 && this.received < this.size ? `, ${formatDuration(((this.size - this.received) / rate) * 1000)} left` : '';
+    this.log(`vmlb: ${this.name}: ${formatBytes(this.received)}${total} at ${formatBytes(rate)}/s${eta}`);
+  }
+}

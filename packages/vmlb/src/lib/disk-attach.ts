@@ -1,0 +1,221 @@
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { run } from './exec';
+import { attachLoop, detachLoop, isMounted, listLoopDevices, mountsUnder, unmount } from './mounts';
+import type { PartitionSelection } from './partition-table';
+import { commandLineOf, isAlive, stopProcess } from './processes';
+import { type AttachState, WorkDir } from './work-dir';
+
+export type Log = (message: string) => void;
+
+export interface AttachOptions {
+  /** The qcow2 to open read-write (its backing chain is opened read-only by qemu). */
+  overlay: string;
+  workDir: WorkDir;
+  /** Use qemu-nbd on this device instead of a FUSE export. */
+  nbdDevice?: string;
+  log: Log;
+}
+
+/** qemu's option syntax separates with commas; a comma inside a value is doubled. */
+function qemuValue(value: string): string {
+  return value.replace(/,/g, ',,');
+}
+
+/**
+ * A qcow2 opened read-write as a raw block view, without nbd:
+ * qemu-storage-daemon exports it through FUSE onto a regular file, and loop
+ * devices give the kernel block devices on that file (the whole disk, or one
+ * partition at its offset, since `losetup -P` creates no partition nodes on
+ * the hosts vmlb targets). With `nbdDevice`, qemu-nbd serves it instead.
+ *
+ * Every resource is written to the work folder's state file before it is
+ * taken, so `close()` — or, after a SIGKILL, `releaseLeftovers()` in the
+ * next build — releases exactly what this attachment took.
+ */
+export class AttachedDisk {
+  private state: AttachState;
+
+  private constructor(
+    private readonly options: AttachOptions,
+    /** Path of the raw whole-disk view (the FUSE export file or the nbd device). */
+    readonly rawDisk: string,
+    state: AttachState,
+  ) {
+    this.state = state;
+  }
+
+  static async open(options: AttachOptions): Promise<AttachedDisk> {
+    const { workDir } = options;
+    mkdirSync(workDir.dir, { recursive: true });
+    const state: AttachState = { owner: process.pid, loopDevices: [], mounts: [], partialFile: options.overlay };
+    workDir.writeState(state);
+    if (options.nbdDevice) {
+      const disk = new AttachedDisk(options, options.nbdDevice, state);
+      try {
+        await disk.connectNbd(options.nbdDevice);
+      } catch (error) {
+        await disk.close();
+        throw error;
+      }
+      return disk;
+    }
+    const disk = new AttachedDisk(options, workDir.exportFile, state);
+    try {
+      await disk.startFuseExport();
+    } catch (error) {
+      await disk.close();
+      throw error;
+    }
+    return disk;
+  }
+
+  private record(change: (state: AttachState) => void): void {
+    change(this.state);
+    this.options.workDir.writeState(this.state);
+  }
+
+  private async startFuseExport(): Promise<void> {
+    const { workDir, overlay } = this.options;
+    // The FUSE export mounts over an existing regular file.
+    writeFileSync(workDir.exportFile, '');
+    const pidFile = path.join(workDir.dir, 'qemu-storage-daemon.pid');
+    // --daemonize returns once the export is mounted, so no polling is needed;
+    // the daemon's PID comes from its pid file.
+    await run('qemu-storage-daemon', [
+      '--blockdev',
+      `driver=file,node-name=file0,filename=${qemuValue(overlay)}`,
+      '--blockdev',
+      'driver=qcow2,node-name=disk0,file=file0',
+      '--export',
+      `type=fuse,id=export0,node-name=disk0,mountpoint=${qemuValue(workDir.exportFile)},writable=on`,
+      '--pidfile',
+      pidFile,
+      '--daemonize',
+    ]);
+    const daemonPid = Number(readFileSync(pidFile, 'utf8').trim());
+    this.record((state) => (state.daemonPid = daemonPid));
+    if (!isMounted(workDir.exportFile)) {
+      throw new Error(`qemu-storage-daemon (pid ${daemonPid}) started but ${workDir.exportFile} is not a FUSE mount.`);
+    }
+  }
+
+  private async connectNbd(device: string): Promise<void> {
+    if (!existsSync(device)) {
+      throw new Error(
+        `${device} does not exist: the nbd kernel module is not loaded. Load it with 'modprobe nbd max_part=16', ` +
+          `or leave out --nbd (and VMLB_NBD) to attach disks through a qemu-storage-daemon FUSE export.`,
+      );
+    }
+    this.record((state) => (state.nbdDevice = device));
+    await run('qemu-nbd', ['--connect', device, '--format', 'qcow2', '--cache', 'writeback', this.options.overlay]);
+  }
+
+  /** A loop device on the whole disk (for modify-disk scripts, which may repartition it). */
+  async wholeDiskDevice(): Promise<string> {
+    if (this.options.nbdDevice) return this.options.nbdDevice;
+    return this.loop();
+  }
+
+  /** A loop device on one byte range of the disk (a partition). */
+  async loop(range?: { offset: number; size: number }): Promise<string> {
+    const device = await attachLoop(this.rawDisk, range);
+    this.record((state) => state.loopDevices.push(device));
+    return device;
+  }
+
+  /** Mounts a partition (or the whole disk) at a mount point, read-write. */
+  async mount(selection: PartitionSelection, mountPoint: string, options: { readOnly?: boolean } = {}): Promise<void> {
+    mkdirSync(mountPoint, { recursive: true });
+    const device = await this.loop({ offset: selection.start, size: selection.size });
+    this.record((state) => state.mounts.push(mountPoint));
+    await run('mount', [...(options.readOnly ? ['-o', 'ro'] : []), device, mountPoint]);
+  }
+
+  /**
+   * Releases everything, newest first, and never stops half-way: a step that
+   * fails is reported and the next one still runs. The daemon is stopped
+   * with SIGTERM and waited for, because it flushes the qcow2 as it exits.
+   */
+  async close(): Promise<void> {
+    const problems = await releaseState(this.state, this.options.workDir, this.options.log);
+    this.options.workDir.remove();
+    if (problems.length) throw new Error(`Releasing the disk left problems:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  }
+}
+
+async function releaseState(state: AttachState, workDir: WorkDir, log: Log): Promise<string[]> {
+  const problems: string[] = [];
+  const attempt = async (what: string, step: () => Promise<unknown>) => {
+    try {
+      await step();
+    } catch (error) {
+      problems.push(`${what}: ${(error as Error).message}`);
+    }
+  };
+  for (const mountPoint of [...mountsUnder(workDir.rootDir), ...[...state.mounts].reverse()]) {
+    await attempt(`unmount ${mountPoint}`, () => unmount(mountPoint));
+  }
+  for (const device of [...state.loopDevices].reverse()) {
+    await attempt(`detach ${device}`, () => detachLoop(device));
+  }
+  if (state.nbdDevice) {
+    await attempt(`disconnect ${state.nbdDevice}`, () => run('qemu-nbd', ['--disconnect', state.nbdDevice!]));
+  }
+  if (state.daemonPid !== undefined) {
+    const pid = state.daemonPid;
+    // Only a daemon that serves this work folder's export is ours to stop.
+    const commandLine = commandLineOf(pid)?.join(' ') ?? '';
+    if (isAlive(pid) && commandLine.includes(workDir.exportFile)) {
+      await attempt(`stop qemu-storage-daemon (pid ${pid})`, async () => {
+        const outcome = await stopProcess(pid);
+        if (outcome === 'killed') log(`vmlb: qemu-storage-daemon (pid ${pid}) did not stop on SIGTERM and was killed.`);
+      });
+    }
+  }
+  // A stopped daemon leaves its FUSE mount behind as a dead endpoint.
+  await attempt(`unmount ${workDir.exportFile}`, () => unmount(workDir.exportFile));
+  return problems;
+}
+
+/**
+ * Finds what an earlier, killed build of the same layer left attached under
+ * its work folder (mounts, loop devices on its export file, its daemon),
+ * releases it, and says what it released. Throws when that build is still
+ * running.
+ */
+export async function releaseLeftovers(workDir: WorkDir, log: Log): Promise<string[]> {
+  if (!workDir.exists()) return [];
+  const state = workDir.readState();
+  if (state && state.owner !== process.pid && isAlive(state.owner)) {
+    throw new Error(
+      `Another vmlb build (pid ${state.owner}) is building this layer right now (work folder ${workDir.dir}). ` +
+        `Wait for it to finish, or stop it.`,
+    );
+  }
+  const released: string[] = [];
+  const mounts = [...new Set([...mountsUnder(workDir.rootDir), ...(state?.mounts ?? []).filter(isMounted)])];
+  const loops = (await listLoopDevices()).filter((loop) => loop.backFile === workDir.exportFile).map((loop) => loop.name);
+  const daemonAlive =
+    state?.daemonPid !== undefined && isAlive(state.daemonPid) && (commandLineOf(state.daemonPid)?.join(' ') ?? '').includes(workDir.exportFile);
+  const exportMounted = isMounted(workDir.exportFile);
+  mounts.forEach((mountPoint) => released.push(`unmounted ${mountPoint}`));
+  loops.forEach((device) => released.push(`detached ${device}`));
+  if (state?.nbdDevice) released.push(`disconnected ${state.nbdDevice}`);
+  if (daemonAlive) released.push(`stopped qemu-storage-daemon (pid ${state!.daemonPid})`);
+  if (exportMounted) released.push(`unmounted ${workDir.exportFile}`);
+  const problems = await releaseState(
+    { owner: state?.owner ?? 0, loopDevices: loops, mounts, nbdDevice: state?.nbdDevice, daemonPid: daemonAlive ? state!.daemonPid : undefined },
+    workDir,
+    log,
+  );
+  if (state?.partialFile && existsSync(state.partialFile)) {
+    rmSync(state.partialFile, { force: true });
+    released.push(`removed ${state.partialFile}`);
+  }
+  if (problems.length) {
+    throw new Error(`Could not release what an interrupted build left under ${workDir.dir}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  }
+  workDir.remove();
+  return released;
+}

@@ -1,0 +1,55 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { ImageConfigError, parseImageConfig, readImageConfig } from './image-config';
+
+const parse = (value: unknown) => parseImageConfig(JSON.stringify(value), 'images/x/image.json');
+const SHA = 'a'.repeat(64);
+
+describe('parseImageConfig', () => {
+  it('normalises each kind of base', () => {
+    expect(parse({ base: { url: 'https://example.org/disk.qcow2', sha256: SHA.toUpperCase() } })).toEqual({
+      base: { kind: 'url', url: 'https://example.org/disk.qcow2', sha256: SHA },
+      testBoot: {},
+    });
+    expect(parse({ base: { path: '../disks/debian.qcow2' } }).base).toEqual({ kind: 'path', path: '../disks/debian.qcow2' });
+    expect(parse({ base: { empty: '4G' } }).base).toEqual({ kind: 'empty', size: '4G', bytes: 4 * 1024 ** 3 });
+  });
+
+  it('keeps rootPartition and test-boot settings', () => {
+    const config = parse({ base: { empty: '1G' }, rootPartition: 2, testBoot: { memory: '2G', cpus: 2, sshPort: 2222 } });
+    expect(config.rootPartition).toBe(2);
+    expect(config.testBoot).toEqual({ memory: '2G', cpus: 2, sshPort: 2222 });
+  });
+
+  it.each<[string, unknown, string]>([
+    ['not JSON', undefined, 'images/x/image.json is not valid JSON'],
+    ['no base', {}, '  - base is required'],
+    ['unknown top-level field', { base: { empty: '1G' }, bsae: 1 }, '  - bsae is not a known field'],
+    ['url without sha256', { base: { url: 'https://x/y.img' } }, '  - base.sha256 is required with base.url'],
+    ['short sha256', { base: { url: 'https://x/y.img', sha256: 'abc' } }, '  - base.sha256 must be 64 hexadecimal digits'],
+    ['ftp url', { base: { url: 'ftp://x/y.img', sha256: SHA } }, '  - base.url must start with http://, https:// or file://'],
+    ['two kinds', { base: { empty: '1G', path: 'a.qcow2' } }, '  - base must have exactly one of url (with sha256), path or empty'],
+    ['unknown kind', { base: { docker: 'debian' } }, '(found: docker)'],
+    ['bad size', { base: { empty: 'large' } }, '  - base.empty must be a size such as "4G"'],
+    ['extra field in base', { base: { empty: '1G', format: 'raw' } }, '  - base.format is not a known field'],
+    ['rootPartition 0', { base: { empty: '1G' }, rootPartition: 0 }, '  - rootPartition must be >= 1'],
+    ['testBoot typo', { base: { empty: '1G' }, testBoot: { memroy: '1G' } }, '  - testBoot.memroy is not a known field'],
+  ])('rejects %s, naming the file and the field', (_label, value, message) => {
+    const text = value === undefined ? '{ base: ' : JSON.stringify(value);
+    expect(() => parseImageConfig(text, 'images/x/image.json')).toThrow(ImageConfigError);
+    expect(() => parseImageConfig(text, 'images/x/image.json')).toThrow(message);
+    expect(() => parseImageConfig(text, 'images/x/image.json')).toThrow(/^images\/x\/image\.json /);
+  });
+});
+
+describe('readImageConfig', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'vmlb-image-config-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('reads a file and says which file is missing', () => {
+    writeFileSync(path.join(dir, 'image.json'), '{"base": {"empty": "2G"}}');
+    expect(readImageConfig(path.join(dir, 'image.json'), 'images/y/image.json').base).toMatchObject({ kind: 'empty' });
+    expect(() => readImageConfig(path.join(dir, 'nope.json'), 'images/z/image.json')).toThrow(/^images\/z\/image\.json: cannot be read/);
+  });
+});

@@ -1,0 +1,136 @@
+import { existsSync, renameSync, rmSync } from 'node:fs';
+import * as path from 'node:path';
+import { blockServiceStarts, runInChroot, scriptEnvironment } from './chroot';
+import { chainDigest, readDigest, writeDigest } from './digest';
+import { digestPathFor } from './dist-layout';
+import { AttachedDisk, type Log, releaseLeftovers } from './disk-attach';
+import { run, tail } from './exec';
+import type { ScriptHints, ScriptKind } from './hints';
+import { readPartitionTable, selectPartition, selectRootPartition } from './partition-table';
+import { backingChain, createOverlay } from './qcow2';
+import { formatDuration } from './units';
+import { WorkDir } from './work-dir';
+
+/** Everything needed to build one layer; every path absolute. */
+export interface LayerBuildPlan {
+  imageName: string;
+  layer: string;
+  layerDir: string;
+  script: string;
+  kind: ScriptKind;
+  hints: ScriptHints;
+  parent: string;
+  output: string;
+  rootPartition?: number;
+  nbdDevice?: string;
+}
+
+/** A layer script failed; the message names image, layer, script, exit code and the output's last lines. */
+export class LayerScriptError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'LayerScriptError';
+  }
+}
+
+/** Path of the overlay while it is being written; renamed to the output only on success. */
+export function partialPathFor(output: string): string {
+  return path.join(path.dirname(output), `.${path.basename(output)}.partial`);
+}
+
+/**
+ * Builds one layer: a new overlay on the parent, attached read-write, the
+ * script run against it, everything detached, then the overlay and its
+ * digest moved into place. On any failure, or when `signal` aborts, nothing
+ * is left: no output, no partial file, no mount, loop device or daemon.
+ */
+export async function buildLayer(plan: LayerBuildPlan, log: Log, signal?: AbortSignal): Promise<{ digest: string }> {
+  const started = Date.now();
+  const workDir = WorkDir.forLayer(path.dirname(plan.output), plan.layer);
+  const released = await releaseLeftovers(workDir, log);
+  if (released.length) log(`vmlb: cleaned up after an interrupted build of ${plan.layer}: ${released.join(', ')}`);
+
+  const parentDigestPath = digestPathFor(plan.parent);
+  if (!existsSync(plan.parent) || !existsSync(parentDigestPath)) {
+    throw new Error(
+      `Layer ${plan.layer} of image ${plan.imageName} builds on ${plan.parent}${existsSync(plan.parent) ? ` (its digest ${parentDigestPath} is missing)` : ''}, which does not exist. ` +
+        `Build the layers below it first: nx build image-${plan.imageName}`,
+    );
+  }
+  // Fails early, naming the file, when a file of the chain is missing or corrupt.
+  await backingChain(plan.parent);
+  const parentDigest = await readDigest(parentDigestPath);
+
+  const partial = partialPathFor(plan.output);
+  rmSync(partial, { force: true });
+  await createOverlay(plan.parent, partial, { size: plan.hints.diskSize });
+  let disk: AttachedDisk | undefined;
+  try {
+    disk = await AttachedDisk.open({ overlay: partial, workDir, nbdDevice: plan.nbdDevice, log });
+    const attachedAt = Date.now();
+    const result = plan.kind === 'modify-disk' ? await runModifyDisk(plan, disk, partial, signal) : await runBuildLayer(plan, disk, workDir, signal);
+    const scriptTime = Date.now() - attachedAt;
+    if (signal?.aborted) throw new Error(`Build of layer ${plan.layer} of image ${plan.imageName} was interrupted.`);
+    if (result.exitCode !== 0) {
+      const output = [result.stdout, result.stderr].filter(Boolean).join('\n');
+      throw new LayerScriptError(
+        `Layer ${plan.layer} of image ${plan.imageName}: ${path.relative(process.cwd(), plan.script) || plan.script} exited with code ${result.exitCode}.` +
+          (output ? `\nLast lines of its output:\n${tail(output, 20)}` : ''),
+      );
+    }
+    await disk.close();
+    disk = undefined;
+    log(`vmlb: ${plan.kind} ran in ${formatDuration(scriptTime)}`);
+  } catch (error) {
+    if (disk) await disk.close().catch((closeError: Error) => log(`vmlb: ${closeError.message}`));
+    rmSync(partial, { force: true });
+    throw error;
+  }
+
+  const digest = await chainDigest(parentDigest, partial);
+  const digestPath = digestPathFor(plan.output);
+  rmSync(digestPath, { force: true });
+  renameSync(partial, plan.output);
+  await writeDigest(digestPath, digest);
+  log(`vmlb: layer ${plan.layer} built in ${formatDuration(Date.now() - started)} (digest ${digest.slice(0, 12)})`);
+  return { digest };
+}
+
+async function runBuildLayer(plan: LayerBuildPlan, disk: AttachedDisk, workDir: WorkDir, signal?: AbortSignal) {
+  const table = await readPartitionTable(disk.rawDisk);
+  const diskLabel = `the disk of image ${plan.imageName} at layer ${plan.layer}`;
+  const root = selectRootPartition(table, plan.rootPartition, diskLabel);
+  const partitionMounts = plan.hints.partitionMounts.map((hint) => {
+    const selection = selectPartition(table, hint.partition, diskLabel);
+    return { device: disk.rawDisk, offset: selection.start, size: selection.size, target: hint.target };
+  });
+  await disk.mount(root, workDir.rootDir);
+  const restoreServices = blockServiceStarts(workDir.rootDir);
+  try {
+    return await runInChroot({
+      root: workDir.rootDir,
+      layerDir: plan.layerDir,
+      scriptName: path.basename(plan.script),
+      bindMounts: plan.hints.bindMounts,
+      partitionMounts,
+      env: scriptEnvironment(plan.imageName, plan.layer),
+      signal,
+    });
+  } finally {
+    restoreServices();
+  }
+}
+
+async function runModifyDisk(plan: LayerBuildPlan, disk: AttachedDisk, target: string, signal?: AbortSignal) {
+  const device = await disk.wholeDiskDevice();
+  // Its own mount and PID namespaces: whatever the script mounts or leaves
+  // running is dropped with it, even when it is killed.
+  return run('unshare', ['--mount', '--propagation', 'private', '--pid', '--fork', '--kill-child', '--', plan.script, plan.parent, target, device], {
+    cwd: plan.layerDir,
+    env: { ...scriptEnvironment(plan.imageName, plan.layer), HOME: process.env.HOME ?? '/root' },
+    cleanEnv: true,
+    stream: true,
+    reject: false,
+    signal,
+  });
+}

@@ -1,0 +1,80 @@
+import { accessSync, constants, existsSync } from 'node:fs';
+import * as path from 'node:path';
+
+/** A host tool vmlb runs, and the Debian package that provides it. */
+interface Tool {
+  command: string;
+  debianPackage: string;
+  fedoraPackage: string;
+}
+
+const TOOLS = {
+  'qemu-img': { command: 'qemu-img', debianPackage: 'qemu-utils', fedoraPackage: 'qemu-img' },
+  'qemu-storage-daemon': { command: 'qemu-storage-daemon', debianPackage: 'qemu-utils', fedoraPackage: 'qemu-storage-daemon' },
+  'qemu-nbd': { command: 'qemu-nbd', debianPackage: 'qemu-utils', fedoraPackage: 'qemu-img' },
+  losetup: { command: 'losetup', debianPackage: 'mount', fedoraPackage: 'util-linux' },
+  mount: { command: 'mount', debianPackage: 'mount', fedoraPackage: 'util-linux' },
+  umount: { command: 'umount', debianPackage: 'mount', fedoraPackage: 'util-linux' },
+  unshare: { command: 'unshare', debianPackage: 'util-linux', fedoraPackage: 'util-linux' },
+  chroot: { command: 'chroot', debianPackage: 'coreutils', fedoraPackage: 'coreutils' },
+} satisfies Record<string, Tool>;
+
+export type ToolName = keyof typeof TOOLS;
+
+/** What a layer build needs on the host. */
+export function layerBuildTools(nbd: boolean): ToolName[] {
+  return ['qemu-img', nbd ? 'qemu-nbd' : 'qemu-storage-daemon', 'losetup', 'mount', 'umount', 'unshare', 'chroot'];
+}
+
+export function findOnPath(command: string, searchPath = process.env.PATH ?? ''): string | undefined {
+  for (const dir of [...searchPath.split(':'), '/usr/sbin', '/sbin']) {
+    if (!dir) continue;
+    const candidate = path.join(dir, command);
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+export interface HostFacts {
+  uid: number;
+  hasFuse: boolean;
+  hasLoopControl: boolean;
+  which: (command: string) => string | undefined;
+}
+
+export function currentHost(): HostFacts {
+  return {
+    uid: process.getuid?.() ?? -1,
+    hasFuse: existsSync('/dev/fuse'),
+    hasLoopControl: existsSync('/dev/loop-control'),
+    which: (command) => findOnPath(command),
+  };
+}
+
+/**
+ * Checks everything up front and reports all that is missing in one
+ * message, with the command that installs it, instead of failing half-way
+ * through a build on the first missing piece.
+ */
+export function checkPrerequisites(tools: ToolName[], options: { fuse: boolean }, host: HostFacts = currentHost()): void {
+  const missing: string[] = [];
+  if (host.uid !== 0) missing.push('root: vmlb attaches disks, mounts filesystems and runs chroots; run it as root (e.g. sudo npx nx ...).');
+  const missingTools = tools.filter((tool) => !host.which(TOOLS[tool].command));
+  for (const tool of missingTools) missing.push(`${TOOLS[tool].command} (Debian/Ubuntu package ${TOOLS[tool].debianPackage})`);
+  if (options.fuse && !host.hasFuse) {
+    missing.push('/dev/fuse: load the fuse module (modprobe fuse), or pass --nbd /dev/nbd0 on a host with the nbd module.');
+  }
+  if (!host.hasLoopControl) missing.push('loop device support (/dev/loop-control): load the loop module (modprobe loop).');
+  if (missing.length === 0) return;
+  const debianPackages = [...new Set(missingTools.map((tool) => TOOLS[tool].debianPackage))];
+  const fedoraPackages = [...new Set(missingTools.map((tool) => TOOLS[tool].fedoraPackage))];
+  const install = debianPackages.length
+    ? `\nInstall with: apt-get install -y ${debianPackages.join(' ')}   (Fedora: dnf install -y ${fedoraPackages.join(' ')})`
+    : '';
+  throw new Error(`vmlb cannot build on this host; missing:\n${missing.map((item) => `  - ${item}`).join('\n')}${install}`);
+}

@@ -1,0 +1,221 @@
+import type { CreateNodesContext, CreateNodesResult } from '@nx/devkit';
+import { TempWorkspace } from '../testing/temp-workspace';
+
+// The plugin keeps its inference cache in Nx's workspace data folder, which
+// Nx resolves when it is first imported: point it at a throwaway folder.
+const dataDir = new TempWorkspace();
+process.env.NX_WORKSPACE_DATA_DIRECTORY = dataDir.root;
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { createNodes, IMAGE_FILES_GLOB } = require('./plugin') as typeof import('./plugin');
+
+type Results = Array<readonly [string, CreateNodesResult]>;
+
+describe('vmlb plugin createNodes', () => {
+  let workspace: TempWorkspace;
+  let context: CreateNodesContext;
+  const [glob, createNodesFunction] = createNodes;
+
+  beforeEach(() => {
+    workspace = new TempWorkspace();
+    context = { nxJsonConfiguration: {}, workspaceRoot: workspace.root };
+  });
+  afterEach(() => workspace.remove());
+  afterAll(() => dataDir.remove());
+
+  const run = (files: string[], options = {}) => createNodesFunction(files, options, context) as Promise<Results>;
+
+  it('matches image.json files and layer scripts', () => {
+    expect(glob).toBe('images/*/{image.json,*/build-layer,*/modify-disk}');
+  });
+
+  it('infers the chain of layer projects and the image project', async () => {
+    workspace.write('images/demo/image.json', JSON.stringify({ base: { empty: '1G' }, testBoot: { memory: '512M' } }));
+    workspace.script('images/demo/00_disk/modify-disk');
+    workspace.script('images/demo/10_app/build-layer', '# noshare');
+    workspace.script('images/demo/20_clean/build-layer', '# nocache');
+
+    const results = await run([
+      'images/demo/00_disk/modify-disk',
+      'images/demo/10_app/build-layer',
+      'images/demo/20_clean/build-layer',
+      'images/demo/image.json',
+    ]);
+
+    expect(results).toHaveLength(1);
+    const [file, { projects }] = results[0];
+    expect(file).toBe('images/demo/image.json');
+    expect(Object.keys(projects!)).toEqual(['images/demo/00_disk', 'images/demo/10_app', 'images/demo/20_clean', 'images/demo']);
+
+    const layer = projects!['images/demo/10_app'];
+    expect({ ...layer, targets: undefined }).toMatchInlineSnapshot(`
+{
+  "implicitDependencies": [
+    "demo-00_disk",
+  ],
+  "metadata": {
+    "description": "Layer 10_app of image demo (build-layer)",
+    "technologies": [
+      "vmlb",
+    ],
+  },
+  "name": "demo-10_app",
+  "projectType": "library",
+  "root": "images/demo/10_app",
+  "tags": [
+    "vmlb:layer",
+    "vmlb:image:demo",
+  ],
+  "targets": undefined,
+}
+`);
+    expect(layer.targets!.build).toMatchInlineSnapshot(
+      { options: { vmlbVersion: expect.any(String) } },
+      `
+{
+  "cache": true,
+  "dependsOn": [
+    {
+      "projects": [
+        "demo-00_disk",
+      ],
+      "target": "build",
+    },
+  ],
+  "executor": "vmlb:layer",
+  "inputs": [
+    "{projectRoot}/**/*",
+    {
+      "dependentTasksOutputFiles": "**/*.digest",
+      "transitive": true,
+    },
+  ],
+  "metadata": {
+    "description": "Build layer 10_app of image demo: run build-layer in a chroot of the image into dist/images/demo/10_app.qcow2 (hints: noshare)",
+    "help": {
+      "command": "npx nx run demo-10_app:build --help",
+      "example": {
+        "options": {
+          "nbd": "/dev/nbd0",
+        },
+      },
+    },
+    "technologies": [
+      "vmlb",
+    ],
+  },
+  "options": {
+    "imageName": "demo",
+    "layer": "10_app",
+    "layerDir": "images/demo/10_app",
+    "output": "dist/images/demo/10_app.qcow2",
+    "parent": "dist/images/demo/00_disk.qcow2",
+    "script": "images/demo/10_app/build-layer",
+    "vmlbVersion": Any<String>,
+  },
+  "outputs": [
+    "{workspaceRoot}/dist/images/demo/10_app.qcow2",
+    "{workspaceRoot}/dist/images/demo/10_app.digest",
+  ],
+}
+`,
+    );
+
+    const first = projects!['images/demo/00_disk'];
+    expect(first.implicitDependencies).toEqual([]);
+    expect(first.targets!.build.dependsOn).toEqual([{ target: 'base', projects: ['image-demo'] }]);
+    expect(first.targets!.build.options.parent).toBe('dist/images/demo/base.qcow2');
+
+    expect(projects!['images/demo/20_clean'].targets!.build.cache).toBe(false);
+
+    const image = projects!['images/demo'];
+    expect(image.name).toBe('image-demo');
+    expect(image.implicitDependencies).toEqual(['demo-20_clean']);
+    expect(Object.keys(image.targets!)).toEqual(['base', 'build', 'flatten', 'test-boot', 'layers']);
+    expect(image.targets!.base).toMatchObject({
+      executor: 'vmlb:base',
+      cache: true,
+      inputs: [{ json: '{projectRoot}/image.json', fields: ['base'] }],
+      outputs: ['{workspaceRoot}/dist/images/demo/base.qcow2', '{workspaceRoot}/dist/images/demo/base.digest'],
+      options: { imageName: 'demo', base: { empty: '1G' }, output: 'dist/images/demo/base.qcow2' },
+    });
+    expect(image.targets!.build).toMatchObject({
+      executor: 'vmlb:image',
+      dependsOn: [{ target: 'build', projects: ['demo-20_clean'] }],
+      options: { chain: 'dist/images/demo/20_clean.qcow2', output: 'dist/images/demo/image.qcow2' },
+    });
+    expect(image.targets!['test-boot'].options).toMatchObject({ memory: '512M', cloudInitDir: 'images/demo/test-boot' });
+    for (const [name, target] of Object.entries(image.targets!)) {
+      expect([name, typeof target.metadata?.description]).toEqual([name, 'string']);
+    }
+  });
+
+  it('tracks a local base file by size and time, never by content, and resolves it from the image folder', async () => {
+    workspace.write('images/local/image.json', JSON.stringify({ base: { path: '../../disks/my disk.qcow2' } }));
+    const [[, { projects }]] = await run(['images/local/image.json']);
+    const base = projects!['images/local'].targets!.base;
+    expect(base.options.base).toEqual({ path: 'disks/my disk.qcow2' });
+    expect(base.inputs).toContainEqual({ runtime: "stat -L -c '%s %Y' 'disks/my disk.qcow2'" });
+  });
+
+  it('makes an image without layers build straight from its base', async () => {
+    workspace.write('images/bare/image.json', JSON.stringify({ base: { empty: '1G' } }));
+    const [[, { projects }]] = await run(['images/bare/image.json']);
+    expect(Object.keys(projects!)).toEqual(['images/bare']);
+    expect(projects!['images/bare'].targets!.build.dependsOn).toEqual([{ target: 'base' }]);
+    expect(projects!['images/bare'].targets!.build.options.chain).toBe('dist/images/bare/base.qcow2');
+  });
+
+  it('honours target names and the output folder from the plugin options', async () => {
+    workspace.write('images/demo/image.json', JSON.stringify({ base: { empty: '1G' } }));
+    workspace.script('images/demo/00_a/build-layer');
+    const [[, { projects }]] = await run(['images/demo/image.json', 'images/demo/00_a/build-layer'], {
+      buildTargetName: 'image',
+      baseTargetName: 'import',
+      distDir: 'out/vm/',
+    });
+    expect(Object.keys(projects!['images/demo/00_a'].targets!)).toEqual(['image']);
+    expect(projects!['images/demo/00_a'].targets!.image.dependsOn).toEqual([{ target: 'import', projects: ['image-demo'] }]);
+    expect(projects!['images/demo/00_a'].targets!.image.options.output).toBe('out/vm/demo/00_a.qcow2');
+  });
+
+  it('rejects a distDir outside the workspace', async () => {
+    await expect(run([], { distDir: '../elsewhere' })).rejects.toThrow(
+      "vmlb plugin option distDir '../elsewhere' must be a folder inside the workspace",
+    );
+  });
+
+  it('reports each broken image against its file and still returns the good ones', async () => {
+    workspace.write('images/good/image.json', JSON.stringify({ base: { empty: '1G' } }));
+    workspace.script('images/nojson/00_a/build-layer');
+    workspace.write('images/badjson/image.json', '{');
+    const failure = run(['images/good/image.json', 'images/nojson/00_a/build-layer', 'images/badjson/image.json']);
+    await expect(failure).rejects.toMatchObject({
+      name: 'AggregateCreateNodesError',
+      errors: [
+        ['images/badjson/image.json', expect.objectContaining({ message: expect.stringMatching(/is not valid JSON/) })],
+        ['images/nojson/00_a/build-layer', expect.objectContaining({ message: expect.stringMatching(/has layer folders but no image.json/) })],
+      ],
+      partialResults: [['images/good/image.json', expect.anything()]],
+    });
+  });
+
+  it('reports a project name inferred twice instead of merging two projects', async () => {
+    workspace.write('images/image/image.json', JSON.stringify({ base: { empty: '1G' } }));
+    workspace.script('images/image/10_x/build-layer');
+    workspace.write('images/10_x/image.json', JSON.stringify({ base: { empty: '1G' } }));
+    await expect(run(['images/image/image.json', 'images/image/10_x/build-layer', 'images/10_x/image.json'])).rejects.toMatchObject({
+      errors: [[expect.any(String), expect.objectContaining({ message: expect.stringMatching(/Project name 'image-10_x' is inferred for both/) })]],
+    });
+  });
+
+  it('notices a script that lost its executable bit even when its content is unchanged', async () => {
+    workspace.write('images/demo/image.json', JSON.stringify({ base: { empty: '1G' } }));
+    const script = workspace.script('images/demo/00_a/build-layer');
+    const files = ['images/demo/image.json', 'images/demo/00_a/build-layer'];
+    await expect(run(files)).resolves.toHaveLength(1);
+    require('node:fs').chmodSync(script, 0o644);
+    await expect(run(files)).rejects.toMatchObject({
+      errors: [[expect.any(String), expect.objectContaining({ message: expect.stringMatching(/chmod \+x images\/demo\/00_a\/build-layer/) })]],
+    });
+  });
+});
