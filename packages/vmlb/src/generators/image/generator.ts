@@ -1,0 +1,155 @@
+import { existsSync, readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { type Tree, logger } from '@nx/devkit';
+import type { ScriptKind } from '../../lib/hints';
+import { parseImageConfig } from '../../lib/image-config';
+import { IMAGE_CONFIG_FILE, IMAGE_NAME_PATTERN } from '../../lib/layer-discovery';
+import { parseSize } from '../../lib/units';
+import { formatFilesKeepingModes, templateDir } from '../generator-utils';
+import { initGenerator } from '../init/generator';
+import { IMAGES_DIR, writeLayerScript } from '../layer/generator';
+import type { ImageGeneratorSchema } from './schema';
+
+/** The blank disk an image gets when no base is given. */
+export const DEFAULT_EMPTY_SIZE = '4G';
+
+/** Where image.json finds its schema, from images/<name>/, for editors' completion and checks. */
+export const IMAGE_SCHEMA_REF = '../../node_modules/vmlb/src/schemas/image.schema.json';
+
+const BASE_URL_PATTERN = /^(https?|file):\/\//;
+const SHA256_PATTERN = /^[0-9a-fA-F]{64}$/;
+
+/** The `base` field of image.json, in the three shapes the schema allows. */
+type ImageBase = { url: string; sha256: string } | { path: string } | { empty: string };
+
+interface FirstLayer {
+  folder: string;
+  kind: ScriptKind;
+  /** File under files/first-layer/ with the script's commands. */
+  bodyFile: string;
+}
+
+interface NormalizedImageOptions {
+  name: string;
+  imageRoot: string;
+  base: ImageBase;
+  firstLayer: FirstLayer;
+  skipFormat: boolean;
+}
+
+/** `nx g vmlb:image <name>`: an image folder with image.json and a first layer. */
+export async function imageGenerator(tree: Tree, schema: ImageGeneratorSchema): Promise<void> {
+  const options = normalizeOptions(tree, schema);
+  await initGenerator(tree, { skipFormat: true });
+  writeImageConfig(tree, options);
+  writeLayerScript(tree, {
+    image: options.name,
+    folder: options.firstLayer.folder,
+    kind: options.firstLayer.kind,
+    body: readFileSync(path.join(templateDir('image'), 'first-layer', options.firstLayer.bodyFile), 'utf8'),
+  });
+  if (!options.skipFormat) await formatFilesKeepingModes(tree);
+}
+
+export default imageGenerator;
+
+function normalizeOptions(tree: Tree, schema: ImageGeneratorSchema): NormalizedImageOptions {
+  const name = String(schema.name);
+  if (!IMAGE_NAME_PATTERN.test(name)) {
+    throw new Error(
+      `Image name '${name}' is not valid: use letters, digits, '.', '_' and '-', starting with a letter or digit, e.g. 'debian-12'.`,
+    );
+  }
+  const imageRoot = path.posix.join(IMAGES_DIR, name);
+  if (tree.exists(imageRoot)) {
+    throw new Error(
+      `${imageRoot} already exists. Choose another name, or add a layer to that image: nx g vmlb:layer <layer name> --image ${name}`,
+    );
+  }
+  const base = normalizeBase(schema);
+  if ('path' in base) warnIfMissing(tree, imageRoot, base.path);
+  const firstLayer: FirstLayer =
+    'empty' in base
+      ? { folder: '00_disk', kind: 'modify-disk', bodyFile: 'partition-blank-disk.sh' }
+      : { folder: '00_base', kind: 'build-layer', bodyFile: 'print-os-release.sh' };
+  return { name, imageRoot, base, firstLayer, skipFormat: schema.skipFormat ?? false };
+}
+
+const BASE_CHOICES = '--baseUrl <url> --sha256 <64 hex digits> (a download), --basePath <file> (a local disk) or --empty <size> (a blank disk)';
+
+function normalizeBase(schema: ImageGeneratorSchema): ImageBase {
+  const given = (['baseUrl', 'basePath', 'empty'] as const).filter((option) => schema[option] !== undefined);
+  if (given.length > 1) {
+    throw new Error(`Give the image one base, not ${given.map((option) => `--${option}`).join(' and ')}: ${BASE_CHOICES}.`);
+  }
+  if (schema.sha256 !== undefined && schema.baseUrl === undefined) {
+    throw new Error(
+      `--sha256 checks the file --baseUrl downloads, and no --baseUrl was given. Add --baseUrl <url>, or drop --sha256 for ${
+        given.length ? `--${given[0]}` : 'a blank disk'
+      }.`,
+    );
+  }
+
+  if (schema.baseUrl !== undefined) {
+    const url = schema.baseUrl.trim();
+    if (!BASE_URL_PATTERN.test(url) || !URL.canParse(url)) {
+      throw new Error(`--baseUrl '${schema.baseUrl}' is not a URL vmlb can download: it must start with http://, https:// or file://.`);
+    }
+    if (schema.sha256 === undefined) {
+      throw new Error(
+        `--baseUrl needs --sha256 <64 hex digits>, the SHA-256 of the downloaded file, so that a changed download is noticed. ` +
+          `Take it from the publisher's checksum list, or compute it: curl -fsSL '${url}' | sha256sum`,
+      );
+    }
+    const sha256 = schema.sha256.trim();
+    if (!SHA256_PATTERN.test(sha256)) {
+      throw new Error(
+        `--sha256 '${schema.sha256}' is not a SHA-256: it must be 64 hexadecimal digits (0-9, a-f), and it has ${sha256.length} characters.`,
+      );
+    }
+    return { url, sha256: sha256.toLowerCase() };
+  }
+
+  if (schema.basePath !== undefined) {
+    const basePath = schema.basePath.trim();
+    if (basePath === '') {
+      throw new Error(`--basePath is empty: give a qcow2 or raw disk file, relative to ${IMAGES_DIR}/<name>/ or absolute.`);
+    }
+    return { path: basePath };
+  }
+
+  // `4 G` means 4G to parseSize but not to the schema's pattern.
+  const size = String(schema.empty ?? DEFAULT_EMPTY_SIZE).replace(/\s+/g, '');
+  if (parseSize(size) === undefined) {
+    throw new Error(`--empty '${schema.empty}' is not a disk size: use a number with K, M, G or T, e.g. --empty 4G (binary units: 4G is 4 GiB).`);
+  }
+  return { empty: size };
+}
+
+/**
+ * A base path is resolved from the image folder, while a path typed on the
+ * command line reads as relative to the current folder; the disk may also
+ * simply not be there yet. Neither is an error now, but both are worth a word.
+ */
+function warnIfMissing(tree: Tree, imageRoot: string, basePath: string): void {
+  const found = path.isAbsolute(basePath) ? existsSync(basePath) : tree.exists(path.posix.join(imageRoot, basePath));
+  if (!found) {
+    logger.warn(
+      `vmlb: the base disk '${basePath}' does not exist (yet). A relative --basePath is resolved from ${imageRoot}/, ` +
+        `e.g. ../../disks/base.qcow2 for disks/base.qcow2 in the workspace. Fix base.path in ${imageRoot}/${IMAGE_CONFIG_FILE} if needed.`,
+    );
+  }
+}
+
+function writeImageConfig(tree: Tree, options: NormalizedImageOptions): void {
+  const configFile = path.posix.join(options.imageRoot, IMAGE_CONFIG_FILE);
+  const text = `${JSON.stringify({ $schema: IMAGE_SCHEMA_REF, base: options.base }, null, 2)}\n`;
+  try {
+    // The schema, not this generator, decides what an image.json may hold;
+    // checking the text here keeps the two from drifting apart.
+    parseImageConfig(text, configFile);
+  } catch (error) {
+    throw new Error(`vmlb:image would write an invalid ${configFile}; this is a bug in vmlb. ${(error as Error).message}`);
+  }
+  tree.write(configFile, text);
+}
