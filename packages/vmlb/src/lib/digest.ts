@@ -1,0 +1,92 @@
+import { createHash, type Hash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+
+/**
+ * sha256 identities of disk images and of chains of overlays. Images are
+ * gigabytes, so files are always streamed in bounded chunks, never loaded.
+ */
+
+/** Chunk size for reading images: large enough for throughput, small enough to keep memory flat. */
+const READ_CHUNK_BYTES = 1024 * 1024;
+
+const DIGEST_PATTERN = /^[0-9a-f]{64}$/;
+
+/** The sha256 of a file's bytes, as 64 lower-case hex digits. */
+export async function sha256File(filePath: string): Promise<string> {
+  const hash = createHash('sha256');
+  await hashFileInto(hash, filePath);
+  return hash.digest('hex');
+}
+
+/**
+ * The identity of an overlay in its chain: sha256 over the parent's digest
+ * (64 hex digits as ASCII), a newline, then the overlay file's bytes. Two
+ * layers match only if their own bytes and everything below them match.
+ */
+export async function chainDigest(parentDigest: string, filePath: string): Promise<string> {
+  assertDigest(parentDigest, `Parent digest for ${filePath}`);
+  const hash = createHash('sha256');
+  hash.update(`${parentDigest}\n`, 'ascii');
+  await hashFileInto(hash, filePath);
+  return hash.digest('hex');
+}
+
+/**
+ * Reads a digest file (64 lower-case hex digits and a newline). Throws when
+ * the content is anything else, naming the file; a missing file throws
+ * Node's ENOENT error (check `code`) so callers can treat it as "not built".
+ */
+export async function readDigest(digestPath: string): Promise<string> {
+  const content = await fs.readFile(digestPath, 'latin1');
+  const digest = content.endsWith('\n') ? content.slice(0, -1) : undefined;
+  if (digest === undefined || !DIGEST_PATTERN.test(digest)) {
+    const shown = content.length > 80 ? `${JSON.stringify(content.slice(0, 80))}... (${content.length} bytes)` : JSON.stringify(content);
+    throw new Error(`Digest file ${digestPath} is malformed: expected 64 lower-case hex digits and a newline, found ${shown}. Delete it to rebuild.`);
+  }
+  return digest;
+}
+
+/**
+ * Writes a digest file atomically: the content goes to a temporary file in
+ * the same folder (same filesystem, so rename is atomic), is flushed to
+ * disk, then renamed over `digestPath`. Readers see the old file or the new
+ * one, never a partial one, even if we crash midway.
+ */
+export async function writeDigest(digestPath: string, digest: string): Promise<void> {
+  assertDigest(digest, `Digest for ${digestPath}`);
+  const temporary = path.join(path.dirname(digestPath), `.${path.basename(digestPath)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  try {
+    const handle = await fs.open(temporary, 'wx');
+    try {
+      await handle.writeFile(`${digest}\n`, 'ascii');
+      // Without the flush a crash after the rename can leave an empty file under the final name.
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await fs.rename(temporary, digestPath);
+  } catch (error) {
+    await fs.rm(temporary, { force: true });
+    throw error;
+  }
+}
+
+/** Whether `text` is a digest as this module writes them: 64 lower-case hex digits. */
+export function isDigest(text: string): boolean {
+  return DIGEST_PATTERN.test(text);
+}
+
+async function hashFileInto(hash: Hash, filePath: string): Promise<void> {
+  const stream = createReadStream(filePath, { highWaterMark: READ_CHUNK_BYTES });
+  for await (const chunk of stream) {
+    hash.update(chunk as Buffer);
+  }
+}
+
+function assertDigest(digest: string, what: string): void {
+  if (!DIGEST_PATTERN.test(digest)) {
+    throw new Error(`${what} must be 64 lower-case hex digits (a sha256), got ${JSON.stringify(digest)}`);
+  }
+}
