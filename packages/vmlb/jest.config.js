@@ -3,4 +3,6 @@ module.exports = {
   displayName: 'vmlb',
   rootDir: __dirname,
   testMatch: ['<rootDir>/src/**/*.spec.ts', '<rootDir>/test/**/*.spec.ts'],
+  // Integration specs run real nx, qemu and chroots.
+  testTimeout: 600_000,
 };

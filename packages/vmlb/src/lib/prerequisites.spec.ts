@@ -22,7 +22,7 @@ describe('checkPrerequisites', () => {
         '  - qemu-img (Debian/Ubuntu package qemu-utils)',
         '  - qemu-storage-daemon (Debian/Ubuntu package qemu-utils)',
         '  - /dev/fuse: load the fuse module (modprobe fuse), or pass --nbd /dev/nbd0 on a host with the nbd module.',
-        'Install with: apt-get install -y qemu-utils   (Fedora: dnf install -y qemu-img qemu-storage-daemon)',
+        'Install with: apt-get install -y qemu-utils qemu-system-common   (Fedora: dnf install -y qemu-img qemu-storage-daemon)',
       ].join('\n'),
     );
   });

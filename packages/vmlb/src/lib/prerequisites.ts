@@ -10,7 +10,7 @@ interface Tool {
 
 const TOOLS = {
   'qemu-img': { command: 'qemu-img', debianPackage: 'qemu-utils', fedoraPackage: 'qemu-img' },
-  'qemu-storage-daemon': { command: 'qemu-storage-daemon', debianPackage: 'qemu-utils', fedoraPackage: 'qemu-storage-daemon' },
+  'qemu-storage-daemon': { command: 'qemu-storage-daemon', debianPackage: 'qemu-system-common', fedoraPackage: 'qemu-storage-daemon' },
   'qemu-nbd': { command: 'qemu-nbd', debianPackage: 'qemu-utils', fedoraPackage: 'qemu-img' },
   losetup: { command: 'losetup', debianPackage: 'mount', fedoraPackage: 'util-linux' },
   mount: { command: 'mount', debianPackage: 'mount', fedoraPackage: 'util-linux' },

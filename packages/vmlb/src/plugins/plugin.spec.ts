@@ -6,7 +6,7 @@ import { TempWorkspace } from '../testing/temp-workspace';
 const dataDir = new TempWorkspace();
 process.env.NX_WORKSPACE_DATA_DIRECTORY = dataDir.root;
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const { createNodes, IMAGE_FILES_GLOB } = require('./plugin') as typeof import('./plugin');
+const { createNodes } = require('./plugin') as typeof import('./plugin');
 
 type Results = Array<readonly [string, CreateNodesResult]>;
 

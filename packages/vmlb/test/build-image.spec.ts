@@ -1,0 +1,136 @@
+import { appendFileSync, existsSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { execa } from 'execa';
+import { readFilesFromImage } from './support/disk-read';
+import { NxWorkspace, cacheHits, tasksRun } from './support/nx-workspace';
+
+const LAYERS = ['tiny-00_disk:build', 'tiny-10_hello:build', 'tiny-20_motd:build'];
+const CHAIN_FILES = ['base', '00_disk', '10_hello', '20_motd'];
+
+/**
+ * The caching semantics users rely on, on a real image built from an empty
+ * disk: Nx's cache is the layer cache.
+ */
+describe('nx build image-tiny', () => {
+  let workspace: NxWorkspace;
+  const dist = (file: string) => workspace.path('dist/images/tiny', file);
+  const snapshot = () => Object.fromEntries(CHAIN_FILES.flatMap((name) => [[`${name}.qcow2`, readFileSync(dist(`${name}.qcow2`))], [`${name}.digest`, readFileSync(dist(`${name}.digest`), 'utf8')]]));
+  let firstBuild: Record<string, Buffer | string>;
+
+  beforeAll(() => {
+    workspace = new NxWorkspace({ images: ['tiny'] });
+  });
+  afterAll(() => workspace.remove());
+
+  it('1. builds every layer into a relative chain whose files hold what the scripts wrote', async () => {
+    const output = await workspace.nxOk(['build', 'image-tiny']);
+    expect(tasksRun(output)).toEqual(['image-tiny:base', 'image-tiny:build', ...LAYERS]);
+
+    expect(readlinkSync(dist('image.qcow2'))).toBe('20_motd.qcow2');
+    for (const [layer, parent] of [['00_disk', 'base'], ['10_hello', '00_disk'], ['20_motd', '10_hello']]) {
+      const { stdout } = await execa('qemu-img', ['info', '--output=json', dist(`${layer}.qcow2`)]);
+      expect(JSON.parse(stdout)['backing-filename']).toBe(`${parent}.qcow2`);
+    }
+    for (const name of CHAIN_FILES) {
+      await expect(execa('qemu-img', ['check', dist(`${name}.qcow2`)])).resolves.toMatchObject({ exitCode: 0 });
+      expect(readFileSync(dist(`${name}.digest`), 'utf8')).toMatch(/^[0-9a-f]{64}\n$/);
+    }
+    expect(await readFilesFromImage(dist('image.qcow2'), ['/etc/hello', '/etc/motd', '/etc/hostname'])).toEqual({
+      '/etc/hello': 'hello from layer 10_hello of tiny',
+      '/etc/motd': 'Welcome to tiny, built by vmlb.',
+      '/etc/hostname': 'tiny',
+    });
+    firstBuild = snapshot();
+  });
+
+  it('2. takes every layer from the cache on a second run', async () => {
+    const output = await workspace.nxOk(['build', 'image-tiny']);
+    expect(cacheHits(output)).toEqual(['image-tiny:base', ...LAYERS]);
+    expect(tasksRun(output)).toEqual(['image-tiny:build']);
+  });
+
+  it('3. rebuilds only an edited layer and the layers above it', async () => {
+    writeFileSync(workspace.path('images/tiny/10_hello/build-layer'), '#!/bin/sh\nset -eu\necho "edited hello" > /etc/hello\n');
+    const output = await workspace.nxOk(['build', 'image-tiny']);
+    expect(cacheHits(output)).toEqual(['image-tiny:base', 'tiny-00_disk:build']);
+    expect(tasksRun(output)).toEqual(['image-tiny:build', 'tiny-10_hello:build', 'tiny-20_motd:build']);
+    expect(await readFilesFromImage(dist('image.qcow2'), ['/etc/hello', '/etc/motd'])).toEqual({
+      '/etc/hello': 'edited hello',
+      '/etc/motd': 'Welcome to tiny, built by vmlb.',
+    });
+  });
+
+  it('4. is all cache hits again after the edit is reverted, byte-identical to the first build', async () => {
+    writeFileSync(
+      workspace.path('images/tiny/10_hello/build-layer'),
+      readFileSync(require.resolve('../../../images/tiny/10_hello/build-layer')),
+    );
+    const output = await workspace.nxOk(['build', 'image-tiny']);
+    expect(cacheHits(output)).toEqual(['image-tiny:base', ...LAYERS]);
+    expect(snapshot()).toEqual(firstBuild);
+  });
+
+  it('6. restores a deleted dist/ from the cache, bit-identical, with a chain that resolves', async () => {
+    rmSync(workspace.path('dist'), { recursive: true });
+    const output = await workspace.nxOk(['build', 'image-tiny']);
+    expect(cacheHits(output)).toEqual(['image-tiny:base', ...LAYERS]);
+    expect(snapshot()).toEqual(firstBuild);
+    const { stdout } = await execa('qemu-img', ['info', '--backing-chain', '--output=json', dist('image.qcow2')]);
+    expect(JSON.parse(stdout).map((info: { filename: string }) => info.filename.split('/').pop())).toEqual([
+      'image.qcow2',
+      '10_hello.qcow2',
+      '00_disk.qcow2',
+      'base.qcow2',
+    ].map((name, index) => (index === 0 ? 'image.qcow2' : name)));
+  });
+
+  it('7. writes a standalone image.qcow2 with --flatten, with the same content as the chain', async () => {
+    await workspace.nxOk(['build', 'image-tiny', '--flatten']);
+    const { stdout } = await execa('qemu-img', ['info', '--output=json', dist('image.qcow2')]);
+    expect(JSON.parse(stdout)['backing-filename']).toBeUndefined();
+    await expect(execa('qemu-img', ['compare', dist('image.qcow2'), dist('20_motd.qcow2')])).resolves.toMatchObject({ exitCode: 0 });
+  });
+
+  describe('5. nocache layers', () => {
+    it('rebuild every run; a nocache modify-disk that only reads leaves identical bytes, so the layer above is a hit', async () => {
+      workspace.script('images/tiny/30_check/modify-disk', '# nocache', 'echo "checking $3"', 'sfdisk --dump "$3" > /dev/null');
+      workspace.script('images/tiny/40_stamp/build-layer', 'echo stamped > /etc/stamp');
+      await workspace.nxOk(['build', 'image-tiny']);
+      const stamped = readFileSync(workspace.path('dist/images/tiny/40_stamp.qcow2'));
+      const output = await workspace.nxOk(['build', 'image-tiny']);
+      expect(tasksRun(output)).toContain('tiny-30_check:build');
+      expect(cacheHits(output)).toContain('tiny-40_stamp:build');
+      expect(readFileSync(workspace.path('dist/images/tiny/40_stamp.qcow2'))).toEqual(stamped);
+    });
+
+    it('a nocache build-layer that writes files changes ext4 metadata, so the layers above rebuild', async () => {
+      rmSync(workspace.path('images/tiny/30_check'), { recursive: true });
+      workspace.script('images/tiny/30_check/build-layer', '# nocache', 'date > /etc/built-at');
+      await workspace.nxOk(['build', 'image-tiny']);
+      const output = await workspace.nxOk(['build', 'image-tiny']);
+      expect(tasksRun(output)).toEqual(expect.arrayContaining(['tiny-30_check:build', 'tiny-40_stamp:build']));
+      rmSync(workspace.path('images/tiny/30_check'), { recursive: true });
+      rmSync(workspace.path('images/tiny/40_stamp'), { recursive: true });
+    });
+  });
+});
+
+describe('8. two images built in parallel', () => {
+  it('do not interfere', async () => {
+    const workspace = new NxWorkspace({ images: ['tiny'] });
+    try {
+      const { cpSync } = await import('node:fs');
+      cpSync(workspace.path('images/tiny'), workspace.path('images/tiny2'), { recursive: true });
+      appendFileSync(workspace.path('images/tiny2/20_motd/motd'), 'second image\n');
+      await workspace.nxOk(['run-many', '-t', 'build', '--projects=image-tiny,image-tiny2', '--parallel=2']);
+      const [first, second] = await Promise.all([
+        readFilesFromImage(workspace.path('dist/images/tiny/image.qcow2'), ['/etc/motd']),
+        readFilesFromImage(workspace.path('dist/images/tiny2/image.qcow2'), ['/etc/motd']),
+      ]);
+      expect(first['/etc/motd']).toBe('Welcome to tiny, built by vmlb.');
+      expect(second['/etc/motd']).toBe('Welcome to tiny, built by vmlb.\nsecond image');
+      expect(existsSync(workspace.path('dist/images/tiny/.vmlb'))).toBe(false);
+    } finally {
+      workspace.remove();
+    }
+  });
+});

@@ -1,0 +1,94 @@
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { execa } from 'execa';
+
+/** The repository this test suite belongs to. */
+export const REPO_ROOT = path.resolve(__dirname, '../../../..');
+
+export interface NxRun {
+  exitCode: number;
+  /** stdout and stderr interleaved as printed. */
+  output: string;
+}
+
+/**
+ * A throwaway Nx workspace that uses the built vmlb plugin the way a user's
+ * workspace does (through node_modules), holding copies of some of this
+ * repository's images. Commands run the real `nx` CLI without its daemon,
+ * so every run sees the files as they are.
+ */
+export class NxWorkspace {
+  readonly root: string;
+
+  constructor(options: { images?: string[]; cacheDirectory?: string; nxJson?: Record<string, unknown> } = {}) {
+    this.root = mkdtempSync(path.join(tmpdir(), 'vmlb-ws-'));
+    symlinkSync(path.join(REPO_ROOT, 'node_modules'), path.join(this.root, 'node_modules'));
+    writeFileSync(path.join(this.root, 'package.json'), JSON.stringify({ name: 'vmlb-test-workspace', private: true }, null, 2));
+    const nxJson = JSON.parse(readFileSync(path.join(REPO_ROOT, 'nx.json'), 'utf8'));
+    delete nxJson.$schema;
+    nxJson.cacheDirectory = options.cacheDirectory ?? '.nx/cache';
+    Object.assign(nxJson, options.nxJson ?? {});
+    writeFileSync(path.join(this.root, 'nx.json'), JSON.stringify(nxJson, null, 2));
+    writeFileSync(path.join(this.root, '.gitignore'), 'node_modules\ndist\n.nx\n');
+    mkdirSync(path.join(this.root, 'images'));
+    for (const image of options.images ?? []) {
+      cpSync(path.join(REPO_ROOT, 'images', image), path.join(this.root, 'images', image), { recursive: true });
+    }
+  }
+
+  path(...parts: string[]): string {
+    return path.join(this.root, ...parts);
+  }
+
+  /** Writes an executable layer script (busybox sh inside the image). */
+  script(file: string, ...lines: string[]): void {
+    const absolute = this.path(file);
+    mkdirSync(path.dirname(absolute), { recursive: true });
+    writeFileSync(absolute, ['#!/bin/sh', 'set -eu', ...lines, ''].join('\n'), { mode: 0o755 });
+  }
+
+  /** Runs `nx <args>`; never throws on a non-zero exit (tests assert on it). */
+  async nx(args: string[], options: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<NxRun> {
+    const result = await execa(process.execPath, [path.join(REPO_ROOT, 'node_modules/nx/dist/bin/nx.js'), ...args], {
+      cwd: this.root,
+      all: true,
+      reject: false,
+      timeout: options.timeoutMs ?? 300_000,
+      env: {
+        NX_DAEMON: 'false',
+        NX_TUI: 'false',
+        NX_NO_CLOUD: 'true',
+        NX_SKIP_NX_CACHE: undefined,
+        NX_VERBOSE_LOGGING: 'false',
+        FORCE_COLOR: '0',
+        ...options.env,
+      },
+    });
+    return { exitCode: result.exitCode ?? -1, output: String(result.all ?? '') };
+  }
+
+  /** Runs `nx` and fails with its whole output when it does not succeed. */
+  async nxOk(args: string[], options: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<string> {
+    const run = await this.nx(args, options);
+    if (run.exitCode !== 0) throw new Error(`nx ${args.join(' ')} exited with ${run.exitCode}:\n${run.output}`);
+    return run.output;
+  }
+
+  remove(): void {
+    rmSync(this.root, { recursive: true, force: true });
+  }
+}
+
+/** Task ids Nx reports as restored from its local cache in a run's output. */
+export function cacheHits(output: string): string[] {
+  return [...output.matchAll(/nx run (\S+)\s+\[local cache\]/g)].map((match) => match[1]).sort();
+}
+
+/** Task ids Nx ran for real (not from a cache) in a run's output. */
+export function tasksRun(output: string): string[] {
+  return [...output.matchAll(/^\s*(?:>|✔|✖)?\s*nx run (\S+?)(?:\s+\[[^\]]+\])?\s*$/gm)]
+    .filter((match) => !/\[(local|remote) cache\]/.test(match[0]))
+    .map((match) => match[1])
+    .sort();
+}

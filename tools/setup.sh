@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Sets up a fresh machine for vmlb: the host tools layer builds and tests
+# use, the npm dependencies, and the compiled plugin. Safe to run again.
+# Run as root on Debian or Ubuntu (other distributions: see the dnf line).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# qemu-utils: qemu-img, qemu-nbd; qemu-system-common: qemu-storage-daemon;
+# fdisk: sfdisk; e2fsprogs: mkfs.ext4, debugfs; fuse3: the FUSE export;
+# busybox-static: the tiny test image's userland; xz-utils, zstd: compressed base downloads.
+PACKAGES=(qemu-utils qemu-system-common fdisk e2fsprogs fuse3 util-linux mount busybox-static xz-utils zstd ca-certificates)
+
+missing=()
+for package in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    if [ "$(id -u)" -ne 0 ]; then
+      echo "tools/setup.sh: installing ${missing[*]} needs root; run it with sudo." >&2
+      exit 1
+    fi
+    echo "tools/setup.sh: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "tools/setup.sh: no apt-get here. Install the equivalent of:" >&2
+    echo "  dnf install -y qemu-img qemu-storage-daemon util-linux e2fsprogs fuse3 busybox xz zstd" >&2
+    exit 1
+  fi
+fi
+
+# npm ci builds the plugin too (the root package's prepare script).
+if [ -f package-lock.json ]; then
+  npm ci --no-audit --no-fund
+else
+  npm install --no-audit --no-fund
+fi
