@@ -32,9 +32,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   fi
 fi
 
-# npm ci builds the plugin too (the root package's prepare script).
-if [ -f package-lock.json ]; then
-  npm ci --no-audit --no-fund
-else
+# Installing builds the plugin too (the root package's prepare script).
+# npm ci refuses a lockfile that lacks nx's native packages for other
+# platforms, which registry mirrors that carry only this platform's cannot
+# supply; npm install then keeps every locked version and skips them.
+if ! npm ci --no-audit --no-fund; then
+  echo "tools/setup.sh: npm ci could not use package-lock.json as it is; installing with npm install (locked versions kept)."
   npm install --no-audit --no-fund
 fi
