@@ -20,7 +20,7 @@ describe('checkPrerequisites', () => {
         'vmlb cannot build on this host; missing:',
         '  - root: vmlb attaches disks, mounts filesystems and runs chroots; run it as root (e.g. sudo npx nx ...).',
         '  - qemu-img (Debian/Ubuntu package qemu-utils)',
-        '  - qemu-storage-daemon (Debian/Ubuntu package qemu-utils)',
+        '  - qemu-storage-daemon (Debian/Ubuntu package qemu-system-common)',
         '  - /dev/fuse: load the fuse module (modprobe fuse), or pass --nbd /dev/nbd0 on a host with the nbd module.',
         'Install with: apt-get install -y qemu-utils qemu-system-common   (Fedora: dnf install -y qemu-img qemu-storage-daemon)',
       ].join('\n'),
