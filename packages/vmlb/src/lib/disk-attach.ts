@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { run } from './exec';
-import { attachLoop, detachLoop, isMounted, listLoopDevices, mountsUnder, unmount } from './mounts';
+import { attachLoop, detachLoop, isMounted, listLoopDevices, loopsStackedOn, mountsUnder, unmount } from './mounts';
 import type { PartitionSelection } from './partition-table';
 import { commandLineOf, isAlive, stopProcess } from './processes';
 import { type AttachState, WorkDir } from './work-dir';
@@ -111,6 +111,11 @@ export class AttachedDisk {
     await run('qemu-nbd', ['--connect', device, '--format', 'qcow2', '--cache', 'writeback', this.options.overlay]);
   }
 
+  /** The qcow2 this attachment writes. */
+  get overlay(): string {
+    return this.options.overlay;
+  }
+
   /** A loop device on the whole disk (for modify-disk scripts, which may repartition it). */
   async wholeDiskDevice(): Promise<string> {
     if (this.options.nbdDevice) return this.options.nbdDevice;
@@ -156,7 +161,10 @@ async function releaseState(state: AttachState, workDir: WorkDir, log: Log): Pro
   for (const mountPoint of [...mountsUnder(workDir.rootDir), ...[...state.mounts].reverse()]) {
     await attempt(`unmount ${mountPoint}`, () => unmount(mountPoint));
   }
-  for (const device of [...state.loopDevices].reverse()) {
+  // Loop devices a modify-disk script attached on ours and left behind keep
+  // ours busy (detaching it would only mark it for auto-clear): them first.
+  const stacked = state.loopDevices.length ? await loopsStackedOn(state.loopDevices) : [];
+  for (const device of [...stacked, ...[...state.loopDevices].reverse()]) {
     await attempt(`detach ${device}`, () => detachLoop(device));
   }
   if (state.nbdDevice) {
@@ -200,6 +208,7 @@ export async function releaseLeftovers(workDir: WorkDir, log: Log): Promise<stri
     state?.daemonPid !== undefined && isAlive(state.daemonPid) && (commandLineOf(state.daemonPid)?.join(' ') ?? '').includes(workDir.exportFile);
   const exportMounted = isMounted(workDir.exportFile);
   mounts.forEach((mountPoint) => released.push(`unmounted ${mountPoint}`));
+  (loops.length ? await loopsStackedOn(loops) : []).forEach((device) => released.push(`detached ${device}`));
   loops.forEach((device) => released.push(`detached ${device}`));
   if (state?.nbdDevice) released.push(`disconnected ${state.nbdDevice}`);
   if (daemonAlive) released.push(`stopped qemu-storage-daemon (pid ${state!.daemonPid})`);
@@ -218,4 +227,22 @@ export async function releaseLeftovers(workDir: WorkDir, log: Log): Promise<stri
   }
   workDir.remove();
   return released;
+}
+
+/**
+ * Releases what killed builds of any layer of an image left under its
+ * output folder, saying what for each. A layer's own build does this for its
+ * work folder first thing, but when the layer is then restored from the Nx
+ * cache its build never runs, and the daemon, mounts and loop devices would
+ * stay; the image's build target (never cached) calls this. Work folders of
+ * builds still running, and folders a build is only creating (no state
+ * yet), are left alone.
+ */
+export async function releaseAllLeftovers(imageDistDir: string, log: Log): Promise<void> {
+  for (const workDir of WorkDir.allUnder(imageDistDir)) {
+    const state = workDir.readState();
+    if (!state || (state.owner !== process.pid && isAlive(state.owner))) continue;
+    const released = await releaseLeftovers(workDir, log);
+    if (released.length) log(`vmlb: cleaned up after an interrupted build of ${path.basename(workDir.dir)}: ${released.join(', ')}`);
+  }
 }

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { run } from './exec';
 
 /** Mount points currently mounted in this mount namespace, as listed by the kernel. */
@@ -43,17 +43,76 @@ export async function unmount(mountPoint: string): Promise<void> {
 export interface LoopDevice {
   name: string;
   backFile: string;
+  /** Inode and `major:minor` of the filesystem of the backing file, which identify it when its path no longer resolves. */
+  backIno?: number;
+  backDevice?: string;
 }
 
 export async function listLoopDevices(): Promise<LoopDevice[]> {
-  const { stdout } = await run('losetup', ['--list', '--json', '--output', 'NAME,BACK-FILE'], { reject: false });
+  const { stdout } = await run('losetup', ['--list', '--json', '--output', 'NAME,BACK-FILE,BACK-INO,BACK-MAJ:MIN'], { reject: false });
   if (!stdout.trim()) return [];
-  const parsed = JSON.parse(stdout) as { loopdevices?: Array<{ name: string; 'back-file': string | null }> };
+  const parsed = JSON.parse(stdout) as {
+    loopdevices?: Array<{ name: string; 'back-file': string | null; 'back-ino'?: number | string | null; 'back-maj:min'?: string | null }>;
+  };
   return (parsed.loopdevices ?? []).map((device) => ({
     name: device.name,
     // losetup appends " (deleted)" when the backing file is gone.
     backFile: (device['back-file'] ?? '').replace(/ \(deleted\)$/, ''),
+    backIno: device['back-ino'] === null || device['back-ino'] === undefined ? undefined : Number(device['back-ino']),
+    backDevice: device['back-maj:min']?.trim() || undefined,
   }));
+}
+
+/** `major:minor` of a device number as Node's stat reports it (glibc's encoding). */
+function majorMinor(dev: number): string {
+  const value = BigInt(dev);
+  const major = ((value >> 8n) & 0xfffn) | ((value >> 32n) & 0xfffff000n);
+  const minor = (value & 0xffn) | ((value >> 12n) & 0xffffff00n);
+  return `${major}:${minor}`;
+}
+
+/**
+ * Loop devices attached on top of `devices` (a loop device whose backing
+ * file is one of them), directly or through others, outermost first: the
+ * order to detach them in. A modify-disk script that attaches a partition
+ * of the disk it was given leaves one when it fails or is killed; it keeps
+ * the device below busy, so that one cannot be detached either. Matched by
+ * the device node's inode: the path losetup shows for such a backing file
+ * is that of the script's mount namespace (`/loop0`), not `/dev/loop0`.
+ */
+export async function loopsStackedOn(devices: readonly string[]): Promise<string[]> {
+  const loops = await listLoopDevices();
+  const nodes = new Map<string, { ino: number; device: string }>();
+  const nodeOf = (name: string) => {
+    if (!nodes.has(name)) {
+      try {
+        const stat = statSync(name);
+        nodes.set(name, { ino: stat.ino, device: majorMinor(stat.dev) });
+      } catch {
+        return undefined;
+      }
+    }
+    return nodes.get(name);
+  };
+  const below = new Set(devices);
+  const stacked: string[] = [];
+  for (let found = true; found; ) {
+    found = false;
+    for (const loop of loops) {
+      if (below.has(loop.name)) continue;
+      const onOne = [...below].some((device) => {
+        if (loop.backFile === device) return true;
+        const node = nodeOf(device);
+        return node !== undefined && loop.backIno === node.ino && loop.backDevice === node.device;
+      });
+      if (onOne) {
+        below.add(loop.name);
+        stacked.unshift(loop.name);
+        found = true;
+      }
+    }
+  }
+  return stacked;
 }
 
 /** Attaches a loop device to a byte range of a file; returns its path. */

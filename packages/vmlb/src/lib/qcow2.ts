@@ -158,7 +158,10 @@ export async function imageInfo(imagePath: string): Promise<ImageInfo> {
  */
 export async function backingChain(imagePath: string): Promise<ImageInfo[]> {
   const file = await existingFile(imagePath, 'Disk image');
-  const result = await run('qemu-img', ['info', '--backing-chain', '--output=json', '-U', file], { reject: false });
+  // -f qcow2: without it a top file whose header is destroyed is probed as
+  // raw and "passes" as a one-file chain (the files below are opened with
+  // the format their overlay names, so only the top needs this).
+  const result = await run('qemu-img', ['info', '--backing-chain', '--output=json', '-U', '-f', 'qcow2', file], { reject: false });
   if (result.exitCode === 0) {
     return parseJson<QemuImgInfoJson[]>(result.stdout, `qemu-img info --backing-chain ${file}`).map(toImageInfo);
   }

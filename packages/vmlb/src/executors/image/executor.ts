@@ -1,6 +1,7 @@
 import { existsSync, lstatSync, renameSync, rmSync, symlinkSync } from 'node:fs';
 import * as path from 'node:path';
 import type { ExecutorContext } from '@nx/devkit';
+import { releaseAllLeftovers } from '../../lib/disk-attach';
 import { reportFailure } from '../../lib/executor-errors';
 import { checkPrerequisites } from '../../lib/prerequisites';
 import { flattenChain } from '../../lib/qcow2-flatten';
@@ -18,6 +19,9 @@ export function normalizeOptions(options: ImageExecutorSchema, workspaceRoot: st
 export default async function imageExecutor(options: ImageExecutorSchema, context: ExecutorContext): Promise<{ success: boolean }> {
   return reportFailure(async () => {
     const { imageName, chain, output, flatten } = normalizeOptions(options, context.root);
+    // A layer killed mid-build and then restored from the Nx cache never ran
+    // again to release what it left attached; do it here (this target always runs).
+    await releaseAllLeftovers(path.dirname(chain), (message) => console.log(message));
     if (!existsSync(chain)) throw new Error(`Image ${imageName}: the top of its chain ${options.chain} does not exist; build its layers first.`);
     if (flatten) {
       checkPrerequisites(['qemu-img'], { fuse: false });
