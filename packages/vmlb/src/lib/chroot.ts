@@ -41,12 +41,32 @@ export function resolveInRoot(root: string, imagePath: string, maxLinks = 40): s
   return path.join(root, ...resolved);
 }
 
+const quote = (text: string) => `'${text.replace(/'/g, `'\\''`)}'`;
+
 /** Mount points a chroot needs, created (as empty folders) when an image lacks them. */
 const STANDARD_MOUNT_POINTS = ['/proc', '/sys', '/dev', '/tmp', '/run', '/mnt'];
+
+/**
+ * Shell lines that drop, in a freshly unshared mount namespace, the copies of
+ * other vmlb builds' mounts (anything under a `.vmlb/` work folder but our
+ * own). A new mount namespace copies every mount of the host, including
+ * another build's image root; that copy would keep the other filesystem
+ * alive after its build unmounts it, so its last writes would only be
+ * flushed after that build had stopped its storage daemon, and be lost.
+ */
+export function dropForeignBuildMounts(ownWorkDir: string): string {
+  return [
+    `own=${quote(`${ownWorkDir}/`)}`,
+    'foreign=$(while read -r _ _ _ _ point _; do case "$point/" in "$own"*) ;; */.vmlb/*) echo "$point" ;; esac; done < /proc/self/mountinfo | sort -r)',
+    'for point in $foreign; do umount --lazy "$point" 2>/dev/null || true; done',
+  ].join('\n');
+}
 
 export interface ChrootRunOptions {
   /** Mounted root filesystem of the image. */
   root: string;
+  /** This build's work folder: its mounts are kept, other builds' are dropped. */
+  workDir: string;
   /** Layer folder on the host, bound read-only at /mnt. */
   layerDir: string;
   /** The script, relative to the layer folder (`build-layer`). */
@@ -80,7 +100,6 @@ export function scriptEnvironment(imageName: string, layer: string, hostEnv: Nod
   return env;
 }
 
-const quote = (text: string) => `'${text.replace(/'/g, `'\\''`)}'`;
 
 /**
  * Runs a build-layer script as root inside a chroot of the image, like the
@@ -100,7 +119,7 @@ export async function runInChroot(options: ChrootRunOptions): Promise<RunResult>
   const resolve = (imagePath: string) => resolveInRoot(root, imagePath);
   for (const mountPoint of STANDARD_MOUNT_POINTS) mkdirSync(resolve(mountPoint), { recursive: true });
 
-  const lines = ['set -eu'];
+  const lines = ['set -eu', dropForeignBuildMounts(options.workDir)];
   const mount = (...args: string[]) => lines.push(`mount ${args.map(quote).join(' ')}`);
   mount('-t', 'proc', '-o', 'nosuid,noexec,nodev', 'proc', resolve('/proc'));
   mount('-t', 'sysfs', '-o', 'ro,nosuid,noexec,nodev', 'sysfs', resolve('/sys'));
@@ -142,7 +161,17 @@ export async function runInChroot(options: ChrootRunOptions): Promise<RunResult>
     // A loop mount made here is released by the kernel with the namespace.
     mount('-o', `loop,offset=${partition.offset},sizelimit=${partition.size}`, partition.device, target);
   }
-  lines.push(`exec chroot ${quote(root)} /bin/sh -c ${quote(`cd /mnt && exec ./${options.scriptName}`)}`);
+  // Not exec: once the script is done, the partitions mounted here are
+  // flushed so a write error on them (a full disk under dist/) fails the
+  // layer instead of vanishing with this namespace.
+  lines.push(`status=0; chroot ${quote(root)} /bin/sh -c ${quote(`cd /mnt && exec ./${options.scriptName}`)} || status=$?`);
+  for (const partition of options.partitionMounts) {
+    const target = resolve(partition.target);
+    lines.push(
+      `if [ "$status" -eq 0 ] && ! sync --file-system ${quote(target)}; then echo ${quote(`vmlb: writes to partition mounted at ${partition.target} failed; the disk holding the layer is probably full`)} >&2; status=75; fi`,
+    );
+  }
+  lines.push('exit "$status"');
 
   return run('unshare', ['--mount', '--propagation', 'private', '--pid', '--fork', '--kill-child', '--', '/bin/sh', '-c', lines.join('\n')], {
     env: options.env,

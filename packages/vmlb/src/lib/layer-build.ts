@@ -1,6 +1,6 @@
-import { existsSync, renameSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, renameSync, rmSync, statfsSync } from 'node:fs';
 import * as path from 'node:path';
-import { blockServiceStarts, runInChroot, scriptEnvironment } from './chroot';
+import { blockServiceStarts, dropForeignBuildMounts, runInChroot, scriptEnvironment } from './chroot';
 import { chainDigest, readDigest, writeDigest } from './digest';
 import { digestPathFor } from './dist-layout';
 import { AttachedDisk, type Log, releaseLeftovers } from './disk-attach';
@@ -8,7 +8,7 @@ import { run, tail } from './exec';
 import type { ScriptHints, ScriptKind } from './hints';
 import { readPartitionTable, selectPartition, selectRootPartition } from './partition-table';
 import { backingChain, createOverlay } from './qcow2';
-import { formatDuration } from './units';
+import { formatBytes, formatDuration } from './units';
 import { WorkDir } from './work-dir';
 
 /** Everything needed to build one layer; every path absolute. */
@@ -68,7 +68,8 @@ export async function buildLayer(plan: LayerBuildPlan, log: Log, signal?: AbortS
   try {
     disk = await AttachedDisk.open({ overlay: partial, workDir, nbdDevice: plan.nbdDevice, log });
     const attachedAt = Date.now();
-    const result = plan.kind === 'modify-disk' ? await runModifyDisk(plan, disk, partial, signal) : await runBuildLayer(plan, disk, workDir, signal);
+    const result =
+      plan.kind === 'modify-disk' ? await runModifyDisk(plan, disk, workDir, partial, signal) : await runBuildLayer(plan, disk, workDir, signal);
     const scriptTime = Date.now() - attachedAt;
     if (signal?.aborted) throw new Error(`Build of layer ${plan.layer} of image ${plan.imageName} was interrupted.`);
     if (result.exitCode !== 0) {
@@ -96,6 +97,33 @@ export async function buildLayer(plan: LayerBuildPlan, log: Log, signal?: AbortS
   return { digest };
 }
 
+/**
+ * Makes the kernel write out what the script wrote and reports whether it
+ * reached the overlay. Writes that fail underneath the image's filesystem
+ * (the disk holding dist/ is full: qemu-storage-daemon hands ENOSPC back to
+ * the loop device) never reach the script, which wrote to the page cache
+ * and exits 0; the kernel records the error, and syncfs/fsync return it.
+ * Without this check the layer would be a consistent qcow2 holding a
+ * damaged filesystem, and Nx would cache it.
+ */
+async function flushOrFail(plan: LayerBuildPlan, partial: string, flush: () => Promise<string | undefined>): Promise<void> {
+  const failure = await flush();
+  if (failure === undefined) return;
+  const folder = path.dirname(partial);
+  const { bavail, bsize } = statfsSync(folder);
+  throw new Error(
+    `Layer ${plan.layer} of image ${plan.imageName}: writes to the new overlay failed (${failure}); ` +
+      `${formatBytes(bavail * bsize)} is free on the filesystem holding ${folder}, which is probably full. ` +
+      `Nothing of the layer was kept. Free some space and build again.`,
+  );
+}
+
+/** syncfs on a mounted filesystem; the error text, or undefined when everything was written. */
+async function syncFilesystem(mountPoint: string): Promise<string | undefined> {
+  const result = await run('sync', ['--file-system', mountPoint], { reject: false });
+  return result.exitCode === 0 ? undefined : result.stderr.trim() || `sync exited with ${result.exitCode}`;
+}
+
 async function runBuildLayer(plan: LayerBuildPlan, disk: AttachedDisk, workDir: WorkDir, signal?: AbortSignal) {
   const table = await readPartitionTable(disk.rawDisk);
   const diskLabel = `the disk of image ${plan.imageName} at layer ${plan.layer}`;
@@ -106,9 +134,11 @@ async function runBuildLayer(plan: LayerBuildPlan, disk: AttachedDisk, workDir: 
   });
   await disk.mount(root, workDir.rootDir);
   const restoreServices = blockServiceStarts(workDir.rootDir);
+  let result;
   try {
-    return await runInChroot({
+    result = await runInChroot({
       root: workDir.rootDir,
+      workDir: workDir.dir,
       layerDir: plan.layerDir,
       scriptName: path.basename(plan.script),
       bindMounts: plan.hints.bindMounts,
@@ -119,13 +149,20 @@ async function runBuildLayer(plan: LayerBuildPlan, disk: AttachedDisk, workDir: 
   } finally {
     restoreServices();
   }
+  if (result.exitCode === 0 && !signal?.aborted) await flushOrFail(plan, disk.overlay, () => syncFilesystem(workDir.rootDir));
+  return result;
 }
 
-async function runModifyDisk(plan: LayerBuildPlan, disk: AttachedDisk, target: string, signal?: AbortSignal) {
+async function runModifyDisk(plan: LayerBuildPlan, disk: AttachedDisk, workDir: WorkDir, target: string, signal?: AbortSignal) {
   const device = await disk.wholeDiskDevice();
   // Its own mount and PID namespaces: whatever the script mounts or leaves
   // running is dropped with it, even when it is killed.
-  return run('unshare', ['--mount', '--propagation', 'private', '--pid', '--fork', '--kill-child', '--', plan.script, plan.parent, target, device], {
+  // Opened before the script runs: the kernel reports a write error on the
+  // device to every descriptor opened before it happened, even when the
+  // script's own loop device already consumed the report on detaching.
+  const errorWatch = openSync(device, 'r');
+  const startScript = `${dropForeignBuildMounts(workDir.dir)}\nexec "$0" "$@"`;
+  const result = await run('unshare', ['--mount', '--propagation', 'private', '--pid', '--fork', '--kill-child', '--', '/bin/sh', '-c', startScript, plan.script, plan.parent, target, device], {
     cwd: plan.layerDir,
     env: { ...scriptEnvironment(plan.imageName, plan.layer), HOME: process.env.HOME ?? '/root' },
     cleanEnv: true,
@@ -133,4 +170,19 @@ async function runModifyDisk(plan: LayerBuildPlan, disk: AttachedDisk, target: s
     reject: false,
     signal,
   });
+  try {
+    if (result.exitCode === 0 && !signal?.aborted) {
+      await flushOrFail(plan, disk.overlay, async () => {
+        try {
+          fsyncSync(errorWatch);
+          return undefined;
+        } catch (error) {
+          return `${device}: ${(error as Error).message}`;
+        }
+      });
+    }
+  } finally {
+    closeSync(errorWatch);
+  }
+  return result;
 }
