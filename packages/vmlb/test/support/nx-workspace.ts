@@ -92,3 +92,63 @@ export function tasksRun(output: string): string[] {
     .map((match) => match[1])
     .sort();
 }
+
+/** An `nx` run started in the background (see `startNx`). */
+export interface RunningNx {
+  /** PID of nx, which is also the id of its process group. */
+  readonly pid: number;
+  /** stdout and stderr so far, interleaved as printed. */
+  output(): string;
+  /** Resolves once the output contains `text`; rejects (with the output) when nx exits first or the time is up. */
+  waitForOutput(text: string, timeoutMs: number): Promise<void>;
+  /** Settles when nx has exited: its exit code, or the signal that ended it, and the whole output. */
+  readonly exited: Promise<{ exitCode?: number; signal?: string; output: string }>;
+}
+
+/**
+ * Starts `nx <args>` in a process group of its own (detached), the way a
+ * terminal runs a foreground job, so that a test can send a signal to the
+ * whole group (`process.kill(-pid, signal)`) as Ctrl-C does, or kill it.
+ * Same environment as `NxWorkspace.nx`.
+ */
+export function startNx(workspace: NxWorkspace, args: string[], options: { env?: Record<string, string> } = {}): RunningNx {
+  const subprocess = execa(process.execPath, [path.join(REPO_ROOT, 'node_modules/nx/dist/bin/nx.js'), ...args], {
+    cwd: workspace.root,
+    detached: true,
+    stdin: 'ignore',
+    buffer: false,
+    reject: false,
+    env: {
+      NX_DAEMON: 'false',
+      NX_TUI: 'false',
+      NX_NO_CLOUD: 'true',
+      NX_SKIP_NX_CACHE: undefined,
+      NX_VERBOSE_LOGGING: 'false',
+      FORCE_COLOR: '0',
+      ...options.env,
+    },
+  });
+  if (subprocess.pid === undefined) throw new Error(`nx ${args.join(' ')} did not start`);
+  let output = '';
+  subprocess.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  subprocess.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  let done = false;
+  const exited = subprocess.then((result) => {
+    done = true;
+    return { exitCode: result.exitCode, signal: result.signal, output };
+  });
+  return {
+    pid: subprocess.pid,
+    output: () => output,
+    exited,
+    async waitForOutput(text, timeoutMs) {
+      const deadline = Date.now() + timeoutMs;
+      while (!output.includes(text)) {
+        if (done || Date.now() > deadline) {
+          throw new Error(`nx ${args.join(' ')} ${done ? 'exited' : `ran for ${timeoutMs} ms`} without printing '${text}':\n${output}`);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    },
+  };
+}
