@@ -42,10 +42,10 @@ export async function importBase(source: BaseSource, output: string, options: { 
     } else if ('path' in source) {
       const file = path.resolve(options.workspaceRoot, source.path);
       if (!existsSync(file)) throw new Error(`base.path ${source.path} does not exist (resolved to ${file}).`);
-      await convertDisk(file, partial, options.log);
+      await convertDisk(file, partial, options.log, source.path);
     } else {
       const download = await fetchVerified(source.url, source.sha256, options.downloadCache, options.log);
-      await convertDisk(download, partial, options.log);
+      await convertDisk(download, partial, options.log, path.basename(new URL(source.url).pathname));
     }
     const digest = await chainDigest(ROOT_DIGEST, partial);
     renameSync(partial, output);
@@ -60,14 +60,14 @@ export async function importBase(source: BaseSource, output: string, options: { 
 const COMPRESSED: Record<string, string[] | 'gzip'> = { '.xz': ['xz', '-dc'], '.gz': 'gzip', '.zst': ['zstd', '-dc'] };
 
 /** Decompresses (by file name) and converts any disk qemu-img reads into a standalone qcow2. */
-async function convertDisk(file: string, output: string, log: Log): Promise<void> {
-  const extension = path.extname(file.replace(/\.sha256-[0-9a-f]+$/, ''));
+async function convertDisk(file: string, output: string, log: Log, displayName: string): Promise<void> {
+  const extension = path.extname(file);
   let disk = file;
   let temporary: string | undefined;
   const decompressor = COMPRESSED[extension];
   if (decompressor) {
     temporary = `${output}.decompressed`;
-    log(`vmlb: decompressing ${path.basename(file)}`);
+    log(`vmlb: decompressing ${displayName}`);
     if (decompressor === 'gzip') {
       await pipeline(createReadStream(file), createGunzip(), createWriteStream(temporary));
     } else {
@@ -77,6 +77,13 @@ async function convertDisk(file: string, output: string, log: Log): Promise<void
   }
   try {
     const info = await imageInfo(disk);
+    // qemu-img rounds a raw file up to whole sectors; a real raw disk is sector-sized already.
+    const bytes = statSync(disk).size;
+    if (info.format === 'raw' && (bytes === 0 || bytes % 512 !== 0)) {
+      throw new Error(
+        `${displayName} is not a disk image: qemu-img sees no image format in it, and as a raw disk its ${bytes} bytes are not a whole number of 512-byte sectors.`,
+      );
+    }
     log(`vmlb: importing ${info.format} disk of ${formatBytes(info.virtualSize)}`);
     await convertToQcow2(disk, output, { sourceFormat: info.format as SourceFormat, progress: true });
   } finally {
