@@ -33,6 +33,10 @@ describe('checkPrerequisites', () => {
     expect(() => checkPrerequisites(layerBuildTools(true), { fuse: false }, host({ hasFuse: false }))).not.toThrow();
   });
 
+  it('asks for neither root nor loop devices when no disk is attached', () => {
+    expect(() => checkPrerequisites(['qemu-img'], { fuse: false, disks: false }, host({ uid: 1000, hasLoopControl: false }))).not.toThrow();
+  });
+
   it('finds real commands on this host', () => {
     expect(findOnPath('sh')).toMatch(/\/sh$/);
     expect(findOnPath('vmlb-no-such-tool')).toBeUndefined();

@@ -17,6 +17,7 @@ const TOOLS = {
   umount: { command: 'umount', debianPackage: 'mount', fedoraPackage: 'util-linux' },
   unshare: { command: 'unshare', debianPackage: 'util-linux', fedoraPackage: 'util-linux' },
   chroot: { command: 'chroot', debianPackage: 'coreutils', fedoraPackage: 'coreutils' },
+  'qemu-system-x86_64': { command: 'qemu-system-x86_64', debianPackage: 'qemu-system-x86', fedoraPackage: 'qemu-system-x86-core' },
 } satisfies Record<string, Tool>;
 
 export type ToolName = keyof typeof TOOLS;
@@ -61,15 +62,21 @@ export function currentHost(): HostFacts {
  * message, with the command that installs it, instead of failing half-way
  * through a build on the first missing piece.
  */
-export function checkPrerequisites(tools: ToolName[], options: { fuse: boolean }, host: HostFacts = currentHost()): void {
+export function checkPrerequisites(
+  tools: ToolName[],
+  options: { fuse: boolean; disks?: boolean },
+  host: HostFacts = currentHost(),
+): void {
+  // Attaching disks needs root and loop devices; converting or booting them does not.
+  const disks = options.disks ?? true;
   const missing: string[] = [];
-  if (host.uid !== 0) missing.push('root: vmlb attaches disks, mounts filesystems and runs chroots; run it as root (e.g. sudo npx nx ...).');
+  if (disks && host.uid !== 0) missing.push('root: vmlb attaches disks, mounts filesystems and runs chroots; run it as root (e.g. sudo npx nx ...).');
   const missingTools = tools.filter((tool) => !host.which(TOOLS[tool].command));
   for (const tool of missingTools) missing.push(`${TOOLS[tool].command} (Debian/Ubuntu package ${TOOLS[tool].debianPackage})`);
   if (options.fuse && !host.hasFuse) {
     missing.push('/dev/fuse: load the fuse module (modprobe fuse), or pass --nbd /dev/nbd0 on a host with the nbd module.');
   }
-  if (!host.hasLoopControl) missing.push('loop device support (/dev/loop-control): load the loop module (modprobe loop).');
+  if (disks && !host.hasLoopControl) missing.push('loop device support (/dev/loop-control): load the loop module (modprobe loop).');
   if (missing.length === 0) return;
   const debianPackages = [...new Set(missingTools.map((tool) => TOOLS[tool].debianPackage))];
   const fedoraPackages = [...new Set(missingTools.map((tool) => TOOLS[tool].fedoraPackage))];

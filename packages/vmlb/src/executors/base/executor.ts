@@ -40,7 +40,7 @@ export function normalizeOptions(options: BaseExecutorSchema, workspaceRoot: str
 export default async function baseExecutor(options: BaseExecutorSchema, context: ExecutorContext): Promise<{ success: boolean }> {
   return reportFailure(async () => {
     const normalized = normalizeOptions(options, context.root);
-    checkPrerequisites(['qemu-img'], { fuse: false });
+    checkPrerequisites(['qemu-img'], { fuse: false, disks: false });
     const { digest } = await importBase(normalized.source, normalized.output, {
       downloadCache: normalized.downloadCache,
       log: (message) => console.log(message),

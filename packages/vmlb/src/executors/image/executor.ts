@@ -24,7 +24,7 @@ export default async function imageExecutor(options: ImageExecutorSchema, contex
     await releaseAllLeftovers(path.dirname(chain), (message) => console.log(message));
     if (!existsSync(chain)) throw new Error(`Image ${imageName}: the top of its chain ${options.chain} does not exist; build its layers first.`);
     if (flatten) {
-      checkPrerequisites(['qemu-img'], { fuse: false });
+      checkPrerequisites(['qemu-img'], { fuse: false, disks: false });
       await flattenChain(chain, output);
       console.log(`vmlb: image ${imageName} flattened into ${options.output} (standalone, no backing file)`);
       return;

@@ -1,11 +1,95 @@
+import { existsSync } from 'node:fs';
+import * as path from 'node:path';
 import type { ExecutorContext } from '@nx/devkit';
+import { isCI } from '@nx/devkit/internal';
+import { reportFailure } from '../../lib/executor-errors';
+import { withInterruptSignal } from '../../lib/interrupt';
+import { checkPrerequisites } from '../../lib/prerequisites';
+import { bootAndCheck, bootInteractive, freePort, kvmUsable, withThrowawayOverlay } from '../../lib/qemu-boot';
 import type { TestBootExecutorSchema } from './schema';
 
+export interface NormalizedTestBootOptions {
+  imageName: string;
+  disk: string;
+  logFile: string;
+  check: boolean;
+  expect: RegExp;
+  timeoutMs: number;
+  memory: string;
+  cpus: number;
+  sshPort: number;
+}
+
 /**
- * The target is inferred for every image so that its options are visible
- * (`nx show project`, `--help`); this version of vmlb does not run it yet.
+ * Check mode, with no keyboard, whenever nobody can type: --check, CI, or
+ * standard input not a terminal (Nx runs a task with dependencies without
+ * one unless --tui=false).
  */
+export function normalizeOptions(
+  options: TestBootExecutorSchema,
+  workspaceRoot: string,
+  terminal = { stdinIsTTY: process.stdin.isTTY === true, ci: Boolean(isCI()) },
+): NormalizedTestBootOptions {
+  if (options.ssh !== undefined) {
+    throw new Error(`--ssh is not supported by this version of vmlb's test-boot; check the console with --expect instead.`);
+  }
+  const cloudInit = options.cloudInitDir ? path.resolve(workspaceRoot, options.cloudInitDir, 'user-data') : undefined;
+  if (cloudInit && existsSync(cloudInit)) {
+    throw new Error(`${options.cloudInitDir}/user-data exists, but this version of vmlb's test-boot cannot serve cloud-init seeds yet.`);
+  }
+  const disk = path.resolve(workspaceRoot, options.image ?? options.chain);
+  if (!existsSync(disk)) {
+    throw new Error(
+      options.image ? `--image ${options.image} does not exist.` : `Image ${options.imageName} is not built (${options.chain} is missing): nx build image-${options.imageName}`,
+    );
+  }
+  let expect: RegExp;
+  try {
+    expect = new RegExp(options.expect ?? 'login:');
+  } catch (error) {
+    throw new Error(`--expect '${options.expect}' is not a regular expression: ${(error as Error).message}`);
+  }
+  const memory = options.memory ?? '1G';
+  if (!/^[0-9]+[MGmg]$/.test(memory)) throw new Error(`--memory '${memory}' is not a memory size such as 1G or 512M.`);
+  return {
+    imageName: options.imageName,
+    disk,
+    logFile: path.join(path.dirname(path.resolve(workspaceRoot, options.chain)), 'test-boot.log'),
+    check: options.check === true || terminal.ci || !terminal.stdinIsTTY,
+    expect,
+    timeoutMs: (options.timeout ?? 300) * 1000,
+    memory,
+    cpus: options.cpus ?? 2,
+    sshPort: options.sshPort ?? 0,
+  };
+}
+
 export default async function testBootExecutor(options: TestBootExecutorSchema, context: ExecutorContext): Promise<{ success: boolean }> {
-  console.error(`vmlb: the test-boot target of image ${options.imageName} (${context.projectName}) is not available in this version of vmlb.`);
-  return { success: false };
+  return reportFailure(async () => {
+    const boot = normalizeOptions(options, context.root);
+    checkPrerequisites(['qemu-img', 'qemu-system-x86_64'], { fuse: false, disks: false });
+    const kvm = await kvmUsable();
+    if (!kvm) console.log('vmlb: KVM is not usable here, so qemu emulates the CPU (TCG): the boot is several times slower.');
+    const sshPort = boot.sshPort || (await freePort());
+    console.log(`vmlb: booting ${path.relative(context.root, boot.disk)} (unchanged: a throwaway overlay takes the writes); guest ssh on 127.0.0.1:${sshPort}`);
+    await withThrowawayOverlay(boot.disk, async (overlay) => {
+      if (!boot.check) {
+        console.log('vmlb: the serial console follows; Ctrl-a x quits.');
+        const exitCode = await bootInteractive(overlay, { ...boot, sshPort, kvm });
+        if (exitCode !== 0) throw new Error(`qemu exited with code ${exitCode}.`);
+        return;
+      }
+      const result = await withInterruptSignal((signal) =>
+        bootAndCheck(overlay, { ...boot, sshPort, kvm }, { expect: boot.expect, timeoutMs: boot.timeoutMs }, signal),
+      );
+      const logFile = path.relative(context.root, boot.logFile);
+      if (!result.passed) {
+        throw new Error(
+          `test-boot of image ${boot.imageName} failed after ${result.seconds.toFixed(1)} s: ${result.reason}.\n` +
+            `Last 40 console lines:\n${result.consoleTail}\nThe whole console is in ${logFile}.`,
+        );
+      }
+      console.log(`\nvmlb: image ${boot.imageName} booted: ${boot.expect} appeared after ${result.seconds.toFixed(1)} s (console in ${logFile}).`);
+    });
+  });
 }

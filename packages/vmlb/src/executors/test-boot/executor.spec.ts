@@ -1,0 +1,53 @@
+import { TempWorkspace } from '../../testing/temp-workspace';
+import { qemuArguments } from '../../lib/qemu-boot';
+import { normalizeOptions } from './executor';
+
+describe('test-boot options', () => {
+  const workspace = new TempWorkspace();
+  workspace.write('dist/images/demo/20_top.qcow2', 'disk');
+  afterAll(() => workspace.remove());
+  const base = { imageName: 'demo', chain: 'dist/images/demo/20_top.qcow2' };
+  const terminal = { stdinIsTTY: true, ci: false };
+
+  it('is interactive only with a keyboard and outside CI', () => {
+    expect(normalizeOptions(base, workspace.root, terminal).check).toBe(false);
+    expect(normalizeOptions(base, workspace.root, { stdinIsTTY: false, ci: false }).check).toBe(true);
+    expect(normalizeOptions(base, workspace.root, { stdinIsTTY: true, ci: true }).check).toBe(true);
+    expect(normalizeOptions({ ...base, check: true }, workspace.root, terminal).check).toBe(true);
+  });
+
+  it('defaults to a login prompt within 300 s, 1G and 2 CPUs, and keeps the console log beside the chain', () => {
+    expect(normalizeOptions(base, workspace.root, terminal)).toMatchObject({
+      expect: /login:/,
+      timeoutMs: 300_000,
+      memory: '1G',
+      cpus: 2,
+      sshPort: 0,
+      disk: `${workspace.root}/dist/images/demo/20_top.qcow2`,
+      logFile: `${workspace.root}/dist/images/demo/test-boot.log`,
+    });
+  });
+
+  it.each([
+    [{ expect: '([' }, "--expect '([' is not a regular expression"],
+    [{ memory: 'lots' }, "--memory 'lots' is not a memory size"],
+    [{ image: 'nope.qcow2' }, '--image nope.qcow2 does not exist.'],
+    [{ chain: 'dist/images/demo/missing.qcow2' }, 'Image demo is not built (dist/images/demo/missing.qcow2 is missing): nx build image-demo'],
+    [{ ssh: 'true' }, '--ssh is not supported by this version'],
+  ])('rejects %p', (override, message) => {
+    expect(() => normalizeOptions({ ...base, ...override }, workspace.root, terminal)).toThrow(message);
+  });
+});
+
+describe('qemuArguments', () => {
+  it('boots the overlay on virtio with the guest ssh port forwarded to localhost, console on stdio', () => {
+    expect(qemuArguments('/tmp/x/boot.qcow2', { memory: '512M', cpus: 1, sshPort: 2222, kvm: false, interactive: false })).toEqual([
+      '-machine', 'pc', '-accel', 'tcg', '-m', '512M', '-smp', '1',
+      '-drive', 'file=/tmp/x/boot.qcow2,if=virtio,format=qcow2',
+      '-netdev', 'user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22', '-device', 'virtio-net-pci,netdev=net0',
+      '-no-reboot', '-display', 'none', '-monitor', 'none', '-serial', 'stdio',
+    ]);
+    const interactive = qemuArguments('/tmp/a,b.qcow2', { memory: '1G', cpus: 2, sshPort: 1, kvm: true, interactive: true });
+    expect(interactive).toEqual(expect.arrayContaining(['-accel', 'kvm', '-cpu', 'host', '-nographic', 'file=/tmp/a,,b.qcow2,if=virtio,format=qcow2']));
+  });
+});

@@ -1,0 +1,71 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { sha256File } from '../src/lib/digest';
+import { NxWorkspace } from './support/nx-workspace';
+
+/** Boots images/tiny-boot (extlinux, Debian's kernel, busybox init) under qemu in check mode. */
+describe('nx run image-tiny-boot:test-boot', () => {
+  let workspace: NxWorkspace;
+  const dist = (...parts: string[]) => workspace.path('dist/images/tiny-boot', ...parts);
+  const chainDigests = async () =>
+    Object.fromEntries(
+      await Promise.all(
+        readdirSync(dist())
+          .filter((file) => file.endsWith('.qcow2'))
+          .map(async (file) => [file, await sha256File(dist(file))] as const),
+      ),
+    );
+  const qemuProcesses = () =>
+    readdirSync('/proc')
+      .filter((entry) => /^\d+$/.test(entry))
+      .map((pid) => {
+        try {
+          return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
+        } catch {
+          return '';
+        }
+      })
+      .filter((commandLine) => commandLine.startsWith('qemu-system') || commandLine.includes('/qemu-system'))
+      .filter((commandLine) => commandLine.includes('vmlb-boot-'));
+
+  beforeAll(async () => {
+    workspace = new NxWorkspace({ images: ['tiny-boot'] });
+    await workspace.nxOk(['build', 'image-tiny-boot']);
+  });
+  afterAll(() => workspace.remove());
+
+  it('sees the marker, passes, leaves the image unchanged and no qemu running', async () => {
+    const before = await chainDigests();
+    const output = await workspace.nxOk(['run', 'image-tiny-boot:test-boot', '--check']);
+    expect(output).toMatch(/tiny-boot: init\s*reached on tiny-boot, kernel \d+\.\d+/);
+    expect(output).toMatch(/vmlb: image tiny-boot booted: \/tiny-boot: init reached\/ appeared after \d+\.\d s/);
+    expect(output).toMatch(/KVM is not usable here|booting/);
+    expect(await chainDigests()).toEqual(before);
+    expect(readFileSync(dist('test-boot.log'), 'utf8')).toMatch(/tiny-boot: init\s*reached/);
+    expect(qemuProcesses()).toEqual([]);
+  });
+
+  it('fails with the console tail and the log path when the expected text never appears', async () => {
+    const run = await workspace.nx(['run', 'image-tiny-boot:test-boot', '--check', '--expect=never printed by this guest', '--timeout=90']);
+    expect(run.exitCode).not.toBe(0);
+    expect(run.output).toMatch(/test-boot of image tiny-boot failed after \d+\.\d s: qemu exited \(code 0\) before \/never printed by this guest\/ appeared on the console/);
+    expect(run.output).toMatch(/Last 40 console lines:\n[\s\S]*reboot: Power down/);
+    expect(run.output).toContain('The whole console is in dist/images/tiny-boot/test-boot.log.');
+    expect(qemuProcesses()).toEqual([]);
+  });
+
+  it('stops the guest at the timeout', async () => {
+    const run = await workspace.nx(['run', 'image-tiny-boot:test-boot', '--check', '--expect=never printed', '--timeout=2']);
+    expect(run.exitCode).not.toBe(0);
+    expect(run.output).toContain('/never printed/ did not appear on the console within 2 s');
+    expect(qemuProcesses()).toEqual([]);
+  });
+
+  it('boots any disk given with --image, such as a flattened export', async () => {
+    await workspace.nxOk(['build', 'image-tiny-boot', '--flatten']);
+    const flattened = path.join('dist/images/tiny-boot/image.qcow2');
+    const output = await workspace.nxOk(['run', 'image-tiny-boot:test-boot', '--check', `--image=${flattened}`]);
+    expect(output).toContain(`vmlb: booting ${flattened}`);
+    expect(output).toMatch(/image tiny-boot booted/);
+  });
+});
