@@ -7,6 +7,8 @@ import { run, tail } from './exec';
 import { imageInfo } from './qcow2';
 
 export interface BootOptions {
+  /** cloud-init NoCloud seed URL as the guest sees it. */
+  seedUrl?: string;
   /** The disk to boot (a qcow2 chain or any disk qemu-img reads); never written. */
   disk: string;
   memory: string;
@@ -70,7 +72,10 @@ export async function freePort(): Promise<number> {
 }
 
 /** The qemu command line for a boot of `overlay` (console on the serial port). */
-export function qemuArguments(overlay: string, options: { memory: string; cpus: number; sshPort: number; kvm: boolean; interactive: boolean }): string[] {
+export function qemuArguments(
+  overlay: string,
+  options: { memory: string; cpus: number; sshPort: number; kvm: boolean; interactive: boolean; seedUrl?: string },
+): string[] {
   return [
     '-machine',
     'pc',
@@ -85,6 +90,8 @@ export function qemuArguments(overlay: string, options: { memory: string; cpus: 
     `user,id=net0,hostfwd=tcp:127.0.0.1:${options.sshPort}-:22`,
     '-device',
     'virtio-net-pci,netdev=net0',
+    // cloud-init's NoCloud source reads its seed from this URL (10.0.2.2 is the host).
+    ...(options.seedUrl ? ['-smbios', `type=1,serial=ds=nocloud;s=${options.seedUrl}`] : []),
     // The guest powering off (or a kernel panic with panic=-1) ends qemu.
     '-no-reboot',
     ...(options.interactive ? ['-nographic'] : ['-display', 'none', '-monitor', 'none', '-serial', 'stdio']),
@@ -95,13 +102,13 @@ export function qemuArguments(overlay: string, options: { memory: string; cpus: 
  * Boots a disk without changing it: qemu runs on a throwaway overlay in a
  * temporary folder, removed afterwards with everything else the boot made.
  */
-export async function withThrowawayOverlay<T>(disk: string, work: (overlay: string) => Promise<T>): Promise<T> {
+export async function withThrowawayOverlay<T>(disk: string, work: (overlay: string, scratchDir: string) => Promise<T>): Promise<T> {
   const dir = mkdtempSync(path.join(tmpdir(), 'vmlb-boot-'));
   try {
     const info = await imageInfo(disk);
     const overlay = path.join(dir, 'boot.qcow2');
     await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', info.format, '-b', path.resolve(disk), overlay]);
-    return await work(overlay);
+    return await work(overlay, dir);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -120,7 +127,14 @@ export interface CheckResult {
  * qemu is stopped by its PID whatever happens (match, timeout, the guest
  * powering off, an abort), and the full console is kept in `logFile`.
  */
-export async function bootAndCheck(overlay: string, boot: BootOptions & { kvm: boolean }, check: CheckOptions, signal?: AbortSignal): Promise<CheckResult> {
+export async function bootAndCheck(
+  overlay: string,
+  boot: BootOptions & { kvm: boolean },
+  check: CheckOptions,
+  signal?: AbortSignal,
+  /** Runs once the console matched, with the guest still up; returns why it failed, if it did. */
+  afterBoot?: () => Promise<string | undefined>,
+): Promise<CheckResult> {
   const started = Date.now();
   const logStream = createWriteStream(boot.logFile);
   const qemu = execa('qemu-system-x86_64', qemuArguments(overlay, { ...boot, interactive: false }), {
@@ -157,11 +171,17 @@ export async function bootAndCheck(overlay: string, boot: BootOptions & { kvm: b
   });
 
   try {
-    const ok = await matched;
+    let ok = await matched;
     const seconds = (Date.now() - started) / 1000;
+    let afterBootFailure: string | undefined;
+    if (ok && afterBoot) {
+      afterBootFailure = await afterBoot();
+      ok = afterBootFailure === undefined;
+    }
     const running = !qemuExited;
     let reason: string | undefined;
-    if (!ok) {
+    if (afterBootFailure !== undefined) reason = afterBootFailure;
+    else if (!ok) {
       if (signal?.aborted) reason = 'the boot was interrupted';
       else if (!running) {
         const result = await exited;

@@ -33,7 +33,7 @@ describe('test-boot options', () => {
     [{ memory: 'lots' }, "--memory 'lots' is not a memory size"],
     [{ image: 'nope.qcow2' }, '--image nope.qcow2 does not exist.'],
     [{ chain: 'dist/images/demo/missing.qcow2' }, 'Image demo is not built (dist/images/demo/missing.qcow2 is missing): nx build image-demo'],
-    [{ ssh: 'true' }, '--ssh is not supported by this version'],
+    [{ ssh: 'true', cloudInitDir: 'images/demo/test-boot' }, '--ssh needs a cloud-init seed to put its key into the guest: create images/demo/test-boot/user-data'],
   ])('rejects %p', (override, message) => {
     expect(() => normalizeOptions({ ...base, ...override }, workspace.root, terminal)).toThrow(message);
   });

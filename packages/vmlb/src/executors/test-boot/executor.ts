@@ -5,12 +5,17 @@ import { isCI } from '@nx/devkit/internal';
 import { reportFailure } from '../../lib/executor-errors';
 import { withInterruptSignal } from '../../lib/interrupt';
 import { checkPrerequisites } from '../../lib/prerequisites';
+import { generateSshKey, serveNoCloudSeed, sshRun } from '../../lib/cloud-init-seed';
+import { tail } from '../../lib/exec';
 import { bootAndCheck, bootInteractive, freePort, kvmUsable, withThrowawayOverlay } from '../../lib/qemu-boot';
 import type { TestBootExecutorSchema } from './schema';
 
 export interface NormalizedTestBootOptions {
   imageName: string;
   disk: string;
+  cloudInitDir?: string;
+  ssh?: string;
+  sshUser: string;
   logFile: string;
   check: boolean;
   expect: RegExp;
@@ -30,12 +35,13 @@ export function normalizeOptions(
   workspaceRoot: string,
   terminal = { stdinIsTTY: process.stdin.isTTY === true, ci: Boolean(isCI()) },
 ): NormalizedTestBootOptions {
-  if (options.ssh !== undefined) {
-    throw new Error(`--ssh is not supported by this version of vmlb's test-boot; check the console with --expect instead.`);
-  }
-  const cloudInit = options.cloudInitDir ? path.resolve(workspaceRoot, options.cloudInitDir, 'user-data') : undefined;
-  if (cloudInit && existsSync(cloudInit)) {
-    throw new Error(`${options.cloudInitDir}/user-data exists, but this version of vmlb's test-boot cannot serve cloud-init seeds yet.`);
+  const cloudInitDir =
+    options.cloudInitDir && existsSync(path.resolve(workspaceRoot, options.cloudInitDir, 'user-data')) ? path.resolve(workspaceRoot, options.cloudInitDir) : undefined;
+  if (options.ssh !== undefined && !cloudInitDir) {
+    throw new Error(
+      `--ssh needs a cloud-init seed to put its key into the guest: create ${options.cloudInitDir ?? `images/${options.imageName}/test-boot`}/user-data ` +
+        `with a user whose ssh_authorized_keys lists \${VMLB_SSH_PUBLIC_KEY}.`,
+    );
   }
   const disk = path.resolve(workspaceRoot, options.image ?? options.chain);
   if (!existsSync(disk)) {
@@ -54,6 +60,9 @@ export function normalizeOptions(
   return {
     imageName: options.imageName,
     disk,
+    cloudInitDir,
+    ssh: options.ssh,
+    sshUser: options.sshUser ?? 'vmlb',
     logFile: path.join(path.dirname(path.resolve(workspaceRoot, options.chain)), 'test-boot.log'),
     check: options.check === true || terminal.ci || !terminal.stdinIsTTY,
     expect,
@@ -72,24 +81,42 @@ export default async function testBootExecutor(options: TestBootExecutorSchema, 
     if (!kvm) console.log('vmlb: KVM is not usable here, so qemu emulates the CPU (TCG): the boot is several times slower.');
     const sshPort = boot.sshPort || (await freePort());
     console.log(`vmlb: booting ${path.relative(context.root, boot.disk)} (unchanged: a throwaway overlay takes the writes); guest ssh on 127.0.0.1:${sshPort}`);
-    await withThrowawayOverlay(boot.disk, async (overlay) => {
-      if (!boot.check) {
-        console.log('vmlb: the serial console follows; Ctrl-a x quits.');
-        const exitCode = await bootInteractive(overlay, { ...boot, sshPort, kvm });
-        if (exitCode !== 0) throw new Error(`qemu exited with code ${exitCode}.`);
-        return;
-      }
-      const result = await withInterruptSignal((signal) =>
-        bootAndCheck(overlay, { ...boot, sshPort, kvm }, { expect: boot.expect, timeoutMs: boot.timeoutMs }, signal),
-      );
-      const logFile = path.relative(context.root, boot.logFile);
-      if (!result.passed) {
-        throw new Error(
-          `test-boot of image ${boot.imageName} failed after ${result.seconds.toFixed(1)} s: ${result.reason}.\n` +
-            `Last 40 console lines:\n${result.consoleTail}\nThe whole console is in ${logFile}.`,
+    await withThrowawayOverlay(boot.disk, async (overlay, scratchDir) => {
+      const key = boot.cloudInitDir ? await generateSshKey(scratchDir) : undefined;
+      const seed = boot.cloudInitDir && key ? await serveNoCloudSeed(boot.cloudInitDir, key.publicKey) : undefined;
+      if (seed) console.log(`vmlb: cloud-init seed from ${path.relative(context.root, boot.cloudInitDir!)}, ssh key ${key!.privateKey} (for this boot only)`);
+      const machine = { ...boot, sshPort, kvm, seedUrl: seed?.guestUrl };
+      try {
+        if (!boot.check) {
+          console.log('vmlb: the serial console follows; Ctrl-a x quits.');
+          const exitCode = await bootInteractive(overlay, machine);
+          if (exitCode !== 0) throw new Error(`qemu exited with code ${exitCode}.`);
+          return;
+        }
+        const deadline = Date.now() + boot.timeoutMs;
+        const afterBoot =
+          boot.ssh !== undefined && key
+            ? async () => {
+                console.log(`\nvmlb: running over ssh as ${boot.sshUser}: ${boot.ssh}`);
+                const result = await sshRun(boot.ssh!, { user: boot.sshUser, port: sshPort, privateKey: key.privateKey, deadline });
+                console.log(`vmlb: ssh command exited with ${result.exitCode}`);
+                return result.exitCode === 0 ? undefined : `the ssh command '${boot.ssh}' exited with ${result.exitCode}${result.exitCode === 255 ? ' (no ssh connection)' : ''}:\n${tail(result.output, 20)}`;
+              }
+            : undefined;
+        const result = await withInterruptSignal((signal) =>
+          bootAndCheck(overlay, machine, { expect: boot.expect, timeoutMs: boot.timeoutMs }, signal, afterBoot),
         );
+        const logFile = path.relative(context.root, boot.logFile);
+        if (!result.passed) {
+          throw new Error(
+            `test-boot of image ${boot.imageName} failed after ${result.seconds.toFixed(1)} s: ${result.reason}.\n` +
+              `Last 40 console lines:\n${result.consoleTail}\nThe whole console is in ${logFile}.`,
+          );
+        }
+        console.log(`\nvmlb: image ${boot.imageName} booted: ${boot.expect} appeared after ${result.seconds.toFixed(1)} s${boot.ssh ? ' and the ssh command passed' : ''} (console in ${logFile}).`);
+      } finally {
+        await seed?.close();
       }
-      console.log(`\nvmlb: image ${boot.imageName} booted: ${boot.expect} appeared after ${result.seconds.toFixed(1)} s (console in ${logFile}).`);
     });
   });
 }

@@ -7,6 +7,7 @@ export interface TestBootExecutorSchema {
   expect?: string;
   timeout?: number;
   ssh?: string;
+  sshUser?: string;
   memory?: string;
   cpus?: number;
   sshPort?: number;
