@@ -8,8 +8,10 @@ cd "$(dirname "$0")/.."
 # qemu-utils: qemu-img, qemu-nbd; qemu-system-common: qemu-storage-daemon;
 # fdisk: sfdisk; e2fsprogs: mkfs.ext4, debugfs; fuse3: the FUSE export;
 # busybox-static: the tiny test images' userland; qemu-system-x86: test-boot;
-# extlinux, syslinux-common: the bootloader of images/tiny-boot; xz-utils, zstd: compressed base downloads.
-PACKAGES=(qemu-utils qemu-system-common qemu-system-x86 extlinux syslinux-common fdisk e2fsprogs fuse3 util-linux mount busybox-static xz-utils zstd ca-certificates)
+# extlinux, syslinux-common: the bootloader of images/tiny-boot and images/prod;
+# debootstrap, cloud-guest-utils (growpart): images/prod; openssh-client: test-boot --ssh;
+# xz-utils, zstd: compressed base downloads.
+PACKAGES=(qemu-utils qemu-system-common qemu-system-x86 extlinux syslinux-common debootstrap cloud-guest-utils openssh-client fdisk e2fsprogs fuse3 util-linux mount busybox-static xz-utils zstd ca-certificates)
 
 missing=()
 for package in "${PACKAGES[@]}"; do

@@ -90,8 +90,9 @@ export function qemuArguments(
     `user,id=net0,hostfwd=tcp:127.0.0.1:${options.sshPort}-:22`,
     '-device',
     'virtio-net-pci,netdev=net0',
-    // cloud-init's NoCloud source reads its seed from this URL (10.0.2.2 is the host).
-    ...(options.seedUrl ? ['-smbios', `type=1,serial=ds=nocloud;s=${options.seedUrl}`] : []),
+    // cloud-init's NoCloud source reads its seed from this URL (10.0.2.2 is
+    // the host); an http seed is the network flavour, nocloud-net.
+    ...(options.seedUrl ? ['-smbios', `type=1,serial=ds=nocloud-net;s=${options.seedUrl}`] : []),
     // The guest powering off (or a kernel panic with panic=-1) ends qemu.
     '-no-reboot',
     ...(options.interactive ? ['-nographic'] : ['-display', 'none', '-monitor', 'none', '-serial', 'stdio']),
