@@ -55,15 +55,7 @@ export class NxWorkspace {
       all: true,
       reject: false,
       timeout: options.timeoutMs ?? 300_000,
-      env: {
-        NX_DAEMON: 'false',
-        NX_TUI: 'false',
-        NX_NO_CLOUD: 'true',
-        NX_SKIP_NX_CACHE: undefined,
-        NX_VERBOSE_LOGGING: 'false',
-        FORCE_COLOR: '0',
-        ...options.env,
-      },
+      env: nxEnvironment(options.env),
     });
     return { exitCode: result.exitCode ?? -1, output: String(result.all ?? '') };
   }
@@ -78,6 +70,22 @@ export class NxWorkspace {
   remove(): void {
     rmSync(this.root, { recursive: true, force: true });
   }
+}
+
+/**
+ * The environment every test run of nx gets: no daemon (each run sees the
+ * files as they are), no TUI, no cloud, plain output.
+ */
+export function nxEnvironment(extra: Record<string, string> = {}): Record<string, string | undefined> {
+  return {
+    NX_DAEMON: 'false',
+    NX_TUI: 'false',
+    NX_NO_CLOUD: 'true',
+    NX_SKIP_NX_CACHE: undefined,
+    NX_VERBOSE_LOGGING: 'false',
+    FORCE_COLOR: '0',
+    ...extra,
+  };
 }
 
 /** Task ids Nx reports as restored from its local cache in a run's output. */
