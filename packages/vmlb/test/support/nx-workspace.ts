@@ -126,15 +126,7 @@ export function startNx(workspace: NxWorkspace, args: string[], options: { env?:
     stdin: 'ignore',
     buffer: false,
     reject: false,
-    env: {
-      NX_DAEMON: 'false',
-      NX_TUI: 'false',
-      NX_NO_CLOUD: 'true',
-      NX_SKIP_NX_CACHE: undefined,
-      NX_VERBOSE_LOGGING: 'false',
-      FORCE_COLOR: '0',
-      ...options.env,
-    },
+    env: nxEnvironment(options.env),
   });
   if (subprocess.pid === undefined) throw new Error(`nx ${args.join(' ')} did not start`);
   let output = '';
