@@ -1,7 +1,8 @@
 import { readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { sha256File } from '../src/lib/digest';
-import { NxWorkspace } from './support/nx-workspace';
+import { NxWorkspace, startNx } from './support/nx-workspace';
 
 /** Boots images/tiny-boot (extlinux, Debian's kernel, busybox init) under qemu in check mode. */
 describe('nx run image-tiny-boot:test-boot', () => {
@@ -59,6 +60,18 @@ describe('nx run image-tiny-boot:test-boot', () => {
     expect(run.exitCode).not.toBe(0);
     expect(run.output).toContain('/never printed/ did not appear on the console within 2 s');
     expect(qemuProcesses()).toEqual([]);
+  });
+
+  it.each(['SIGINT', 'SIGTERM'] as const)('stops qemu and removes its overlay on %s', async (signal) => {
+    const nx = startNx(workspace, ['run', 'image-tiny-boot:test-boot', '--check', '--expect=never printed', '--timeout=300']);
+    await nx.waitForOutput('vmlb: booting', 60_000);
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    expect(qemuProcesses()).toHaveLength(1);
+    process.kill(-nx.pid, signal);
+    const result = await nx.exited;
+    expect(result.exitCode === 0 && result.signal === undefined).toBe(false);
+    expect(qemuProcesses()).toEqual([]);
+    expect(readdirSync(tmpdir()).filter((entry) => entry.startsWith('vmlb-boot-'))).toEqual([]);
   });
 
   it('boots any disk given with --image, such as a flattened export', async () => {
