@@ -4,7 +4,7 @@ import type { ExecutorContext } from '@nx/devkit';
 import { releaseAllLeftovers } from '../../lib/disk-attach';
 import { reportFailure } from '../../lib/executor-errors';
 import { checkPrerequisites } from '../../lib/prerequisites';
-import { flattenChain } from '../../lib/qcow2-flatten';
+import { convertToQcow2 } from '../../lib/qcow2';
 import type { ImageExecutorSchema } from './schema';
 
 export function normalizeOptions(options: ImageExecutorSchema, workspaceRoot: string) {
@@ -25,7 +25,8 @@ export default async function imageExecutor(options: ImageExecutorSchema, contex
     if (!existsSync(chain)) throw new Error(`Image ${imageName}: the top of its chain ${options.chain} does not exist; build its layers first.`);
     if (flatten) {
       checkPrerequisites(['qemu-img'], { fuse: false, disks: false });
-      await flattenChain(chain, output);
+      // A qcow2 to qcow2 convert writes every layer's data into one file with no backing file.
+      await convertToQcow2(chain, output, { sourceFormat: 'qcow2', progress: true });
       console.log(`vmlb: image ${imageName} flattened into ${options.output} (standalone, no backing file)`);
       return;
     }
