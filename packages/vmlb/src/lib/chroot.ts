@@ -2,6 +2,7 @@ import { existsSync, lstatSync, mkdirSync, readlinkSync, realpathSync, rmSync, s
 import * as path from 'node:path';
 import { type RunResult, run } from './exec';
 import type { BindMountHint } from './hints';
+import { shellQuote as quote } from './shell-quote';
 
 /**
  * Resolves a path inside a mounted image the way the image itself would:
@@ -40,8 +41,6 @@ export function resolveInRoot(root: string, imagePath: string, maxLinks = 40): s
   }
   return path.join(root, ...resolved);
 }
-
-const quote = (text: string) => `'${text.replace(/'/g, `'\\''`)}'`;
 
 /** Mount points a chroot needs, created (as empty folders) when an image lacks them. */
 const STANDARD_MOUNT_POINTS = ['/proc', '/sys', '/dev', '/tmp', '/run', '/mnt'];

@@ -1,4 +1,5 @@
 import { execa, type Options, type Result } from 'execa';
+import { shellWord } from './shell-quote';
 
 /** A host command that failed; the message carries the command line, exit status and output tail. */
 export class CommandError extends Error {
@@ -93,5 +94,5 @@ export function tail(text: string, lines: number): string {
 
 /** A command line as a user would type it, for messages. */
 export function commandLine(file: string, args: readonly string[]): string {
-  return [file, ...args].map((part) => (/^[\w@%+=:,./-]+$/.test(part) ? part : `'${part.replace(/'/g, `'\\''`)}'`)).join(' ');
+  return [file, ...args].map(shellWord).join(' ');
 }

@@ -14,6 +14,7 @@ import { DEFAULT_DIST_DIR, ImageLayout, digestPathFor } from '../lib/dist-layout
 import { describeHints } from '../lib/hints';
 import { type ImageInfo, IMAGE_CONFIG_FILE, discoverImage } from '../lib/layer-discovery';
 import { imageProjectName, layerProjectName } from '../lib/project-names';
+import { shellQuote } from '../lib/shell-quote';
 import { VMLB_VERSION } from '../lib/version';
 
 /** Options of the vmlb entry in nx.json's `plugins`. */
@@ -308,10 +309,6 @@ function describeBase(image: ImageInfo): string {
     case 'empty':
       return `blank ${base.size} disk`;
   }
-}
-
-function shellQuote(text: string): string {
-  return `'${text.replace(/'/g, `'\\''`)}'`;
 }
 
 /**
