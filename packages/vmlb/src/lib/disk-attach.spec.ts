@@ -79,6 +79,20 @@ describe('AttachedDisk', () => {
     expect(existsSync(workDir.dir)).toBe(false);
   });
 
+  it('finds the daemon by its pid file when the build was killed before recording it', async () => {
+    const file = await overlay('unrecorded.qcow2');
+    const workDir = new WorkDir(path.join(dir, '.vmlb', 'unrecorded'));
+    await AttachedDisk.open({ overlay: file, workDir, log });
+    const { daemonPid, ...withoutDaemon } = workDir.readState()!;
+    workDir.writeState({ ...withoutDaemon, owner: 2 ** 22 + 1 });
+
+    const released = await releaseLeftovers(workDir, log);
+
+    expect(released).toEqual(expect.arrayContaining([`stopped qemu-storage-daemon (pid ${daemonPid})`, `unmounted ${workDir.exportFile}`]));
+    expect(isAlive(daemonPid!)).toBe(false);
+    expect(isMounted(workDir.exportFile)).toBe(false);
+  });
+
   it('refuses to touch the work folder of a build that is still running', async () => {
     const workDir = new WorkDir(path.join(dir, '.vmlb', 'busy'));
     workDir.writeState({ owner: process.ppid, loopDevices: [], mounts: [] });

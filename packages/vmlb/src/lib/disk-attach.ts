@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { run } from './exec';
-import { attachLoop, detachLoop, isMounted, listLoopDevices, loopsStackedOn, mountsUnder, unmount } from './mounts';
+import { type LoopDevice, attachLoop, detachLoop, isMounted, listLoopDevices, loopsStackedOn, mountsUnder, unmount } from './mounts';
 import type { PartitionSelection } from './partition-table';
 import { commandLineOf, isAlive, stopProcess } from './processes';
 import { type AttachState, WorkDir } from './work-dir';
@@ -79,7 +79,6 @@ export class AttachedDisk {
     const { workDir, overlay } = this.options;
     // The FUSE export mounts over an existing regular file.
     writeFileSync(workDir.exportFile, '');
-    const pidFile = path.join(workDir.dir, 'qemu-storage-daemon.pid');
     // --daemonize returns once the export is mounted, so no polling is needed;
     // the daemon's PID comes from its pid file.
     await run('qemu-storage-daemon', [
@@ -90,10 +89,10 @@ export class AttachedDisk {
       '--export',
       `type=fuse,id=export0,node-name=disk0,mountpoint=${qemuValue(workDir.exportFile)},writable=on`,
       '--pidfile',
-      pidFile,
+      workDir.daemonPidFile,
       '--daemonize',
     ]);
-    const daemonPid = Number(readFileSync(pidFile, 'utf8').trim());
+    const daemonPid = Number(readFileSync(workDir.daemonPidFile, 'utf8').trim());
     this.record((state) => (state.daemonPid = daemonPid));
     if (!isMounted(workDir.exportFile)) {
       throw new Error(`qemu-storage-daemon (pid ${daemonPid}) started but ${workDir.exportFile} is not a FUSE mount.`);
@@ -143,13 +142,39 @@ export class AttachedDisk {
    * with SIGTERM and waited for, because it flushes the qcow2 as it exits.
    */
   async close(): Promise<void> {
-    const problems = await releaseState(this.state, this.options.workDir, this.options.log);
+    const { problems } = await releaseState(this.state, this.options.workDir, this.options.log);
     this.options.workDir.remove();
     if (problems.length) throw new Error(`Releasing the disk left problems:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
   }
 }
 
-async function releaseState(state: AttachState, workDir: WorkDir, log: Log): Promise<string[]> {
+/** The daemon serving this work folder's export, if it still runs: only that one is ours to stop. */
+function runningDaemon(state: AttachState | undefined, workDir: WorkDir): number | undefined {
+  // A build killed between starting the daemon and recording its PID left
+  // only the daemon's own pid file.
+  let pid = state?.daemonPid;
+  if (pid === undefined) {
+    try {
+      pid = Number(readFileSync(workDir.daemonPidFile, 'utf8').trim());
+    } catch {
+      return undefined;
+    }
+  }
+  return isAlive(pid) && (commandLineOf(pid)?.join(' ') ?? '').includes(workDir.exportFile) ? pid : undefined;
+}
+
+/**
+ * Releases what `state` records (plus loop devices a script stacked on its
+ * own), newest first, never stopping half-way: a step that fails is
+ * reported and the next one still runs. The daemon is stopped with SIGTERM
+ * and waited for, because it flushes the qcow2 as it exits.
+ */
+async function releaseState(
+  state: AttachState,
+  workDir: WorkDir,
+  log: Log,
+  loopListing?: LoopDevice[],
+): Promise<{ problems: string[]; stackedLoops: string[] }> {
   const problems: string[] = [];
   const attempt = async (what: string, step: () => Promise<unknown>) => {
     try {
@@ -163,27 +188,23 @@ async function releaseState(state: AttachState, workDir: WorkDir, log: Log): Pro
   }
   // Loop devices a modify-disk script attached on ours and left behind keep
   // ours busy (detaching it would only mark it for auto-clear): them first.
-  const stacked = state.loopDevices.length ? await loopsStackedOn(state.loopDevices) : [];
-  for (const device of [...stacked, ...[...state.loopDevices].reverse()]) {
+  const stackedLoops = state.loopDevices.length ? await loopsStackedOn(state.loopDevices, loopListing) : [];
+  for (const device of [...stackedLoops, ...[...state.loopDevices].reverse()]) {
     await attempt(`detach ${device}`, () => detachLoop(device));
   }
   if (state.nbdDevice) {
     await attempt(`disconnect ${state.nbdDevice}`, () => run('qemu-nbd', ['--disconnect', state.nbdDevice!]));
   }
-  if (state.daemonPid !== undefined) {
-    const pid = state.daemonPid;
-    // Only a daemon that serves this work folder's export is ours to stop.
-    const commandLine = commandLineOf(pid)?.join(' ') ?? '';
-    if (isAlive(pid) && commandLine.includes(workDir.exportFile)) {
-      await attempt(`stop qemu-storage-daemon (pid ${pid})`, async () => {
-        const outcome = await stopProcess(pid);
-        if (outcome === 'killed') log(`vmlb: qemu-storage-daemon (pid ${pid}) did not stop on SIGTERM and was killed.`);
-      });
-    }
+  const daemonPid = runningDaemon(state, workDir);
+  if (daemonPid !== undefined) {
+    await attempt(`stop qemu-storage-daemon (pid ${daemonPid})`, async () => {
+      const outcome = await stopProcess(daemonPid);
+      if (outcome === 'killed') log(`vmlb: qemu-storage-daemon (pid ${daemonPid}) did not stop on SIGTERM and was killed.`);
+    });
   }
   // A stopped daemon leaves its FUSE mount behind as a dead endpoint.
   await attempt(`unmount ${workDir.exportFile}`, () => unmount(workDir.exportFile));
-  return problems;
+  return { problems, stackedLoops };
 }
 
 /**
@@ -201,23 +222,24 @@ export async function releaseLeftovers(workDir: WorkDir, log: Log): Promise<stri
         `Wait for it to finish, or stop it.`,
     );
   }
-  const released: string[] = [];
   const mounts = [...new Set([...mountsUnder(workDir.rootDir), ...(state?.mounts ?? []).filter(isMounted)])];
-  const loops = (await listLoopDevices()).filter((loop) => loop.backFile === workDir.exportFile).map((loop) => loop.name);
-  const daemonAlive =
-    state?.daemonPid !== undefined && isAlive(state.daemonPid) && (commandLineOf(state.daemonPid)?.join(' ') ?? '').includes(workDir.exportFile);
+  const loopListing = await listLoopDevices();
+  const loops = loopListing.filter((loop) => loop.backFile === workDir.exportFile).map((loop) => loop.name);
+  const daemonPid = runningDaemon(state, workDir);
   const exportMounted = isMounted(workDir.exportFile);
-  mounts.forEach((mountPoint) => released.push(`unmounted ${mountPoint}`));
-  (loops.length ? await loopsStackedOn(loops) : []).forEach((device) => released.push(`detached ${device}`));
-  loops.forEach((device) => released.push(`detached ${device}`));
-  if (state?.nbdDevice) released.push(`disconnected ${state.nbdDevice}`);
-  if (daemonAlive) released.push(`stopped qemu-storage-daemon (pid ${state!.daemonPid})`);
-  if (exportMounted) released.push(`unmounted ${workDir.exportFile}`);
-  const problems = await releaseState(
-    { owner: state?.owner ?? 0, loopDevices: loops, mounts, nbdDevice: state?.nbdDevice, daemonPid: daemonAlive ? state!.daemonPid : undefined },
+  const { problems, stackedLoops } = await releaseState(
+    { owner: state?.owner ?? 0, loopDevices: loops, mounts, nbdDevice: state?.nbdDevice, daemonPid },
     workDir,
     log,
+    loopListing,
   );
+  const released = [
+    ...mounts.map((mountPoint) => `unmounted ${mountPoint}`),
+    ...[...stackedLoops, ...loops].map((device) => `detached ${device}`),
+    ...(state?.nbdDevice ? [`disconnected ${state.nbdDevice}`] : []),
+    ...(daemonPid !== undefined ? [`stopped qemu-storage-daemon (pid ${daemonPid})`] : []),
+    ...(exportMounted ? [`unmounted ${workDir.exportFile}`] : []),
+  ];
   if (state?.partialFile && existsSync(state.partialFile)) {
     rmSync(state.partialFile, { force: true });
     released.push(`removed ${state.partialFile}`);

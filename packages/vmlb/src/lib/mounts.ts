@@ -80,8 +80,8 @@ function majorMinor(dev: number): string {
  * the device node's inode: the path losetup shows for such a backing file
  * is that of the script's mount namespace (`/loop0`), not `/dev/loop0`.
  */
-export async function loopsStackedOn(devices: readonly string[]): Promise<string[]> {
-  const loops = await listLoopDevices();
+export async function loopsStackedOn(devices: readonly string[], listing?: LoopDevice[]): Promise<string[]> {
+  const loops = listing ?? (await listLoopDevices());
   const nodes = new Map<string, { ino: number; device: string }>();
   const nodeOf = (name: string) => {
     if (!nodes.has(name)) {

@@ -29,11 +29,14 @@ export class WorkDir {
   readonly exportFile: string;
   /** Mount point of the image's root filesystem. */
   readonly rootDir: string;
+  /** Where qemu-storage-daemon writes its PID as it starts. */
+  readonly daemonPidFile: string;
 
   constructor(readonly dir: string) {
     this.statePath = path.join(dir, 'state.json');
     this.exportFile = path.join(dir, 'disk.raw');
     this.rootDir = path.join(dir, 'root');
+    this.daemonPidFile = path.join(dir, 'qemu-storage-daemon.pid');
   }
 
   /** The work folder of one layer build. */
