@@ -144,11 +144,12 @@ export function discoverImage(workspaceRoot: string, imageRoot: string): ImageIn
     const kind = present[0];
     const script = path.posix.join(dir, kind);
     const absoluteScript = path.join(workspaceRoot, script);
-    if (!statSync(absoluteScript).isFile()) {
+    const scriptStat = statSync(absoluteScript);
+    if (!scriptStat.isFile()) {
       problems.push(`${script} is not a regular file.`);
       continue;
     }
-    if ((statSync(absoluteScript).mode & 0o111) === 0) {
+    if ((scriptStat.mode & 0o111) === 0) {
       problems.push(`${script} is not executable. Run: chmod +x ${script}`);
       continue;
     }
