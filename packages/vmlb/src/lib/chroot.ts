@@ -53,6 +53,13 @@ const STANDARD_MOUNT_POINTS = ['/proc', '/sys', '/dev', '/tmp', '/run', '/mnt'];
  * alive after its build unmounts it, so its last writes would only be
  * flushed after that build had stopped its storage daemon, and be lost.
  */
+/**
+ * `unshare` arguments for a layer script's own mount and PID namespaces:
+ * mounts made in them and processes left running end with the script, even
+ * when it is killed.
+ */
+export const SCRIPT_NAMESPACES = ['--mount', '--propagation', 'private', '--pid', '--fork', '--kill-child', '--'] as const;
+
 export function dropForeignBuildMounts(ownWorkDir: string): string {
   return [
     `own=${quote(`${ownWorkDir}/`)}`,
@@ -172,7 +179,7 @@ export async function runInChroot(options: ChrootRunOptions): Promise<RunResult>
   }
   lines.push('exit "$status"');
 
-  return run('unshare', ['--mount', '--propagation', 'private', '--pid', '--fork', '--kill-child', '--', '/bin/sh', '-c', lines.join('\n')], {
+  return run('unshare', [...SCRIPT_NAMESPACES, '/bin/sh', '-c', lines.join('\n')], {
     env: options.env,
     cleanEnv: true,
     stream: true,

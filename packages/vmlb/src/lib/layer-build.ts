@@ -1,6 +1,6 @@
 import { closeSync, existsSync, fsyncSync, openSync, renameSync, rmSync, statfsSync } from 'node:fs';
 import * as path from 'node:path';
-import { blockServiceStarts, dropForeignBuildMounts, runInChroot, scriptEnvironment } from './chroot';
+import { SCRIPT_NAMESPACES, blockServiceStarts, dropForeignBuildMounts, runInChroot, scriptEnvironment } from './chroot';
 import { chainDigest, readDigest, writeDigest } from './digest';
 import { digestPathFor } from './dist-layout';
 import { AttachedDisk, type Log, releaseLeftovers } from './disk-attach';
@@ -162,7 +162,7 @@ async function runModifyDisk(plan: LayerBuildPlan, disk: AttachedDisk, workDir: 
   // script's own loop device already consumed the report on detaching.
   const errorWatch = openSync(device, 'r');
   const startScript = `${dropForeignBuildMounts(workDir.dir)}\nexec "$0" "$@"`;
-  const result = await run('unshare', ['--mount', '--propagation', 'private', '--pid', '--fork', '--kill-child', '--', '/bin/sh', '-c', startScript, plan.script, plan.parent, target, device], {
+  const result = await run('unshare', [...SCRIPT_NAMESPACES, '/bin/sh', '-c', startScript, plan.script, plan.parent, target, device], {
     cwd: plan.layerDir,
     env: { ...scriptEnvironment(plan.imageName, plan.layer), HOME: process.env.HOME ?? '/root' },
     cleanEnv: true,
