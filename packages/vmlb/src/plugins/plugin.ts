@@ -31,9 +31,18 @@ export interface VmlbPluginOptions {
   layersTargetName?: string;
   /** Workspace-relative folder for build outputs. Default `dist/images`. */
   distDir?: string;
+  /**
+   * Before each run, check that the self-hosted remote cache
+   * (NX_SELF_HOSTED_REMOTE_CACHE_SERVER) answers, and run with the local
+   * cache only when it does not. Default true.
+   */
+  remoteCacheProbe?: boolean;
+  /** How long that check waits for an answer, in milliseconds. Default 3000. */
+  remoteCacheProbeTimeout?: number;
 }
 
-type NormalizedOptions = Required<VmlbPluginOptions>;
+/** The options that shape the inferred projects (the remote cache options do not). */
+type NormalizedOptions = Required<Omit<VmlbPluginOptions, 'remoteCacheProbe' | 'remoteCacheProbeTimeout'>>;
 
 /**
  * Every file that makes an image folder an image: its image.json, and the
@@ -130,7 +139,9 @@ export function inferImageNodes(image: ImageInfo, options: NormalizedOptions): I
     const hints = describeHints(layer.hints);
     const build: TargetConfiguration = {
       executor: 'vmlb:layer',
-      cache: !layer.hints.nocache,
+      // noshare layers are not Nx-cacheable (Nx would upload them to a remote
+      // cache); their executor keeps them in a store on this machine instead.
+      cache: !layer.hints.nocache && !layer.hints.noshare,
       dependsOn: [
         parentProject
           ? { target: options.buildTargetName, projects: [parentProject] }
@@ -164,7 +175,11 @@ export function inferImageNodes(image: ImageInfo, options: NormalizedOptions): I
           (layer.kind === 'build-layer' ? 'in a chroot of the image' : 'on the host against the disk') +
           ` into ${output}` +
           (hints.length ? ` (hints: ${hints.join(', ')})` : '') +
-          (layer.hints.nocache ? '; nocache: rebuilt on every run' : ''),
+          (layer.hints.nocache
+            ? '; nocache: rebuilt on every run'
+            : layer.hints.noshare
+              ? "; noshare: kept in this machine's layer store, never in a remote cache"
+              : ''),
         help: { command: `npx nx run ${name}:${options.buildTargetName} --help`, example: { options: { nbd: '/dev/nbd0' } } },
       },
     };

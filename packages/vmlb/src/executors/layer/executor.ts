@@ -1,6 +1,9 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import type { ExecutorContext } from '@nx/devkit';
+import { cacheDir, type ExecutorContext } from '@nx/devkit';
+import { readDigest } from '../../lib/digest';
+import { digestPathFor } from '../../lib/dist-layout';
+import { LocalLayerStore } from '../../lib/local-layer-store';
 import { parseHints, SCRIPT_KINDS, type ScriptKind } from '../../lib/hints';
 import { reportFailure } from '../../lib/executor-errors';
 import { withInterruptSignal } from '../../lib/interrupt';
@@ -50,8 +53,43 @@ export function normalizeOptions(options: LayerExecutorSchema, workspaceRoot: st
 export default async function layerExecutor(options: LayerExecutorSchema, context: ExecutorContext): Promise<{ success: boolean }> {
   return reportFailure(async () => {
     const plan = normalizeOptions(options, context.root);
+    const log = (message: string) => console.log(message);
+    const localStoreKey = noshareStoreKey(plan);
+    const store = localStoreKey ? LocalLayerStore.inNxCacheDir(cacheDir) : undefined;
+    if (store && localStoreKey && (await restoreFromLocalStore(store, localStoreKey, plan, log))) return;
+
     checkPrerequisites(layerBuildTools(plan.nbdDevice !== undefined), { fuse: plan.nbdDevice === undefined });
     console.log(`vmlb: building layer ${plan.layer} of image ${plan.imageName} (${plan.kind}) on ${path.basename(plan.parent)}`);
-    await withInterruptSignal((signal) => buildLayer(plan, (message) => console.log(message), signal));
+    await withInterruptSignal((signal) => buildLayer(plan, log, signal));
+
+    if (store && localStoreKey) {
+      await store.save(localStoreKey, context.projectName ?? `${plan.imageName}-${plan.layer}`, plan.output, await readDigest(digestPathFor(plan.parent)));
+      log(`vmlb: ${plan.layer} is noshare: kept in this machine's layer store (${store.root}), never uploaded`);
+    }
   });
+}
+
+/**
+ * The key of a noshare layer in the local store: the task hash Nx computed
+ * for it (noshare layers are not Nx-cacheable, but Nx hashes them from the
+ * same inputs). None when the layer is nocache, is not noshare, or the run
+ * skips caching (`--skip-nx-cache`, under which Nx computes no hash).
+ */
+export function noshareStoreKey(plan: Pick<LayerBuildPlan, 'hints'>, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (!plan.hints.noshare || plan.hints.nocache) return undefined;
+  if (env.NX_SKIP_NX_CACHE === 'true') return undefined;
+  return env.NX_TASK_HASH || undefined;
+}
+
+async function restoreFromLocalStore(store: LocalLayerStore, key: string, plan: LayerBuildPlan, log: (message: string) => void): Promise<boolean> {
+  // Without its parent the entry cannot be checked; the build reports the missing parent.
+  const parentDigest = await readDigest(digestPathFor(plan.parent)).catch(() => undefined);
+  if (!parentDigest) return false;
+  const { outcome, entry } = await store.restore(key, plan.output, parentDigest);
+  if (outcome === 'miss' || !entry) return false;
+  log(
+    `vmlb: ${plan.layer} is noshare: ${outcome === 'restored' ? 'restored from' : 'already in dist/, matching'} this machine's layer store ` +
+      `(task hash ${key}, digest ${entry.digest.slice(0, 12)}); not rebuilt, never uploaded`,
+  );
+  return true;
 }

@@ -1,0 +1,168 @@
+import { randomBytes } from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { digestPathFor } from './dist-layout';
+import { isDigest, readDigest, writeDigest } from './digest';
+
+/**
+ * This machine's store for `# noshare` layers.
+ *
+ * Nx has no switch to keep one cacheable task out of its remote cache, so a
+ * noshare layer is not an Nx-cacheable task at all; its executor keeps the
+ * built overlay here instead, keyed by the Nx task hash (which Nx computes
+ * from the same inputs as for a cacheable task, and passes in NX_TASK_HASH).
+ * The store sits inside Nx's cache directory, so it follows
+ * `cacheDirectory` / NX_CACHE_DIRECTORY and `nx reset` clears it with the
+ * rest of the local cache.
+ *
+ *   <cacheDir>/vmlb-noshare/<task hash>/layer.qcow2
+ *                                       layer.digest
+ *                                       entry.json
+ *
+ * Entries appear by rename of a complete folder, so a reader never sees half
+ * of one; files are copied in and out (reflinked where the filesystem can),
+ * so nothing done to dist/ can change a stored layer.
+ */
+export interface LocalStoreEntry {
+  /** Nx project of the layer, e.g. `prod-20_packages`. */
+  project: string;
+  /** Chain digest of the stored overlay. */
+  digest: string;
+  /** Chain digest of the parent it was built on; a restore checks it against the parent in dist/. */
+  parentDigest: string;
+  /** Size of the overlay in bytes. */
+  size: number;
+  /** When it was stored (ISO 8601). */
+  storedAt: string;
+}
+
+export type RestoreOutcome =
+  /** dist/ already holds this entry's overlay; nothing was copied. */
+  | 'up-to-date'
+  /** The overlay was copied from the store into dist/. */
+  | 'restored'
+  /** The store has no usable entry for the key. */
+  | 'miss';
+
+/** Entries kept per layer project; older ones are removed when a new one is stored. */
+export const DEFAULT_ENTRIES_PER_LAYER = 5;
+
+const TASK_HASH_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
+
+export class LocalLayerStore {
+  constructor(
+    readonly root: string,
+    private readonly entriesPerLayer: number = DEFAULT_ENTRIES_PER_LAYER,
+  ) {}
+
+  /** The store of a workspace whose Nx cache directory is `nxCacheDir`. */
+  static inNxCacheDir(nxCacheDir: string): LocalLayerStore {
+    return new LocalLayerStore(path.join(nxCacheDir, 'vmlb-noshare'));
+  }
+
+  /**
+   * Puts the entry for `key` in place as `output` (+ its digest file) when
+   * the store has one built on `parentDigest`. A damaged or mismatching
+   * entry is removed and reported as a miss: the caller builds instead.
+   */
+  async restore(key: string, output: string, parentDigest: string): Promise<{ outcome: RestoreOutcome; entry?: LocalStoreEntry }> {
+    const dir = this.entryDir(key);
+    const entry = await this.readEntry(dir);
+    if (!entry) return { outcome: 'miss' };
+    const stored = path.join(dir, 'layer.qcow2');
+    const storedSize = await fileSize(stored);
+    if (entry.parentDigest !== parentDigest || storedSize !== entry.size) {
+      await fs.rm(dir, { recursive: true, force: true });
+      return { outcome: 'miss' };
+    }
+    const now = new Date();
+    // The modification time of entry.json orders entries by last use for eviction.
+    await fs.utimes(path.join(dir, 'entry.json'), now, now).catch(() => undefined);
+
+    const digestPath = digestPathFor(output);
+    if ((await readDigest(digestPath).catch(() => undefined)) === entry.digest && (await fileSize(output)) === entry.size) {
+      return { outcome: 'up-to-date', entry };
+    }
+    const partial = path.join(path.dirname(output), `.${path.basename(output)}.${process.pid}.restore`);
+    try {
+      await fs.copyFile(stored, partial, fsConstants.COPYFILE_FICLONE);
+      await fs.rm(digestPath, { force: true });
+      await fs.rename(partial, output);
+    } finally {
+      await fs.rm(partial, { force: true });
+    }
+    await writeDigest(digestPath, entry.digest);
+    return { outcome: 'restored', entry };
+  }
+
+  /** Stores `output` (a freshly built overlay and its digest file) under `key`. */
+  async save(key: string, project: string, output: string, parentDigest: string): Promise<LocalStoreEntry> {
+    const dir = this.entryDir(key);
+    const digest = await readDigest(digestPathFor(output));
+    const entry: LocalStoreEntry = { project, digest, parentDigest, size: (await fs.stat(output)).size, storedAt: new Date().toISOString() };
+    await fs.mkdir(this.root, { recursive: true });
+    const staging = path.join(this.root, `.${key}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+    try {
+      await fs.mkdir(staging);
+      await fs.copyFile(output, path.join(staging, 'layer.qcow2'), fsConstants.COPYFILE_FICLONE);
+      await writeDigest(path.join(staging, 'layer.digest'), digest);
+      await fs.writeFile(path.join(staging, 'entry.json'), `${JSON.stringify(entry, null, 2)}\n`);
+      await fs.rm(dir, { recursive: true, force: true });
+      await fs.rename(staging, dir);
+    } finally {
+      await fs.rm(staging, { recursive: true, force: true });
+    }
+    await this.evictOlderEntries(project, key);
+    return entry;
+  }
+
+  /** Every complete entry, newest use first. */
+  async entries(): Promise<Array<LocalStoreEntry & { key: string; lastUsed: number }>> {
+    let names: string[];
+    try {
+      names = await fs.readdir(this.root);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw error;
+    }
+    const found = [];
+    for (const key of names.filter((name) => TASK_HASH_PATTERN.test(name))) {
+      const dir = path.join(this.root, key);
+      const entry = await this.readEntry(dir);
+      if (!entry) continue;
+      const lastUsed = (await fs.stat(path.join(dir, 'entry.json'))).mtimeMs;
+      found.push({ ...entry, key, lastUsed });
+    }
+    return found.sort((a, b) => b.lastUsed - a.lastUsed);
+  }
+
+  private async evictOlderEntries(project: string, keep: string): Promise<void> {
+    const ofProject = (await this.entries()).filter((entry) => entry.project === project && entry.key !== keep);
+    for (const stale of ofProject.slice(Math.max(0, this.entriesPerLayer - 1))) {
+      await fs.rm(this.entryDir(stale.key), { recursive: true, force: true });
+    }
+  }
+
+  private entryDir(key: string): string {
+    if (!TASK_HASH_PATTERN.test(key)) throw new Error(`Local layer store: '${key}' is not a task hash (letters, digits, - and _ only).`);
+    return path.join(this.root, key);
+  }
+
+  private async readEntry(dir: string): Promise<LocalStoreEntry | undefined> {
+    try {
+      const entry = JSON.parse(await fs.readFile(path.join(dir, 'entry.json'), 'utf8')) as LocalStoreEntry;
+      return isDigest(entry.digest) && isDigest(entry.parentDigest) && Number.isSafeInteger(entry.size) ? entry : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+}
+
+async function fileSize(file: string): Promise<number | undefined> {
+  try {
+    return (await fs.stat(file)).size;
+  } catch {
+    return undefined;
+  }
+}
