@@ -1,1 +1,2 @@
 export { createNodes, type VmlbPluginOptions } from './plugins/plugin';
+export { preTasksExecution } from './plugins/remote-cache-guard';

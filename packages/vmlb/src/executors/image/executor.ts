@@ -5,6 +5,7 @@ import { releaseAllLeftovers } from '../../lib/disk-attach';
 import { reportFailure } from '../../lib/executor-errors';
 import { checkPrerequisites } from '../../lib/prerequisites';
 import { convertToQcow2 } from '../../lib/qcow2';
+import { REMOTE_CACHE_WARNING_ENV } from '../../lib/remote-cache-probe';
 import type { ImageExecutorSchema } from './schema';
 
 export function normalizeOptions(options: ImageExecutorSchema, workspaceRoot: string) {
@@ -19,6 +20,8 @@ export function normalizeOptions(options: ImageExecutorSchema, workspaceRoot: st
 export default async function imageExecutor(options: ImageExecutorSchema, context: ExecutorContext): Promise<{ success: boolean }> {
   return reportFailure(async () => {
     const { imageName, chain, output, flatten } = normalizeOptions(options, context.root);
+    const cacheWarning = process.env[REMOTE_CACHE_WARNING_ENV];
+    if (cacheWarning) console.warn(`vmlb: warning: ${cacheWarning}`);
     // A layer killed mid-build and then restored from the Nx cache never ran
     // again to release what it left attached; do it here (this target always runs).
     await releaseAllLeftovers(path.dirname(chain), (message) => console.log(message));
