@@ -1,4 +1,5 @@
 import type { PreTasksExecution } from '@nx/devkit';
+import { emitPluginWorkerLog } from '@nx/devkit/internal';
 import { DEFAULT_PROBE_TIMEOUT_MS, probeRemoteCache, REMOTE_CACHE_WARNING_ENV } from '../lib/remote-cache-probe';
 import type { VmlbPluginOptions } from './plugin';
 
@@ -30,13 +31,17 @@ export const preTasksExecution: PreTasksExecution<VmlbPluginOptions> = async (op
   const message =
     `the remote cache ${server} is not usable: ${result.reason}. This run uses the local cache only: ` +
     `nothing is downloaded from or uploaded to it. Fix ${SERVER_ENV} (or set NX_SKIP_REMOTE_CACHE=true to skip this check).`;
-  if (runningInNxDaemon()) {
+  if (runningUnderNxDaemon()) {
     process.env[REMOTE_CACHE_WARNING_ENV] = message;
   } else {
-    console.warn(`\n vmlb  warning: ${message}\n`);
+    emitPluginWorkerLog('warn', `\n vmlb  warning: ${message}\n`);
   }
 };
 
-function runningInNxDaemon(): boolean {
-  return Boolean((globalThis as { NX_DAEMON?: unknown }).NX_DAEMON);
+/**
+ * Whether this hook runs for the Nx daemon (in it, or in a plugin worker it
+ * started): there, what the hook prints reaches no terminal.
+ */
+function runningUnderNxDaemon(): boolean {
+  return Boolean((globalThis as { NX_DAEMON?: unknown }).NX_DAEMON) || process.env.NX_DAEMON_PROCESS === 'true';
 }
