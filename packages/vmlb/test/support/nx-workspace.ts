@@ -82,6 +82,10 @@ export function nxEnvironment(extra: Record<string, string> = {}): Record<string
     NX_TUI: 'false',
     NX_NO_CLOUD: 'true',
     NX_SKIP_NX_CACHE: undefined,
+    // A remote cache only where a test sets one up.
+    NX_SELF_HOSTED_REMOTE_CACHE_SERVER: undefined,
+    NX_SELF_HOSTED_REMOTE_CACHE_ACCESS_TOKEN: undefined,
+    NX_SKIP_REMOTE_CACHE: undefined,
     NX_VERBOSE_LOGGING: 'false',
     FORCE_COLOR: '0',
     ...extra,
@@ -91,6 +95,11 @@ export function nxEnvironment(extra: Record<string, string> = {}): Record<string
 /** Task ids Nx reports as restored from its local cache in a run's output. */
 export function cacheHits(output: string): string[] {
   return [...output.matchAll(/nx run (\S+)\s+\[local cache\]/g)].map((match) => match[1]).sort();
+}
+
+/** Task ids Nx reports as restored from its remote cache in a run's output. */
+export function remoteCacheHits(output: string): string[] {
+  return [...output.matchAll(/nx run (\S+)\s+\[remote cache\]/g)].map((match) => match[1]).sort();
 }
 
 /** Task ids Nx ran for real (not from a cache) in a run's output. */
