@@ -10,8 +10,8 @@ cd "$(dirname "$0")/.."
 # busybox-static: the tiny test images' userland; qemu-system-x86: test-boot;
 # extlinux, syslinux-common: the bootloader of images/tiny-boot and images/prod;
 # debootstrap, cloud-guest-utils (growpart): images/prod; openssh-client: test-boot --ssh;
-# xz-utils, zstd: compressed base downloads.
-PACKAGES=(qemu-utils qemu-system-common qemu-system-x86 extlinux syslinux-common debootstrap cloud-guest-utils openssh-client fdisk e2fsprogs fuse3 util-linux mount busybox-static xz-utils zstd ca-certificates)
+# xz-utils, zstd: compressed base downloads; time (/usr/bin/time -v): tools/bench.
+PACKAGES=(qemu-utils qemu-system-common qemu-system-x86 extlinux syslinux-common debootstrap cloud-guest-utils openssh-client fdisk e2fsprogs fuse3 util-linux mount busybox-static xz-utils zstd time ca-certificates)
 
 missing=()
 for package in "${PACKAGES[@]}"; do
