@@ -181,6 +181,21 @@ describe('layers shared through a remote cache', () => {
       expect(cacheHits(again)).toEqual(['image-tiny:base', ...LAYERS]);
     });
 
+    it('under the Nx daemon (where the probe runs in a worker of the daemon): the image build prints the warning', async () => {
+      const url = server.url;
+      await server.close();
+      const ci = checkout();
+      const env = { ...remoteEnv(CI_TOKEN), NX_SELF_HOSTED_REMOTE_CACHE_SERVER: url, NX_DAEMON: 'true' };
+      try {
+        const output = await ci.nxOk(['build', 'image-tiny'], { env });
+        expect(occurrences(output, 'vmlb: warning: the remote cache')).toBe(1);
+        expect(output).toContain('connection refused (ECONNREFUSED)');
+        expect(tasksRun(output)).toEqual(['image-tiny:base', 'image-tiny:build', ...LAYERS]);
+      } finally {
+        await ci.nx(['daemon', '--stop'], { env });
+      }
+    });
+
     it('with a server answering 500: one warning and success; without the probe Nx fails the run', async () => {
       const broken = createServer((request, response) => {
         request.resume();
