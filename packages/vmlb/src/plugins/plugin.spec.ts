@@ -69,10 +69,9 @@ describe('vmlb plugin createNodes', () => {
 }
 `);
     expect(layer.targets!.build).toMatchInlineSnapshot(
-      { options: { vmlbVersion: expect.any(String) } },
-      `
+  { options: { vmlbVersion: expect.any(String) } }, `
 {
-  "cache": true,
+  "cache": false,
   "dependsOn": [
     {
       "projects": [
@@ -90,7 +89,7 @@ describe('vmlb plugin createNodes', () => {
     },
   ],
   "metadata": {
-    "description": "Build layer 10_app of image demo: run build-layer in a chroot of the image into dist/images/demo/10_app.qcow2 (hints: noshare)",
+    "description": "Build layer 10_app of image demo: run build-layer in a chroot of the image into dist/images/demo/10_app.qcow2 (hints: noshare); noshare: kept in this machine's layer store, never in a remote cache",
     "help": {
       "command": "npx nx run demo-10_app:build --help",
       "example": {
@@ -117,8 +116,7 @@ describe('vmlb plugin createNodes', () => {
     "{workspaceRoot}/dist/images/demo/10_app.digest",
   ],
 }
-`,
-    );
+`);
 
     const first = projects!['images/demo/00_disk'];
     expect(first.implicitDependencies).toEqual([]);
