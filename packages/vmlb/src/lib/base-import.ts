@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { createGunzip } from 'node:zlib';
 import { execa } from 'execa';
-import { chainDigest, writeDigest } from './digest';
+import { chainDigestAndSha256, writeDigest } from './digest';
 import { digestPathFor } from './dist-layout';
 import type { Log } from './disk-attach';
 import { createBlank, convertToQcow2, imageInfo, type SourceFormat } from './qcow2';
@@ -29,7 +29,11 @@ export function defaultDownloadCache(env: NodeJS.ProcessEnv = process.env): stri
  * it. The result is written under a temporary name and renamed, so a failed
  * or interrupted import leaves nothing that looks like a base.
  */
-export async function importBase(source: BaseSource, output: string, options: { downloadCache: string; log: Log; workspaceRoot: string }) {
+export async function importBase(
+  source: BaseSource,
+  output: string,
+  options: { downloadCache: string; log: Log; workspaceRoot: string },
+): Promise<{ digest: string; sha256: string }> {
   mkdirSync(path.dirname(output), { recursive: true });
   const partial = path.join(path.dirname(output), `.${path.basename(output)}.partial`);
   rmSync(partial, { force: true });
@@ -47,10 +51,10 @@ export async function importBase(source: BaseSource, output: string, options: { 
       const download = await fetchVerified(source.url, source.sha256, options.downloadCache, options.log);
       await convertDisk(download, partial, options.log, path.basename(new URL(source.url).pathname));
     }
-    const digest = await chainDigest(ROOT_DIGEST, partial);
+    const { digest, sha256 } = await chainDigestAndSha256(ROOT_DIGEST, partial);
     renameSync(partial, output);
     await writeDigest(digestPathFor(output), digest);
-    return { digest };
+    return { digest, sha256 };
   } catch (error) {
     rmSync(partial, { force: true });
     throw error;

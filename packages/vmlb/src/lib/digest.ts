@@ -34,6 +34,23 @@ export async function chainDigest(parentDigest: string, filePath: string): Promi
 }
 
 /**
+ * The chain digest (see chainDigest) and the plain sha256 of the file's
+ * bytes (its name in a blob store), from one read of the file.
+ */
+export async function chainDigestAndSha256(parentDigest: string, filePath: string): Promise<{ digest: string; sha256: string }> {
+  assertDigest(parentDigest, `Parent digest for ${filePath}`);
+  const chain = createHash('sha256');
+  const content = createHash('sha256');
+  chain.update(`${parentDigest}\n`, 'ascii');
+  const stream = createReadStream(filePath, { highWaterMark: READ_CHUNK_BYTES });
+  for await (const chunk of stream) {
+    chain.update(chunk as Buffer);
+    content.update(chunk as Buffer);
+  }
+  return { digest: chain.digest('hex'), sha256: content.digest('hex') };
+}
+
+/**
  * Reads a digest file (64 lower-case hex digits and a newline). Throws when
  * the content is anything else, naming the file; a missing file throws
  * Node's ENOENT error (check `code`) so callers can treat it as "not built".

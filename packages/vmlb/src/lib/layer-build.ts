@@ -1,7 +1,7 @@
 import { closeSync, existsSync, fsyncSync, openSync, renameSync, rmSync, statfsSync } from 'node:fs';
 import * as path from 'node:path';
 import { SCRIPT_NAMESPACES, blockServiceStarts, dropForeignBuildMounts, runInChroot, scriptEnvironment } from './chroot';
-import { chainDigest, readDigest, writeDigest } from './digest';
+import { chainDigestAndSha256, readDigest, writeDigest } from './digest';
 import { digestPathFor } from './dist-layout';
 import { AttachedDisk, type Log, releaseLeftovers } from './disk-attach';
 import { run, tail } from './exec';
@@ -44,7 +44,7 @@ export function partialPathFor(output: string): string {
  * digest moved into place. On any failure, or when `signal` aborts, nothing
  * is left: no output, no partial file, no mount, loop device or daemon.
  */
-export async function buildLayer(plan: LayerBuildPlan, log: Log, signal?: AbortSignal): Promise<{ digest: string }> {
+export async function buildLayer(plan: LayerBuildPlan, log: Log, signal?: AbortSignal): Promise<{ digest: string; sha256: string }> {
   const started = Date.now();
   const workDir = WorkDir.forLayer(path.dirname(plan.output), plan.layer);
   const released = await releaseLeftovers(workDir, log);
@@ -88,13 +88,13 @@ export async function buildLayer(plan: LayerBuildPlan, log: Log, signal?: AbortS
     throw error;
   }
 
-  const digest = await chainDigest(parentDigest, partial);
+  const { digest, sha256 } = await chainDigestAndSha256(parentDigest, partial);
   const digestPath = digestPathFor(plan.output);
   rmSync(digestPath, { force: true });
   renameSync(partial, plan.output);
   await writeDigest(digestPath, digest);
   log(`vmlb: layer ${plan.layer} built in ${formatDuration(Date.now() - started)} (digest ${digest.slice(0, 12)})`);
-  return { digest };
+  return { digest, sha256 };
 }
 
 /**

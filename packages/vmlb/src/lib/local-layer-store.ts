@@ -2,7 +2,6 @@ import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { digestPathFor } from './dist-layout';
 import { isDigest, readDigest, writeDigest } from './digest';
 
 /**
@@ -16,7 +15,7 @@ import { isDigest, readDigest, writeDigest } from './digest';
  * `cacheDirectory` / NX_CACHE_DIRECTORY and `nx reset` clears it with the
  * rest of the local cache.
  *
- *   <cacheDir>/vmlb-noshare/<task hash>/layer.qcow2
+ *   <cacheDir>/vmlb-noshare/<task hash>/layer         the qcow2 (in blob mode: its ref)
  *                                       layer.digest
  *                                       entry.json
  *
@@ -24,6 +23,12 @@ import { isDigest, readDigest, writeDigest } from './digest';
  * of one; files are copied in and out (reflinked where the filesystem can),
  * so nothing done to dist/ can change a stored layer.
  */
+/** A layer's files in dist/: the qcow2 (in blob mode its ref) and the digest. */
+export interface LayerFiles {
+  file: string;
+  digestFile: string;
+}
+
 export interface LocalStoreEntry {
   /** Nx project of the layer, e.g. `prod-20_packages`. */
   project: string;
@@ -31,7 +36,7 @@ export interface LocalStoreEntry {
   digest: string;
   /** Chain digest of the parent it was built on; a restore checks it against the parent in dist/. */
   parentDigest: string;
-  /** Size of the overlay in bytes. */
+  /** Size of the stored file in bytes. */
   size: number;
   /** When it was stored (ISO 8601). */
   storedAt: string;
@@ -66,11 +71,12 @@ export class LocalLayerStore {
    * the store has one built on `parentDigest`. A damaged or mismatching
    * entry is removed and reported as a miss: the caller builds instead.
    */
-  async restore(key: string, output: string, parentDigest: string): Promise<{ outcome: RestoreOutcome; entry?: LocalStoreEntry }> {
+  async restore(key: string, layer: LayerFiles, parentDigest: string): Promise<{ outcome: RestoreOutcome; entry?: LocalStoreEntry }> {
+    const { file: output, digestFile: digestPath } = layer;
     const dir = this.entryDir(key);
     const entry = await this.readEntry(dir);
     if (!entry) return { outcome: 'miss' };
-    const stored = path.join(dir, 'layer.qcow2');
+    const stored = path.join(dir, 'layer');
     const storedSize = await fileSize(stored);
     if (entry.parentDigest !== parentDigest || storedSize !== entry.size) {
       await fs.rm(dir, { recursive: true, force: true });
@@ -80,7 +86,6 @@ export class LocalLayerStore {
     // The modification time of entry.json orders entries by last use for eviction.
     await fs.utimes(path.join(dir, 'entry.json'), now, now).catch(() => undefined);
 
-    const digestPath = digestPathFor(output);
     if ((await readDigest(digestPath).catch(() => undefined)) === entry.digest && (await fileSize(output)) === entry.size) {
       return { outcome: 'up-to-date', entry };
     }
@@ -96,16 +101,17 @@ export class LocalLayerStore {
     return { outcome: 'restored', entry };
   }
 
-  /** Stores `output` (a freshly built overlay and its digest file) under `key`. */
-  async save(key: string, project: string, output: string, parentDigest: string): Promise<LocalStoreEntry> {
+  /** Stores a freshly built layer's files under `key`. */
+  async save(key: string, project: string, layer: LayerFiles, parentDigest: string): Promise<LocalStoreEntry> {
+    const { file: output, digestFile } = layer;
     const dir = this.entryDir(key);
-    const digest = await readDigest(digestPathFor(output));
+    const digest = await readDigest(digestFile);
     const entry: LocalStoreEntry = { project, digest, parentDigest, size: (await fs.stat(output)).size, storedAt: new Date().toISOString() };
     await fs.mkdir(this.root, { recursive: true });
     const staging = path.join(this.root, `.${key}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
     try {
       await fs.mkdir(staging);
-      await fs.copyFile(output, path.join(staging, 'layer.qcow2'), fsConstants.COPYFILE_FICLONE);
+      await fs.copyFile(output, path.join(staging, 'layer'), fsConstants.COPYFILE_FICLONE);
       await writeDigest(path.join(staging, 'layer.digest'), digest);
       await fs.writeFile(path.join(staging, 'entry.json'), `${JSON.stringify(entry, null, 2)}\n`);
       await fs.rm(dir, { recursive: true, force: true });

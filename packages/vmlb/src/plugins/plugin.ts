@@ -6,12 +6,15 @@ import {
   type CreateNodesResult,
   type ProjectConfiguration,
   type TargetConfiguration,
+  type TargetDependencyConfig,
   hashArray,
   logger,
 } from '@nx/devkit';
 import { calculateHashesForCreateNodes, PluginCache, workspaceDataDirectory } from '@nx/devkit/internal';
 import { DEFAULT_DIST_DIR, ImageLayout, digestPathFor } from '../lib/dist-layout';
+import { blobModeSetting } from '../lib/blob-config';
 import { describeHints } from '../lib/hints';
+import { refPathFor } from '../lib/layer-ref';
 import { type ImageInfo, IMAGE_CONFIG_FILE, discoverImage } from '../lib/layer-discovery';
 import { imageProjectName, layerProjectName } from '../lib/project-names';
 import { shellQuote } from '../lib/shell-quote';
@@ -39,10 +42,19 @@ export interface VmlbPluginOptions {
   remoteCacheProbe?: boolean;
   /** How long that check waits for an answer, in milliseconds. Default 3000. */
   remoteCacheProbeTimeout?: number;
+  /**
+   * Blob mode: layer files go to a content-addressed store and Nx caches
+   * only small refs. `file:///path`, `s3://bucket/prefix`, or `local` (this
+   * machine's blob cache only). VMLB_BLOB_STORE overrides it. Default: off.
+   */
+  blobStore?: string;
 }
 
 /** The options that shape the inferred projects (the remote cache options do not). */
-type NormalizedOptions = Required<Omit<VmlbPluginOptions, 'remoteCacheProbe' | 'remoteCacheProbeTimeout'>>;
+type NormalizedOptions = Required<Omit<VmlbPluginOptions, 'remoteCacheProbe' | 'remoteCacheProbeTimeout' | 'blobStore'>> & {
+  /** Blob mode: from blobStore or VMLB_BLOB_STORE. */
+  blobs: boolean;
+};
 
 /**
  * Every file that makes an image folder an image: its image.json, and the
@@ -93,7 +105,7 @@ export const createNodes: CreateNodes<VmlbPluginOptions> = [
   },
 ];
 
-export function normalizeOptions(options: VmlbPluginOptions | undefined): NormalizedOptions {
+export function normalizeOptions(options: VmlbPluginOptions | undefined, env: NodeJS.ProcessEnv = process.env): NormalizedOptions {
   const distDir = path.posix.normalize((options?.distDir ?? DEFAULT_DIST_DIR).replace(/\\/g, '/')).replace(/\/$/, '');
   if (path.posix.isAbsolute(distDir) || distDir.startsWith('..')) {
     throw new Error(`vmlb plugin option distDir '${options?.distDir}' must be a folder inside the workspace, e.g. 'dist/images'.`);
@@ -105,6 +117,7 @@ export function normalizeOptions(options: VmlbPluginOptions | undefined): Normal
     testBootTargetName: options?.testBootTargetName ?? 'test-boot',
     layersTargetName: options?.layersTargetName ?? 'layers',
     distDir,
+    blobs: blobModeSetting(options?.blobStore, env) !== undefined,
   };
 }
 
@@ -155,7 +168,7 @@ export function inferImageNodes(image: ImageInfo, options: NormalizedOptions): I
         // a grandparent change must reach the hash directly.
         { dependentTasksOutputFiles: '**/*.digest', transitive: true },
       ],
-      outputs: [`{workspaceRoot}/${output}`, `{workspaceRoot}/${digestPathFor(output)}`],
+      outputs: chainFileOutputs(output, options),
       options: {
         imageName: image.name,
         layer: layer.folder,
@@ -167,6 +180,7 @@ export function inferImageNodes(image: ImageInfo, options: NormalizedOptions): I
         // Part of the task hash (Nx hashes project configuration), so a new
         // vmlb version, which may build layers differently, rebuilds them.
         vmlbVersion: VMLB_VERSION,
+        ...blobOption(options),
       },
       metadata: {
         technologies: ['vmlb'],
@@ -202,6 +216,7 @@ export function inferImageNodes(image: ImageInfo, options: NormalizedOptions): I
   const chainOptions = {
     imageName: image.name,
     chain: parentFile,
+    ...blobOption(options),
   };
   projects[image.root] = {
     name: imageProject,
@@ -225,12 +240,13 @@ export function inferImageNodes(image: ImageInfo, options: NormalizedOptions): I
             ? [{ runtime: `stat -L -c '%s %Y' ${shellQuote(resolveBasePath(image))}` }]
             : []),
         ],
-        outputs: [`{workspaceRoot}/${layout.base}`, `{workspaceRoot}/${digestPathFor(layout.base)}`],
+        outputs: chainFileOutputs(layout.base, options),
         options: {
           imageName: image.name,
           base: baseOption(image),
           output: layout.base,
           vmlbVersion: VMLB_VERSION,
+          ...blobOption(options),
         },
         metadata: {
           technologies: ['vmlb'],
@@ -268,6 +284,7 @@ export function inferImageNodes(image: ImageInfo, options: NormalizedOptions): I
         options: {
           imageName: image.name,
           chain: parentFile,
+          ...blobOption(options),
           cloudInitDir: path.posix.join(image.root, 'test-boot'),
           ...image.config.testBoot,
         },
@@ -290,9 +307,47 @@ export function inferImageNodes(image: ImageInfo, options: NormalizedOptions): I
           help: { command: `npx nx run ${imageProject}:${options.layersTargetName} --help`, example: { options: { json: true } } },
         },
       },
+      ...(options.blobs ? blobTargets(image.name, imageProject, parentFile, lastBuild) : {}),
     },
   };
   return { projects, warnings: image.warnings };
+}
+
+/** Outputs Nx caches for a file of the chain: the qcow2, or in blob mode only its ref; always the digest. */
+function chainFileOutputs(qcow2: string, options: NormalizedOptions): string[] {
+  return [`{workspaceRoot}/${options.blobs ? refPathFor(qcow2) : qcow2}`, `{workspaceRoot}/${digestPathFor(qcow2)}`];
+}
+
+/** In the task hash, so that switching blob mode on or off never restores the other mode's outputs. */
+function blobOption(options: NormalizedOptions): { blobs?: true } {
+  return options.blobs ? { blobs: true } : {};
+}
+
+/** The image targets that exist only in blob mode. */
+function blobTargets(imageName: string, imageProject: string, chain: string, lastBuild: TargetDependencyConfig): Record<string, TargetConfiguration> {
+  return {
+    pull: {
+      executor: 'vmlb:pull',
+      cache: false,
+      dependsOn: [lastBuild],
+      options: { imageName, chain },
+      metadata: {
+        technologies: ['vmlb'],
+        description: `Put every layer file of image ${imageName} in place in dist/ (blob mode): linked from this machine's blob cache, or downloaded from the blob store`,
+        help: { command: `npx nx run ${imageProject}:pull --help`, example: { options: {} } },
+      },
+    },
+    gc: {
+      executor: 'vmlb:gc',
+      cache: false,
+      options: { keep: 20 },
+      metadata: {
+        technologies: ['vmlb'],
+        description: `Remove blobs from this machine's blob cache that no ref in this workspace or its Nx cache names, except the most recently used`,
+        help: { command: `npx nx run ${imageProject}:gc --help`, example: { options: { keep: 5, dryRun: true } } },
+      },
+    },
+  };
 }
 
 function baseOption(image: ImageInfo): Record<string, string> {

@@ -1,7 +1,10 @@
 import type { ExecutorContext } from '@nx/devkit';
 import * as path from 'node:path';
 import { type BaseSource, defaultDownloadCache, importBase } from '../../lib/base-import';
+import { publishLayerFile } from '../../lib/blob-chain';
+import { openBlobStores } from '../../lib/blob-config';
 import { reportFailure } from '../../lib/executor-errors';
+import { withInterruptSignal } from '../../lib/interrupt';
 import { checkPrerequisites } from '../../lib/prerequisites';
 import type { BaseExecutorSchema } from './schema';
 
@@ -41,11 +44,17 @@ export default async function baseExecutor(options: BaseExecutorSchema, context:
   return reportFailure(async () => {
     const normalized = normalizeOptions(options, context.root);
     checkPrerequisites(['qemu-img'], { fuse: false, disks: false });
-    const { digest } = await importBase(normalized.source, normalized.output, {
+    const log = (message: string) => console.log(message);
+    const stores = options.blobs ? await openBlobStores(context.root) : undefined;
+    const { digest, sha256 } = await importBase(normalized.source, normalized.output, {
       downloadCache: normalized.downloadCache,
-      log: (message) => console.log(message),
+      log,
       workspaceRoot: context.root,
     });
+    if (stores) {
+      const builtBy = `${context.projectName ?? `image-${normalized.imageName}`}:${context.targetName ?? 'base'}`;
+      await withInterruptSignal((signal) => publishLayerFile(normalized.output, { sha256, digest, builtBy }, stores, { share: true, log, signal }));
+    }
     console.log(`vmlb: base of image ${normalized.imageName} ready (digest ${digest.slice(0, 12)})`);
   });
 }

@@ -4,4 +4,5 @@ export interface BaseExecutorSchema {
   output: string;
   downloadCache?: string;
   vmlbVersion?: string;
+  blobs?: boolean;
 }

@@ -5,4 +5,5 @@ export interface FlattenExecutorSchema {
   format?: 'qcow2' | 'raw' | 'vmdk' | 'vhdx' | 'vdi' | 'vpc';
   compress?: boolean;
   ova?: boolean;
+  blobs?: boolean;
 }

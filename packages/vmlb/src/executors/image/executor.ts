@@ -1,7 +1,11 @@
 import { existsSync, lstatSync, renameSync, rmSync, symlinkSync } from 'node:fs';
 import * as path from 'node:path';
 import type { ExecutorContext } from '@nx/devkit';
+import { materialiseChain } from '../../lib/blob-chain';
+import { openBlobStores } from '../../lib/blob-config';
 import { releaseAllLeftovers } from '../../lib/disk-attach';
+import { withInterruptSignal } from '../../lib/interrupt';
+import { refPathFor } from '../../lib/layer-ref';
 import { reportFailure } from '../../lib/executor-errors';
 import { checkPrerequisites } from '../../lib/prerequisites';
 import { convertToQcow2 } from '../../lib/qcow2';
@@ -25,6 +29,19 @@ export default async function imageExecutor(options: ImageExecutorSchema, contex
     // A layer killed mid-build and then restored from the Nx cache never ran
     // again to release what it left attached; do it here (this target always runs).
     await releaseAllLeftovers(path.dirname(chain), (message) => console.log(message));
+    if (options.blobs) {
+      if (flatten) {
+        await withInterruptSignal(async (signal) => materialiseChain(chain, await openBlobStores(context.root), { log: (message) => console.log(message), signal }));
+      } else if (!existsSync(refPathFor(chain))) {
+        throw new Error(`Image ${imageName}: the top of its chain ${path.relative(context.root, refPathFor(chain))} does not exist; build its layers first.`);
+      } else {
+        // Blob mode: a build made of cache hits has refs only; the bytes come when something reads them.
+        if (!existsSync(chain)) console.log(`vmlb: image ${imageName}: its layer files are not in dist/ yet; nx run image-${imageName}:pull fetches them (test-boot and flatten do it themselves)`);
+        linkImage(chain, output);
+        console.log(`vmlb: image ${imageName}: ${options.output} -> ${path.basename(chain)}`);
+        return;
+      }
+    }
     if (!existsSync(chain)) throw new Error(`Image ${imageName}: the top of its chain ${options.chain} does not exist; build its layers first.`);
     if (flatten) {
       checkPrerequisites(['qemu-img'], { fuse: false, disks: false });
@@ -33,14 +50,18 @@ export default async function imageExecutor(options: ImageExecutorSchema, contex
       console.log(`vmlb: image ${imageName} flattened into ${options.output} (standalone, no backing file)`);
       return;
     }
-    // A relative link in the same folder stays valid when dist/ is moved or restored from a cache.
-    const temporary = `${output}.${process.pid}.link`;
-    rmSync(temporary, { force: true });
-    symlinkSync(path.relative(path.dirname(output), chain), temporary);
-    if (existsSync(output) || isLink(output)) rmSync(output, { force: true });
-    renameSync(temporary, output);
+    linkImage(chain, output);
     console.log(`vmlb: image ${imageName}: ${options.output} -> ${path.basename(chain)}`);
   });
+}
+
+/** A relative link in the same folder stays valid when dist/ is moved or restored from a cache. */
+function linkImage(chain: string, output: string): void {
+  const temporary = `${output}.${process.pid}.link`;
+  rmSync(temporary, { force: true });
+  symlinkSync(path.relative(path.dirname(output), chain), temporary);
+  if (existsSync(output) || isLink(output)) rmSync(output, { force: true });
+  renameSync(temporary, output);
 }
 
 function isLink(file: string): boolean {

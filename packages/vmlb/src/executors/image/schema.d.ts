@@ -3,4 +3,5 @@ export interface ImageExecutorSchema {
   chain: string;
   output: string;
   flatten?: boolean;
+  blobs?: boolean;
 }

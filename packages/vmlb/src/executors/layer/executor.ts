@@ -3,7 +3,10 @@ import * as path from 'node:path';
 import { cacheDir, type ExecutorContext } from '@nx/devkit';
 import { readDigest } from '../../lib/digest';
 import { digestPathFor } from '../../lib/dist-layout';
-import { LocalLayerStore } from '../../lib/local-layer-store';
+import { type BlobStores, BlobMissingError, materialiseChain, publishLayerFile } from '../../lib/blob-chain';
+import { openBlobStores } from '../../lib/blob-config';
+import { refPathFor } from '../../lib/layer-ref';
+import { type LayerFiles, LocalLayerStore } from '../../lib/local-layer-store';
 import { parseHints, SCRIPT_KINDS, type ScriptKind } from '../../lib/hints';
 import { reportFailure } from '../../lib/executor-errors';
 import { withInterruptSignal } from '../../lib/interrupt';
@@ -54,16 +57,27 @@ export default async function layerExecutor(options: LayerExecutorSchema, contex
   return reportFailure(async () => {
     const plan = normalizeOptions(options, context.root);
     const log = (message: string) => console.log(message);
+    const stores = options.blobs ? await openBlobStores(context.root) : undefined;
+    // In blob mode Nx caches the ref, not the qcow2.
+    const cachedFiles = { file: stores ? refPathFor(plan.output) : plan.output, digestFile: digestPathFor(plan.output) };
+    const project = context.projectName ?? `${plan.imageName}-${plan.layer}`;
     const localStoreKey = noshareStoreKey(plan);
     const store = localStoreKey ? LocalLayerStore.inNxCacheDir(cacheDir) : undefined;
-    if (store && localStoreKey && (await restoreFromLocalStore(store, localStoreKey, plan, log))) return;
+    if (store && localStoreKey && (await restoreFromLocalStore(store, localStoreKey, plan, cachedFiles, stores, log))) return;
 
     checkPrerequisites(layerBuildTools(plan.nbdDevice !== undefined), { fuse: plan.nbdDevice === undefined });
-    console.log(`vmlb: building layer ${plan.layer} of image ${plan.imageName} (${plan.kind}) on ${path.basename(plan.parent)}`);
-    await withInterruptSignal((signal) => buildLayer(plan, log, signal));
+    await withInterruptSignal(async (signal) => {
+      if (stores) await materialiseChain(plan.parent, stores, { log, signal });
+      console.log(`vmlb: building layer ${plan.layer} of image ${plan.imageName} (${plan.kind}) on ${path.basename(plan.parent)}`);
+      const { digest, sha256 } = await buildLayer(plan, log, signal);
+      if (stores) {
+        const builtBy = `${project}:${context.targetName ?? 'build'}`;
+        await publishLayerFile(plan.output, { sha256, digest, parent: path.basename(plan.parent), builtBy }, stores, { share: !plan.hints.noshare, log, signal });
+      }
+    });
 
     if (store && localStoreKey) {
-      await store.save(localStoreKey, context.projectName ?? `${plan.imageName}-${plan.layer}`, plan.output, await readDigest(digestPathFor(plan.parent)));
+      await store.save(localStoreKey, project, cachedFiles, await readDigest(digestPathFor(plan.parent)));
       log(`vmlb: ${plan.layer} is noshare: kept in this machine's layer store (${store.root}), never uploaded`);
     }
   });
@@ -81,12 +95,29 @@ export function noshareStoreKey(plan: Pick<LayerBuildPlan, 'hints'>, env: NodeJS
   return env.NX_TASK_HASH || undefined;
 }
 
-async function restoreFromLocalStore(store: LocalLayerStore, key: string, plan: LayerBuildPlan, log: (message: string) => void): Promise<boolean> {
+async function restoreFromLocalStore(
+  store: LocalLayerStore,
+  key: string,
+  plan: LayerBuildPlan,
+  cachedFiles: LayerFiles,
+  stores: BlobStores | undefined,
+  log: (message: string) => void,
+): Promise<boolean> {
   // Without its parent the entry cannot be checked; the build reports the missing parent.
   const parentDigest = await readDigest(digestPathFor(plan.parent)).catch(() => undefined);
   if (!parentDigest) return false;
-  const { outcome, entry } = await store.restore(key, plan.output, parentDigest);
+  const { outcome, entry } = await store.restore(key, cachedFiles, parentDigest);
   if (outcome === 'miss' || !entry) return false;
+  if (stores) {
+    // The ref is back; its blob must still be in this machine's blob cache (a noshare blob is nowhere else).
+    try {
+      await materialiseChain(plan.output, stores, { log });
+    } catch (error) {
+      if (!(error instanceof BlobMissingError)) throw error;
+      log(`vmlb: ${plan.layer} is noshare and its stored ref names a blob this machine no longer has; building it again`);
+      return false;
+    }
+  }
   log(
     `vmlb: ${plan.layer} is noshare: ${outcome === 'restored' ? 'restored from' : 'already in dist/, matching'} this machine's layer store ` +
       `(task hash ${key}, digest ${entry.digest.slice(0, 12)}); not rebuilt, never uploaded`,

@@ -8,4 +8,5 @@ export interface LayerExecutorSchema {
   rootPartition?: number;
   nbd?: string;
   vmlbVersion?: string;
+  blobs?: boolean;
 }

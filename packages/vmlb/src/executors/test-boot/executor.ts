@@ -2,6 +2,8 @@ import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import type { ExecutorContext } from '@nx/devkit';
 import { isCI } from '@nx/devkit/internal';
+import { materialiseChain } from '../../lib/blob-chain';
+import { openBlobStores } from '../../lib/blob-config';
 import { reportFailure } from '../../lib/executor-errors';
 import { withInterruptSignal } from '../../lib/interrupt';
 import { checkPrerequisites } from '../../lib/prerequisites';
@@ -75,6 +77,11 @@ export function normalizeOptions(
 
 export default async function testBootExecutor(options: TestBootExecutorSchema, context: ExecutorContext): Promise<{ success: boolean }> {
   return reportFailure(async () => {
+    if (options.blobs && !options.image) {
+      // Blob mode: the layers may be refs only so far (cache hits); put their files in place first.
+      const chain = path.resolve(context.root, options.chain);
+      await withInterruptSignal(async (signal) => materialiseChain(chain, await openBlobStores(context.root), { log: (message) => console.log(message), signal }));
+    }
     const boot = normalizeOptions(options, context.root);
     checkPrerequisites(['qemu-img', 'qemu-system-x86_64'], { fuse: false, disks: false });
     const kvm = await kvmUsable();

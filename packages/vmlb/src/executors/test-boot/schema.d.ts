@@ -11,4 +11,5 @@ export interface TestBootExecutorSchema {
   memory?: string;
   cpus?: number;
   sshPort?: number;
+  blobs?: boolean;
 }

@@ -1,0 +1,55 @@
+import * as fs from 'node:fs/promises';
+import { cacheDir, type ExecutorContext } from '@nx/devkit';
+import fg from 'fast-glob';
+import { LocalBlobCache } from '../../lib/blob-cache';
+import { reportFailure } from '../../lib/executor-errors';
+import { formatBytes } from '../../lib/units';
+import type { GcExecutorSchema } from './schema';
+
+/**
+ * Every sha256 a ref in this workspace names: in dist/ (any image), in Nx's
+ * local cache (refs of builds on other branches, restored without a build
+ * when those branches come back) and in the noshare layer store.
+ */
+export async function referencedBlobs(workspaceRoot: string, nxCacheDir: string): Promise<Set<string>> {
+  const refFiles = [
+    ...(await fg('dist/**/*.ref', { cwd: workspaceRoot, absolute: true, dot: false, followSymbolicLinks: false })),
+    ...(await fg(['*/**/*.ref', 'vmlb-noshare/*/layer'], { cwd: nxCacheDir, absolute: true, followSymbolicLinks: false })),
+  ];
+  const referenced = new Set<string>();
+  for (const file of refFiles) {
+    try {
+      const { sha256 } = JSON.parse(await fs.readFile(file, 'utf8')) as { sha256?: unknown };
+      if (typeof sha256 === 'string' && /^[0-9a-f]{64}$/.test(sha256)) referenced.add(sha256);
+    } catch {
+      // Not a ref (an inline-mode noshare entry holds a qcow2): names no blob.
+    }
+  }
+  return referenced;
+}
+
+export default async function gcExecutor(options: GcExecutorSchema, context: ExecutorContext): Promise<{ success: boolean }> {
+  return reportFailure(async () => {
+    const keep = options.keep ?? 20;
+    if (!Number.isInteger(keep) || keep < 0) throw new Error(`--keep must be a whole number of blobs (0 or more), got ${JSON.stringify(options.keep)}.`);
+    const cache = LocalBlobCache.fromEnvironment();
+    const referenced = await referencedBlobs(context.root, cacheDir);
+    const unreferenced = (await cache.list()).filter((blob) => !referenced.has(blob.sha256)).sort((a, b) => b.lastUsed - a.lastUsed);
+    const removable = unreferenced.slice(keep);
+    let freed = 0;
+    let stillLinked = 0;
+    for (const blob of removable) {
+      // A blob still linked from some dist/ folder keeps its blocks until that link goes too.
+      if (blob.links > 1) stillLinked += blob.size;
+      else freed += blob.size;
+      if (!options.dryRun) await cache.remove(blob.sha256);
+    }
+    console.log(
+      `vmlb: blob cache ${cache.root}: ${referenced.size} blobs named by refs here, ${Math.min(keep, unreferenced.length)} other recent ones kept; ` +
+        `${options.dryRun ? 'would remove' : 'removed'} ${removable.length} (${formatBytes(freed)} freed` +
+        (stillLinked ? `, ${formatBytes(stillLinked)} more once dist/ folders that link them are gone` : '') +
+        ')',
+    );
+    if (options.dryRun) removable.forEach((blob) => console.log(`  ${blob.sha256} ${formatBytes(blob.size)} last used ${new Date(blob.lastUsed).toISOString()}`));
+  });
+}

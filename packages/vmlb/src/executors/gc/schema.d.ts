@@ -1,0 +1,4 @@
+export interface GcExecutorSchema {
+  keep?: number;
+  dryRun?: boolean;
+}

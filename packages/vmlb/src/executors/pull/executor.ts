@@ -1,0 +1,23 @@
+import * as path from 'node:path';
+import type { ExecutorContext } from '@nx/devkit';
+import { materialiseChain } from '../../lib/blob-chain';
+import { openBlobStores } from '../../lib/blob-config';
+import { reportFailure } from '../../lib/executor-errors';
+import { withInterruptSignal } from '../../lib/interrupt';
+import { formatBytes } from '../../lib/units';
+import type { PullExecutorSchema } from './schema';
+
+export default async function pullExecutor(options: PullExecutorSchema, context: ExecutorContext): Promise<{ success: boolean }> {
+  return reportFailure(async () => {
+    const chain = path.resolve(context.root, options.chain);
+    const stores = await openBlobStores(context.root);
+    const started = Date.now();
+    const counts = await withInterruptSignal((signal) => materialiseChain(chain, stores, { log: (message) => console.log(message), signal }));
+    const total = counts.present + counts.linked + counts.downloaded;
+    console.log(
+      `vmlb: image ${options.imageName}: ${total} layer files in place in ${((Date.now() - started) / 1000).toFixed(1)} s: ` +
+        `${counts.present} already there, ${counts.linked} linked from ${stores.local.root}, ` +
+        `${counts.downloaded} downloaded (${formatBytes(counts.downloadedBytes)})${stores.remote ? ` from ${stores.remote.url}` : ''}`,
+    );
+  });
+}

@@ -1,0 +1,4 @@
+export interface PullExecutorSchema {
+  imageName: string;
+  chain: string;
+}
