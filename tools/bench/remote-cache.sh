@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# What sharing one big layer through Nx's self-hosted remote cache costs.
+# What sharing one big layer costs: through Nx's self-hosted remote cache
+# (inline mode), and through a blob store with Nx caching only refs (blob mode).
 #
 # Builds an image whose top layer writes LAYER_MIB (default 1024) MiB of random,
 # incompressible data, and measures with /usr/bin/time -v, in the same run:
 #   build        the layer built with no remote cache (the baseline)
-#   upload       the same build with tools/cache-server on loopback: Nx
-#                gzips the artifact and PUTs it before the task ends
-#   download     a second checkout with empty caches: the layer is a remote hit
+#   upload       the same build with tools/cache-server on loopback: inline,
+#                Nx gzips the layer and PUTs it before the task ends; blob
+#                mode, vmlb uploads it to a file:// blob store, Nx the ref
+#   download     a second checkout with empty caches: the layer is a remote
+#                hit (blob mode: the ref, then `pull` for the bytes)
 #   local hit    the first checkout after `rm -rf dist`: a local cache hit
-# Each measurement is the `nx run <layer>:build` command alone (its parent
-# layers are built first, untimed). Prints medians over RUNS (default 3) with
-# min and max, as a markdown table for docs/benchmarks.md.
+#                (blob mode: refs, then `pull`, which links)
+# Each measurement is one nx command (the layer's parents are built first,
+# untimed); max RSS is its largest process. Prints medians over RUNS
+# (default 3) with min and max, as a markdown table for docs/benchmarks.md.
 #
 # Usage: tools/bench/remote-cache.sh     (as root, after tools/setup.sh)
 #        RUNS=5 LAYER_MIB=512 tools/bench/remote-cache.sh
@@ -51,7 +55,8 @@ make_workspace() {
 timed_nx() {
   local dir=$1 log="$work/nx.log" stats="$work/time.txt"
   shift
-  if ! (cd "$dir" && /usr/bin/time -v -o "$stats" node "$nx_bin" "$@" >"$log" 2>&1); then
+  # Each checkout is its own machine: its own blob cache (blob mode).
+  if ! (cd "$dir" && VMLB_BLOB_CACHE="$dir/.blob-cache" /usr/bin/time -v -o "$stats" node "$nx_bin" "$@" >"$log" 2>&1); then
     cat "$log" >&2
     echo "nx $* failed in $dir" >&2
     return 1
@@ -96,36 +101,54 @@ record() { samples[$1]+="$2 "; }
 
 for run in $(seq "$runs"); do
   echo "run $run of $runs ($layer_mib MiB layer)" >&2
-  rm -rf "$work/ws-"*
+  rm -rf "$work/ws-"* "$work/blobs"
   make_workspace "$work/ws-local"
-  make_workspace "$work/ws-a"
-  make_workspace "$work/ws-b"
 
-  # Baseline: no remote cache.
+  # Baseline: no remote cache, no blob store.
   timed_nx "$work/ws-local" run big-00_disk:build
   timed_nx "$work/ws-local" run big-10_big:build
   record build-s "$secs"; record build-rss "$rss"
 
-  start_server
-  export NX_SELF_HOSTED_REMOTE_CACHE_SERVER=$server_url
-  timed_nx "$work/ws-a" run big-00_disk:build
-  timed_nx "$work/ws-a" run big-10_big:build
-  record upload-s "$secs"; record upload-rss "$rss"
-  artifact_bytes=$(find "$work/server" -type f -printf '%s\n' | sort -n | tail -1)
-  record artifact-mib "$((artifact_bytes / 1048576))"
+  for mode in inline blob; do
+    make_workspace "$work/ws-$mode-a"
+    make_workspace "$work/ws-$mode-b"
+    if [ "$mode" = blob ]; then
+      mkdir -p "$work/blobs"
+      export VMLB_BLOB_STORE="file://$work/blobs"
+    fi
+    start_server
+    export NX_SELF_HOSTED_REMOTE_CACHE_SERVER=$server_url
+    timed_nx "$work/ws-$mode-a" run big-00_disk:build
+    timed_nx "$work/ws-$mode-a" run big-10_big:build
+    record "$mode-upload-s" "$secs"; record "$mode-upload-rss" "$rss"
 
-  timed_nx "$work/ws-b" run big-00_disk:build
-  timed_nx "$work/ws-b" run big-10_big:build
-  expect_in_log 'big-10_big:build  \[remote cache\]'
-  record download-s "$secs"; record download-rss "$rss"
-  stop_server
-  unset NX_SELF_HOSTED_REMOTE_CACHE_SERVER
+    timed_nx "$work/ws-$mode-b" run big-00_disk:build
+    timed_nx "$work/ws-$mode-b" run big-10_big:build
+    expect_in_log 'big-10_big:build  \[remote cache\]'
+    record "$mode-download-s" "$secs"; record "$mode-download-rss" "$rss"
+    if [ "$mode" = blob ]; then
+      # The remote hit brought the ref; pull brings the bytes.
+      timed_nx "$work/ws-$mode-b" run image-big:pull
+      expect_in_log 'downloaded 10_big.qcow2'
+      record blob-pull-s "$secs"; record blob-pull-rss "$rss"
+    fi
+    record "$mode-nx-mib" "$(du -sm --apparent-size "$work/server" | cut -f1)"
+    record "$mode-store-mib" "$( [ "$mode" = blob ] && du -sm --apparent-size "$work/blobs" | cut -f1 || echo 0)"
+    stop_server
+    unset NX_SELF_HOSTED_REMOTE_CACHE_SERVER
 
-  rm -rf "$work/ws-a/dist"
-  timed_nx "$work/ws-a" run big-00_disk:build
-  timed_nx "$work/ws-a" run big-10_big:build
-  expect_in_log 'big-10_big:build  \[local cache\]'
-  record localhit-s "$secs"; record localhit-rss "$rss"
+    rm -rf "$work/ws-$mode-a/dist"
+    timed_nx "$work/ws-$mode-a" run big-00_disk:build
+    timed_nx "$work/ws-$mode-a" run big-10_big:build
+    expect_in_log 'big-10_big:build  \[local cache\]'
+    record "$mode-localhit-s" "$secs"; record "$mode-localhit-rss" "$rss"
+    if [ "$mode" = blob ]; then
+      timed_nx "$work/ws-$mode-a" run image-big:pull
+      expect_in_log ' 0 downloaded'
+      record blob-localpull-s "$secs"; record blob-localpull-rss "$rss"
+    fi
+    unset VMLB_BLOB_STORE
+  done
 done
 
 # median min max of a space-separated list of numbers
@@ -138,9 +161,15 @@ echo "$layer_mib MiB random layer, $runs runs, medians (min–max); $(nproc) cor
 echo
 echo "| step | wall time, s | max RSS, MiB | time vs. build |"
 echo "| --- | --- | --- | --- |"
-echo "| build, no remote cache (baseline) | $(stats "${samples[build-s]}") | $(stats "${samples[build-rss]}") | 1.00× |"
-echo "| build + upload to the remote cache | $(stats "${samples[upload-s]}") | $(stats "${samples[upload-rss]}") | $(ratio "${samples[upload-s]}" "${samples[build-s]}") |"
-echo "| remote cache hit (download) in a fresh checkout | $(stats "${samples[download-s]}") | $(stats "${samples[download-rss]}") | $(ratio "${samples[download-s]}" "${samples[build-s]}") |"
-echo "| local cache hit after \`rm -rf dist\` | $(stats "${samples[localhit-s]}") | $(stats "${samples[localhit-rss]}") | $(ratio "${samples[localhit-s]}" "${samples[build-s]}") |"
+row() { echo "| $1 | $(stats "${samples[$2-s]}") | $(stats "${samples[$2-rss]}") | $(ratio "${samples[$2-s]}" "${samples[build-s]}") |"; }
+row "build, no remote cache (baseline)" build
+row "inline: build + upload to Nx's remote cache" inline-upload
+row "inline: remote cache hit in a fresh checkout (downloads the layer)" inline-download
+row "inline: local cache hit after \`rm -rf dist\`" inline-localhit
+row "blob: build + upload to the blob store (Nx uploads the ref)" blob-upload
+row "blob: remote cache hit in a fresh checkout (the ref only)" blob-download
+row "blob: \`pull\` in that checkout (downloads the layer)" blob-pull
+row "blob: local cache hit after \`rm -rf dist\` (refs only)" blob-localhit
+row "blob: \`pull\` after that (links from the blob cache)" blob-localpull
 echo
-echo "Artifact on the server: $(stats "${samples[artifact-mib]}") MiB."
+echo "Bytes stored remotely per run (MiB, median): inline: Nx's remote cache $(median "${samples[inline-nx-mib]}"); blob: Nx's remote cache $(median "${samples[blob-nx-mib]}"), blob store $(median "${samples[blob-store-mib]}")."
