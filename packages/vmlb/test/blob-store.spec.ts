@@ -175,6 +175,39 @@ describe.each([
     expect(await store.blobs()).toContain(fresh.ref('20_motd').sha256);
   });
 
+  it('keeps a # noshare layer\'s blob on its machine, and gc frees only blobs no ref names', async () => {
+    const own = machine();
+    const script = own.workspace.path('images/tiny/10_hello/build-layer');
+    writeFileSync(script, readFileSync(script, 'utf8').replace('set -eu\n', 'set -eu\n# noshare\n'));
+    await own.nxOk(['build', 'image-tiny']);
+    const hello = own.ref('10_hello').sha256;
+    const stored = await store.blobs();
+    expect(stored).not.toContain(hello);
+    expect(stored).toContain(own.ref('20_motd').sha256);
+
+    rmSync(own.workspace.path('dist'), { recursive: true });
+    const again = await own.nxOk(['build', 'image-tiny']);
+    expect(again).toContain("vmlb: 10_hello is noshare: restored from this machine's layer store");
+    expect(again).not.toContain('vmlb: building layer 10_hello');
+    expect(await own.nxOk(['run', 'image-tiny:pull'])).toMatch(/, 0 downloaded/);
+
+    // A new 20_motd leaves the old one's blob named only by an Nx cache entry; without that entry it is garbage.
+    const oldMotd = own.ref('20_motd').sha256;
+    writeFileSync(own.workspace.path('images/tiny/20_motd/motd'), 'another motd\n');
+    await own.nxOk(['build', 'image-tiny']);
+    const chain = CHAIN.map((name) => own.ref(name).sha256);
+    expect((await own.nxOk(['run', 'image-tiny:gc', '--keep=0'])).toString()).toMatch(/removed 0 /);
+    for (const entry of readdirSync(own.workspace.path('.nx/cache')).filter((name) => /^\d+$/.test(name))) {
+      rmSync(own.workspace.path('.nx/cache', entry), { recursive: true });
+    }
+    const dryRun = await own.nxOk(['run', 'image-tiny:gc', '--keep=0', '--dryRun']);
+    expect(dryRun).toMatch(/would remove 1 /);
+    expect(dryRun).toContain(oldMotd);
+    expect(own.cachedBlobs()).toContain(oldMotd);
+    expect(await own.nxOk(['run', 'image-tiny:gc', '--keep=0'])).toMatch(/removed 1 /);
+    expect(own.cachedBlobs()).toEqual([...chain].sort());
+  });
+
   it('refuses a corrupted blob, keeps nothing of it, and names the layer when a blob is gone', async () => {
     const damaged = ci.ref('10_hello').sha256;
     await store.corrupt(damaged);
