@@ -1,10 +1,12 @@
 import type { ExecutorContext } from '@nx/devkit';
+import { rm } from 'node:fs/promises';
 import * as path from 'node:path';
 import { type BaseSource, defaultDownloadCache, importBase } from '../../lib/base-import';
 import { publishLayerFile } from '../../lib/blob-chain';
 import { openBlobStores } from '../../lib/blob-config';
 import { reportFailure } from '../../lib/executor-errors';
 import { withInterruptSignal } from '../../lib/interrupt';
+import { refPathFor } from '../../lib/layer-ref';
 import { checkPrerequisites } from '../../lib/prerequisites';
 import type { BaseExecutorSchema } from './schema';
 
@@ -46,6 +48,8 @@ export default async function baseExecutor(options: BaseExecutorSchema, context:
     checkPrerequisites(['qemu-img'], { fuse: false, disks: false });
     const log = (message: string) => console.log(message);
     const stores = options.blobs ? await openBlobStores(context.root) : undefined;
+    // A ref is written last, once its blob is stored; an old one must not outlive a failed import.
+    if (stores) await rm(refPathFor(normalized.output), { force: true });
     const { digest, sha256 } = await importBase(normalized.source, normalized.output, {
       downloadCache: normalized.downloadCache,
       log,

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import * as path from 'node:path';
 import { cacheDir, type ExecutorContext } from '@nx/devkit';
 import { readDigest } from '../../lib/digest';
@@ -67,7 +68,11 @@ export default async function layerExecutor(options: LayerExecutorSchema, contex
 
     checkPrerequisites(layerBuildTools(plan.nbdDevice !== undefined), { fuse: plan.nbdDevice === undefined });
     await withInterruptSignal(async (signal) => {
-      if (stores) await materialiseChain(plan.parent, stores, { log, signal });
+      if (stores) {
+        await materialiseChain(plan.parent, stores, { log, signal });
+        // A ref is written last, once its blob is stored; an old one must not outlive a failed rebuild.
+        await rm(refPathFor(plan.output), { force: true });
+      }
       console.log(`vmlb: building layer ${plan.layer} of image ${plan.imageName} (${plan.kind}) on ${path.basename(plan.parent)}`);
       const { digest, sha256 } = await buildLayer(plan, log, signal);
       if (stores) {
