@@ -18,6 +18,8 @@ export interface S3TestServer {
 }
 
 export async function startS3TestServer(): Promise<S3TestServer> {
+  // As in vmlb's own S3 client: the SDK is pinned to versions that run on Node 20.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const directory = mkdtempSync(path.join(tmpdir(), 'vmlb-s3rver-'));
   const bucket = 'vmlb-blobs';
   const server = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory, configureBuckets: [{ name: bucket, configs: [] }] });
