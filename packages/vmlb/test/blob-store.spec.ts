@@ -114,14 +114,17 @@ describe.each([
       expect(stdout.split(' ')[0]).toBe(ci.ref(name).sha256);
       expect(statSync(ci.dist(`${name}.qcow2`)).size).toBe(ci.ref(name).size);
     }
-    // What Nx uploaded: refs and digests, never a qcow2.
+    // What Nx uploaded: refs, digests and the layers' manifests, never a qcow2.
     const uploaded: string[] = [];
     for (const entry of readdirSync(nxCacheDir).filter((name) => /^\d+$/.test(name))) {
       uploaded.push(...(await execa('tar', ['-tzf', path.join(nxCacheDir, entry)])).stdout.split('\n'));
     }
     // (Folder entries aside: tar lists dist/images and dist/images/tiny too.)
     expect(uploaded.filter((file) => /^dist\/.*\.\w+$/.test(file)).sort()).toEqual(
-      CHAIN.flatMap((name) => [`dist/images/tiny/${name}.digest`, `dist/images/tiny/${name}.ref`]).sort(),
+      [
+        ...CHAIN.flatMap((name) => [`dist/images/tiny/${name}.digest`, `dist/images/tiny/${name}.ref`]),
+        ...CHAIN.slice(1).map((name) => `dist/images/tiny/${name}.manifest.json`),
+      ].sort(),
     );
     expect(await readFilesFromImage(ci.dist('image.qcow2'), ['/etc/hello'])).toEqual({ '/etc/hello': 'hello from layer 10_hello of tiny' });
   });

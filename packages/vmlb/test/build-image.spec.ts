@@ -40,6 +40,22 @@ describe('nx build image-tiny', () => {
       '/etc/hostname': 'tiny',
     });
     firstBuild = snapshot();
+
+    // Each layer's manifest: what its script changed in the root filesystem.
+    const manifest = (layer: string) => JSON.parse(readFileSync(dist(`${layer}.manifest.json`), 'utf8'));
+    expect(manifest('00_disk')).toEqual({ kind: 'modify-disk', version: 1, files: null });
+    const hello = manifest('10_hello');
+    expect(hello).toMatchObject({ kind: 'build-layer', version: 1 });
+    // /run: the chroot mounts a tmpfs there and creates the folder when the image has none.
+    expect(hello.files.added).toEqual([
+      { path: '/etc/hello', size: 34, type: 'file' },
+      { path: '/run', size: 1024, type: 'dir' },
+    ]);
+    expect(hello.files.removed).toEqual([]);
+    // (A folder whose entries changed is not itself listed as modified.)
+    expect(hello.files.modified).toEqual([]);
+    expect(hello.packages).toBeUndefined();
+    expect(manifest('20_motd').files.added).toEqual([{ path: '/etc/motd', size: 32, type: 'file' }]);
   });
 
   it('2. takes every layer from the cache on a second run', async () => {

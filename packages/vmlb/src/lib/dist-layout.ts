@@ -41,3 +41,8 @@ export class ImageLayout {
 export function digestPathFor(qcow2Path: string): string {
   return qcow2Path.replace(/\.qcow2$/, '') + '.digest';
 }
+
+/** What a layer changed, written beside its qcow2 (`10_update.qcow2` → `10_update.manifest.json`). */
+export function manifestPathFor(qcow2Path: string): string {
+  return qcow2Path.replace(/\.qcow2$/, '') + '.manifest.json';
+}

@@ -1,10 +1,11 @@
-import { closeSync, existsSync, fsyncSync, openSync, renameSync, rmSync, statfsSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, renameSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { SCRIPT_NAMESPACES, blockServiceStarts, dropForeignBuildMounts, runInChroot, scriptEnvironment } from './chroot';
 import { chainDigestAndSha256, readDigest, writeDigest } from './digest';
-import { digestPathFor } from './dist-layout';
+import { digestPathFor, manifestPathFor } from './dist-layout';
 import { AttachedDisk, type Log, releaseLeftovers } from './disk-attach';
 import { run, tail } from './exec';
+import { type LayerManifest, diffSnapshots, snapshotRoot, summarizeManifest } from './layer-manifest';
 import type { ScriptHints, ScriptKind } from './hints';
 import { readPartitionTable, selectPartition, selectRootPartition } from './partition-table';
 import { backingChain, createOverlay } from './qcow2';
@@ -63,6 +64,9 @@ export async function buildLayer(plan: LayerBuildPlan, log: Log, signal?: AbortS
 
   const partial = partialPathFor(plan.output);
   rmSync(partial, { force: true });
+  // Written only with the new overlay: an old manifest must not describe it.
+  rmSync(manifestPathFor(plan.output), { force: true });
+  let manifest: TimedManifest | undefined;
   await createOverlay(plan.parent, partial, { size: plan.hints.diskSize });
   let disk: AttachedDisk | undefined;
   try {
@@ -70,6 +74,7 @@ export async function buildLayer(plan: LayerBuildPlan, log: Log, signal?: AbortS
     const attachedAt = Date.now();
     const result =
       plan.kind === 'modify-disk' ? await runModifyDisk(plan, disk, workDir, partial, signal) : await runBuildLayer(plan, disk, workDir, signal);
+    manifest = result.manifest;
     const scriptTime = Date.now() - attachedAt;
     if (signal?.aborted) throw new Error(`Build of layer ${plan.layer} of image ${plan.imageName} was interrupted.`);
     if (result.exitCode !== 0) {
@@ -81,7 +86,7 @@ export async function buildLayer(plan: LayerBuildPlan, log: Log, signal?: AbortS
     }
     await disk.close();
     disk = undefined;
-    log(`vmlb: ${plan.kind} ran in ${formatDuration(scriptTime)}`);
+    log(`vmlb: ${plan.kind} ran in ${formatDuration(scriptTime)}${manifest ? `; changes: ${summarizeManifest(manifest)}` : ''}`);
   } catch (error) {
     if (disk) await disk.close().catch((closeError: Error) => log(`vmlb: ${closeError.message}`));
     rmSync(partial, { force: true });
@@ -92,6 +97,7 @@ export async function buildLayer(plan: LayerBuildPlan, log: Log, signal?: AbortS
   const digestPath = digestPathFor(plan.output);
   rmSync(digestPath, { force: true });
   renameSync(partial, plan.output);
+  writeManifest(plan, manifest);
   await writeDigest(digestPath, digest);
   log(`vmlb: layer ${plan.layer} built in ${formatDuration(Date.now() - started)} (digest ${digest.slice(0, 12)})`);
   return { digest, sha256 };
@@ -133,6 +139,10 @@ async function runBuildLayer(plan: LayerBuildPlan, disk: AttachedDisk, workDir: 
     return { device: disk.rawDisk, offset: selection.start, size: selection.size, target: hint.target };
   });
   await disk.mount(root, workDir.rootDir);
+  // Before vmlb's own policy-rc.d goes in, so that it is not taken for the script's.
+  const snapshotStarted = Date.now();
+  const before = await snapshotRoot(workDir.rootDir);
+  let snapshotMs = Date.now() - snapshotStarted;
   const restoreServices = blockServiceStarts(workDir.rootDir);
   let result;
   try {
@@ -149,8 +159,28 @@ async function runBuildLayer(plan: LayerBuildPlan, disk: AttachedDisk, workDir: 
   } finally {
     restoreServices();
   }
-  if (result.exitCode === 0 && !signal?.aborted) await flushOrFail(plan, disk.overlay, () => syncFilesystem(workDir.rootDir));
-  return result;
+  if (result.exitCode !== 0 || signal?.aborted) return { ...result, manifest: undefined };
+  const afterStarted = Date.now();
+  const manifest = diffSnapshots(before, await snapshotRoot(workDir.rootDir));
+  snapshotMs += Date.now() - afterStarted;
+  await flushOrFail(plan, disk.overlay, () => syncFilesystem(workDir.rootDir));
+  return { ...result, manifest: { ...manifest, snapshotMs } };
+}
+
+/** A build-layer's changes, and how long the two walks of its root took. */
+type TimedManifest = LayerManifest & { snapshotMs: number };
+
+/**
+ * `<layer>.manifest.json`: what a build-layer script changed in the root
+ * filesystem (files, and packages when the image has dpkg). A modify-disk
+ * script works on the disk below any filesystem, so its manifest only says so.
+ */
+function writeManifest(plan: LayerBuildPlan, manifest: TimedManifest | undefined): void {
+  const content = manifest ? { kind: plan.kind, ...manifest } : { kind: plan.kind, version: 1, files: null };
+  const file = manifestPathFor(plan.output);
+  const temporary = `${file}.${process.pid}.tmp`;
+  writeFileSync(temporary, `${JSON.stringify(content, null, 2)}\n`);
+  renameSync(temporary, file);
 }
 
 async function runModifyDisk(plan: LayerBuildPlan, disk: AttachedDisk, workDir: WorkDir, target: string, signal?: AbortSignal) {
@@ -184,5 +214,5 @@ async function runModifyDisk(plan: LayerBuildPlan, disk: AttachedDisk, workDir: 
   } finally {
     closeSync(errorWatch);
   }
-  return result;
+  return { ...result, manifest: undefined };
 }

@@ -114,6 +114,7 @@ describe('vmlb plugin createNodes', () => {
   "outputs": [
     "{workspaceRoot}/dist/images/demo/10_app.qcow2",
     "{workspaceRoot}/dist/images/demo/10_app.digest",
+    "{workspaceRoot}/dist/images/demo/10_app.manifest.json",
   ],
 }
 `);
