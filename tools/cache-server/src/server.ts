@@ -274,7 +274,9 @@ class CacheServer extends EventEmitter implements RunningCacheServer {
       return { status: 200, bytes: sent };
     } catch (error) {
       // Headers are out: all that is left is to report what happened.
-      if (isClientGone(error)) return { status: CLIENT_CLOSED_REQUEST, bytes: sent };
+      // A client that read the whole body may close before the response's
+      // own end is seen here: that GET was served.
+      if (isClientGone(error)) return { status: sent === entry.size ? 200 : CLIENT_CLOSED_REQUEST, bytes: sent };
       this.log(`error: GET ${hash}: ${describeError(error)}`);
       return { status: 500, bytes: sent };
     }
