@@ -1,7 +1,7 @@
-import { createHash, type Hash, randomBytes } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import * as fs from 'node:fs/promises';
-import * as path from 'node:path';
+import { writeFileAtomic } from './atomic-file';
 
 /**
  * sha256 identities of disk images and of chains of overlays. Images are
@@ -65,29 +65,10 @@ export async function readDigest(digestPath: string): Promise<string> {
   return digest;
 }
 
-/**
- * Writes a digest file atomically: the content goes to a temporary file in
- * the same folder (same filesystem, so rename is atomic), is flushed to
- * disk, then renamed over `digestPath`. Readers see the old file or the new
- * one, never a partial one, even if we crash midway.
- */
+/** Writes a digest file (64 hex digits and a newline) atomically. */
 export async function writeDigest(digestPath: string, digest: string): Promise<void> {
   assertDigest(digest, `Digest for ${digestPath}`);
-  const temporary = path.join(path.dirname(digestPath), `.${path.basename(digestPath)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  try {
-    const handle = await fs.open(temporary, 'wx');
-    try {
-      await handle.writeFile(`${digest}\n`, 'ascii');
-      // Without the flush a crash after the rename can leave an empty file under the final name.
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await fs.rename(temporary, digestPath);
-  } catch (error) {
-    await fs.rm(temporary, { force: true });
-    throw error;
-  }
+  await writeFileAtomic(digestPath, `${digest}\n`);
 }
 
 /** Whether `text` is a digest as this module writes them: 64 lower-case hex digits. */

@@ -1,6 +1,7 @@
-import { closeSync, existsSync, fsyncSync, openSync, renameSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, renameSync, rmSync, statfsSync } from 'node:fs';
 import * as path from 'node:path';
 import { SCRIPT_NAMESPACES, blockServiceStarts, dropForeignBuildMounts, runInChroot, scriptEnvironment } from './chroot';
+import { writeFileAtomic } from './atomic-file';
 import { chainDigestAndSha256, readDigest, writeDigest } from './digest';
 import { digestPathFor, manifestPathFor } from './dist-layout';
 import { AttachedDisk, type Log, releaseLeftovers } from './disk-attach';
@@ -97,7 +98,7 @@ export async function buildLayer(plan: LayerBuildPlan, log: Log, signal?: AbortS
   const digestPath = digestPathFor(plan.output);
   rmSync(digestPath, { force: true });
   renameSync(partial, plan.output);
-  writeManifest(plan, manifest);
+  await writeManifest(plan, manifest);
   await writeDigest(digestPath, digest);
   log(`vmlb: layer ${plan.layer} built in ${formatDuration(Date.now() - started)} (digest ${digest.slice(0, 12)})`);
   return { digest, sha256 };
@@ -175,12 +176,9 @@ type TimedManifest = LayerManifest & { snapshotMs: number };
  * filesystem (files, and packages when the image has dpkg). A modify-disk
  * script works on the disk below any filesystem, so its manifest only says so.
  */
-function writeManifest(plan: LayerBuildPlan, manifest: TimedManifest | undefined): void {
+async function writeManifest(plan: LayerBuildPlan, manifest: TimedManifest | undefined): Promise<void> {
   const content = manifest ? { kind: plan.kind, ...manifest } : { kind: plan.kind, version: 1, files: null };
-  const file = manifestPathFor(plan.output);
-  const temporary = `${file}.${process.pid}.tmp`;
-  writeFileSync(temporary, `${JSON.stringify(content, null, 2)}\n`);
-  renameSync(temporary, file);
+  await writeFileAtomic(manifestPathFor(plan.output), `${JSON.stringify(content, null, 2)}\n`);
 }
 
 async function runModifyDisk(plan: LayerBuildPlan, disk: AttachedDisk, workDir: WorkDir, target: string, signal?: AbortSignal) {

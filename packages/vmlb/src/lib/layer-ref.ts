@@ -1,6 +1,5 @@
-import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs/promises';
-import * as path from 'node:path';
+import { writeFileAtomic } from './atomic-file';
 import { isDigest } from './digest';
 
 /**
@@ -48,18 +47,5 @@ export async function readRef(refPath: string): Promise<LayerRef> {
 
 /** Writes a ref atomically (temporary file, fsync, rename). */
 export async function writeRef(refPath: string, ref: LayerRef): Promise<void> {
-  const temporary = path.join(path.dirname(refPath), `.${path.basename(refPath)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  try {
-    const handle = await fs.open(temporary, 'wx');
-    try {
-      await handle.writeFile(`${JSON.stringify(ref, null, 2)}\n`);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await fs.rename(temporary, refPath);
-  } catch (error) {
-    await fs.rm(temporary, { force: true });
-    throw error;
-  }
+  await writeFileAtomic(refPath, `${JSON.stringify(ref, null, 2)}\n`);
 }
