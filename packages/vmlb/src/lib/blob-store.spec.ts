@@ -1,13 +1,12 @@
-import { GetObjectCommand, PutObjectCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import * as fs from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import S3rver from 's3rver';
+import { type S3TestServer, startS3TestServer } from '../../test/support/s3-server';
 import { BlobIntegrityError, BlobNotFoundError, openRemoteBlobStore, type RemoteBlobStore } from './blob-store';
 import type { S3BlobStore } from './blob-store/s3-store';
 
@@ -239,47 +238,6 @@ describe('file:// blob store', () => {
     expect(await sha256Of(blobPath(layer.sha256))).toBe(layer.sha256);
   });
 });
-
-/** An S3-protocol server on loopback (s3rver, in this process) with one bucket, and a plain SDK client on it. */
-interface S3TestServer {
-  bucket: string;
-  /** AWS_* variables that point a client at the server. */
-  env: Record<string, string>;
-  /** An SDK client of its own, to look at and damage objects behind the store's back. */
-  client: S3Client;
-  close(): Promise<void>;
-}
-
-async function startS3TestServer(): Promise<S3TestServer> {
-  const directory = scratchPath('s3rver');
-  const bucket = 'vmlb-blobs';
-  const server = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory, configureBuckets: [{ name: bucket, configs: [] }] });
-  const { port } = (await server.run()) as AddressInfo;
-  const env = {
-    AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${port}`,
-    AWS_ACCESS_KEY_ID: 'S3RVER',
-    AWS_SECRET_ACCESS_KEY: 'S3RVER',
-    AWS_REGION: 'us-east-1',
-  };
-  const config: S3ClientConfig = {
-    endpoint: env.AWS_ENDPOINT_URL_S3,
-    forcePathStyle: true,
-    region: env.AWS_REGION,
-    credentials: { accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY },
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-  };
-  const client = new S3Client(config);
-  return {
-    bucket,
-    env,
-    client,
-    close: async () => {
-      client.destroy();
-      await server.close();
-    },
-  };
-}
 
 /** Counts the S3 requests a store's client sends, by command name (observes the real client; changes nothing). */
 function countCommands(store: S3BlobStore): Map<string, number> {

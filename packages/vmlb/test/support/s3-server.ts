@@ -10,6 +10,8 @@ export interface S3TestServer {
   bucket: string;
   /** AWS_* variables that point the AWS SDK (in vmlb's executors) at the server. */
   env: Record<string, string>;
+  /** An SDK client of its own, to look at and damage objects behind vmlb's back. */
+  client: S3Client;
   listKeys(prefix: string): Promise<string[]>;
   /** Replaces an object's bytes with the same bytes, one of them flipped. */
   corrupt(key: string): Promise<void>;
@@ -41,6 +43,7 @@ export async function startS3TestServer(): Promise<S3TestServer> {
   return {
     bucket,
     env,
+    client,
     async listKeys(prefix) {
       const listing = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix }));
       return (listing.Contents ?? []).map((object) => object.Key!).sort();
