@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { sha256File } from '../src/lib/digest';
 import { NxWorkspace, startNx } from './support/nx-workspace';
+import { waitForProcessGroupExit } from './support/host-state';
 
 /** Boots images/tiny-boot (extlinux, Debian's kernel, busybox init) under qemu in check mode. */
 describe('nx run image-tiny-boot:test-boot', () => {
@@ -71,6 +72,8 @@ describe('nx run image-tiny-boot:test-boot', () => {
     process.kill(-nx.pid, signal);
     const result = await nx.exited;
     expect(result.exitCode === 0 && result.signal === undefined).toBe(false);
+    // nx can exit before the task process it forwarded the signal to has finished cleaning up.
+    expect(await waitForProcessGroupExit(nx.pid, 60_000)).toBe(true);
     expect(qemuProcesses()).toEqual([]);
     expect(readdirSync(tmpdir()).filter((entry) => entry.startsWith('vmlb-boot-'))).toEqual([]);
   });
