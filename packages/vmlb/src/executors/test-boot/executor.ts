@@ -76,11 +76,14 @@ export function normalizeOptions(
 }
 
 export default async function testBootExecutor(options: TestBootExecutorSchema, context: ExecutorContext): Promise<{ success: boolean }> {
-  return reportFailure(async () => {
+  // One interrupt handler for the whole run: Nx forwards the signal to the task
+  // after the terminal sent it to the group, and a second signal must not cut
+  // the removal of the throwaway overlay short.
+  return reportFailure(() => withInterruptSignal(async (signal) => {
     if (options.blobs && !options.image) {
       // Blob mode: the layers may be refs only so far (cache hits); put their files in place first.
       const chain = path.resolve(context.root, options.chain);
-      await withInterruptSignal(async (signal) => materialiseChain(chain, await openBlobStores(context.root), { log: (message) => console.log(message), signal }));
+      await materialiseChain(chain, await openBlobStores(context.root), { log: (message) => console.log(message), signal });
     }
     const boot = normalizeOptions(options, context.root);
     checkPrerequisites(['qemu-img', 'qemu-system-x86_64'], { fuse: false, disks: false });
@@ -110,9 +113,8 @@ export default async function testBootExecutor(options: TestBootExecutorSchema, 
                 return result.exitCode === 0 ? undefined : `the ssh command '${boot.ssh}' exited with ${result.exitCode}${result.exitCode === 255 ? ' (no ssh connection)' : ''}:\n${tail(result.output, 20)}`;
               }
             : undefined;
-        const result = await withInterruptSignal((signal) =>
-          bootAndCheck(overlay, machine, { expect: boot.expect, timeoutMs: boot.timeoutMs }, signal, afterBoot),
-        );
+        signal.throwIfAborted();
+        const result = await bootAndCheck(overlay, machine, { expect: boot.expect, timeoutMs: boot.timeoutMs }, signal, afterBoot);
         const logFile = path.relative(context.root, boot.logFile);
         if (!result.passed) {
           throw new Error(
@@ -125,5 +127,5 @@ export default async function testBootExecutor(options: TestBootExecutorSchema, 
         await seed?.close();
       }
     });
-  });
+  }));
 }
