@@ -1,4 +1,4 @@
-import { existsSync, lstatSync, mkdirSync, readlinkSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readlinkSync, realpathSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { type RunResult, run } from './exec';
 import type { BindMountHint } from './hints';
@@ -123,7 +123,26 @@ export function scriptEnvironment(imageName: string, layer: string, hostEnv: Nod
 export async function runInChroot(options: ChrootRunOptions): Promise<RunResult> {
   const { root } = options;
   const resolve = (imagePath: string) => resolveInRoot(root, imagePath);
-  for (const mountPoint of STANDARD_MOUNT_POINTS) mkdirSync(resolve(mountPoint), { recursive: true });
+  // Mount points the image lacks are made for the run and taken away after
+  // it, so that the layer holds what its script did and nothing else.
+  const madeMountPoints = STANDARD_MOUNT_POINTS.map(resolve).filter((mountPoint) => !existsSync(mountPoint));
+  for (const mountPoint of madeMountPoints) mkdirSync(mountPoint, { recursive: true });
+  try {
+    return await runScriptInNamespace(options, resolve);
+  } finally {
+    for (const mountPoint of madeMountPoints) {
+      // Left alone when the script put something there (it then belongs to the image).
+      try {
+        rmdirSync(mountPoint);
+      } catch {
+        /* not empty, or already gone */
+      }
+    }
+  }
+}
+
+async function runScriptInNamespace(options: ChrootRunOptions, resolve: (imagePath: string) => string): Promise<RunResult> {
+  const { root } = options;
 
   const lines = ['set -eu', dropForeignBuildMounts(options.workDir)];
   const mount = (...args: string[]) => lines.push(`mount ${args.map(quote).join(' ')}`);

@@ -1,3 +1,4 @@
+import { type BuildRecord, makeBuildRecord } from './build-record';
 import { closeSync, existsSync, fsyncSync, openSync, renameSync, rmSync, statfsSync } from 'node:fs';
 import * as path from 'node:path';
 import { SCRIPT_NAMESPACES, blockServiceStarts, dropForeignBuildMounts, runInChroot, scriptEnvironment } from './chroot';
@@ -25,6 +26,8 @@ export interface LayerBuildPlan {
   output: string;
   rootPartition?: number;
   nbdDevice?: string;
+  /** Absolute workspace root, recorded in the manifest's build record. */
+  workspaceRoot: string;
 }
 
 /** A layer script failed; the message names image, layer, script, exit code and the output's last lines. */
@@ -98,7 +101,7 @@ export async function buildLayer(plan: LayerBuildPlan, log: Log, signal?: AbortS
   const digestPath = digestPathFor(plan.output);
   rmSync(digestPath, { force: true });
   renameSync(partial, plan.output);
-  await writeManifest(plan, manifest);
+  await writeManifest(plan, manifest, await makeBuildRecord(plan.output, { workspaceRoot: plan.workspaceRoot, startedAt: started }));
   await writeDigest(digestPath, digest);
   log(`vmlb: layer ${plan.layer} built in ${formatDuration(Date.now() - started)} (digest ${digest.slice(0, 12)})`);
   return { digest, sha256 };
@@ -176,8 +179,8 @@ type TimedManifest = LayerManifest & { snapshotMs: number };
  * filesystem (files, and packages when the image has dpkg). A modify-disk
  * script works on the disk below any filesystem, so its manifest only says so.
  */
-async function writeManifest(plan: LayerBuildPlan, manifest: TimedManifest | undefined): Promise<void> {
-  const content = manifest ? { kind: plan.kind, ...manifest } : { kind: plan.kind, version: 1, files: null };
+async function writeManifest(plan: LayerBuildPlan, manifest: TimedManifest | undefined, build: BuildRecord): Promise<void> {
+  const content = manifest ? { kind: plan.kind, ...manifest, build } : { kind: plan.kind, version: 1, files: null, build };
   await writeFileAtomic(manifestPathFor(plan.output), `${JSON.stringify(content, null, 2)}\n`);
 }
 

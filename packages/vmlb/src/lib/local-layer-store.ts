@@ -17,6 +17,7 @@ import { isDigest, readDigest, writeDigest } from './digest';
  *
  *   <cacheDir>/vmlb-noshare/<task hash>/layer         the qcow2 (in blob mode: its ref)
  *                                       layer.digest
+ *                                       layer.manifest.json
  *                                       entry.json
  *
  * Entries appear by rename of a complete folder, so a reader never sees half
@@ -27,6 +28,8 @@ import { isDigest, readDigest, writeDigest } from './digest';
 export interface LayerFiles {
   file: string;
   digestFile: string;
+  /** The layer's manifest, kept with it when given. */
+  manifestFile?: string;
 }
 
 export interface LocalStoreEntry {
@@ -97,6 +100,7 @@ export class LocalLayerStore {
     } finally {
       await fs.rm(partial, { force: true });
     }
+    if (layer.manifestFile) await this.restoreManifest(dir, layer.manifestFile);
     await writeDigest(digestPath, entry.digest);
     return { outcome: 'restored', entry };
   }
@@ -113,6 +117,7 @@ export class LocalLayerStore {
       await fs.mkdir(staging);
       await fs.copyFile(output, path.join(staging, 'layer'), fsConstants.COPYFILE_FICLONE);
       await writeDigest(path.join(staging, 'layer.digest'), digest);
+      if (layer.manifestFile) await fs.copyFile(layer.manifestFile, path.join(staging, 'layer.manifest.json')).catch(ignoreMissing);
       await fs.writeFile(path.join(staging, 'entry.json'), `${JSON.stringify(entry, null, 2)}\n`);
       await fs.rm(dir, { recursive: true, force: true });
       await fs.rename(staging, dir);
@@ -150,6 +155,19 @@ export class LocalLayerStore {
     }
   }
 
+  private async restoreManifest(dir: string, manifestFile: string): Promise<void> {
+    await fs.rm(manifestFile, { force: true });
+    const partial = path.join(path.dirname(manifestFile), `.${path.basename(manifestFile)}.${process.pid}.restore`);
+    try {
+      await fs.copyFile(path.join(dir, 'layer.manifest.json'), partial);
+      await fs.rename(partial, manifestFile);
+    } catch (error) {
+      ignoreMissing(error);
+    } finally {
+      await fs.rm(partial, { force: true });
+    }
+  }
+
   private entryDir(key: string): string {
     if (!TASK_HASH_PATTERN.test(key)) throw new Error(`Local layer store: '${key}' is not a task hash (letters, digits, - and _ only).`);
     return path.join(this.root, key);
@@ -163,6 +181,11 @@ export class LocalLayerStore {
       return undefined;
     }
   }
+}
+
+/** Entries stored before manifests existed have none; a missing manifest is not an error. */
+function ignoreMissing(error: unknown): void {
+  if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
 }
 
 async function fileSize(file: string): Promise<number | undefined> {

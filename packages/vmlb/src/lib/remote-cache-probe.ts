@@ -31,6 +31,8 @@ export interface ProbeOptions {
   token?: string;
   timeoutMs?: number;
   env?: NodeJS.ProcessEnv;
+  /** The entry to ask for; default PROBE_HASH. With a real task hash the answer (200/404) says whether the server holds it. */
+  hash?: string;
 }
 
 export async function probeRemoteCache(options: ProbeOptions): Promise<ProbeResult> {
@@ -38,7 +40,7 @@ export async function probeRemoteCache(options: ProbeOptions): Promise<ProbeResu
   const timeoutMs = options.timeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS;
   let url: URL;
   try {
-    url = new URL(`${options.server.replace(/\/+$/, '')}/v1/cache/${PROBE_HASH}`);
+    url = new URL(`${options.server.replace(/\/+$/, '')}/v1/cache/${encodeURIComponent(options.hash ?? PROBE_HASH)}`);
   } catch {
     return { verdict: 'unavailable', reason: `NX_SELF_HOSTED_REMOTE_CACHE_SERVER '${options.server}' is not a URL` };
   }

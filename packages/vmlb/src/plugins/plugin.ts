@@ -240,7 +240,7 @@ export function inferImageNodes(image: ImageInfo, options: NormalizedOptions): I
             ? [{ runtime: `stat -L -c '%s %Y' ${shellQuote(resolveBasePath(image))}` }]
             : []),
         ],
-        outputs: chainFileOutputs(layout.base, options),
+        outputs: [...chainFileOutputs(layout.base, options), `{workspaceRoot}/${manifestPathFor(layout.base)}`],
         options: {
           imageName: image.name,
           base: baseOption(image),
@@ -300,7 +300,7 @@ export function inferImageNodes(image: ImageInfo, options: NormalizedOptions): I
       [options.layersTargetName]: {
         executor: 'vmlb:layers',
         cache: false,
-        options: { imageName: image.name, imageRoot: image.root, distDir: options.distDir },
+        options: { imageName: image.name, imageRoot: image.root, distDir: options.distDir, ...blobOption(options) },
         metadata: {
           technologies: ['vmlb'],
           description: `List the layers of image ${image.name}: kind, hints, cache state and sizes (builds nothing)`,

@@ -6,6 +6,9 @@ import { publishLayerFile } from '../../lib/blob-chain';
 import { openBlobStores } from '../../lib/blob-config';
 import { reportFailure } from '../../lib/executor-errors';
 import { withInterruptSignal } from '../../lib/interrupt';
+import { writeFileAtomic } from '../../lib/atomic-file';
+import { makeBuildRecord } from '../../lib/build-record';
+import { manifestPathFor } from '../../lib/dist-layout';
 import { refPathFor } from '../../lib/layer-ref';
 import { checkPrerequisites } from '../../lib/prerequisites';
 import type { BaseExecutorSchema } from './schema';
@@ -50,11 +53,17 @@ export default async function baseExecutor(options: BaseExecutorSchema, context:
     const stores = options.blobs ? await openBlobStores(context.root) : undefined;
     // A ref is written last, once its blob is stored; an old one must not outlive a failed import.
     if (stores) await rm(refPathFor(normalized.output), { force: true });
+    const manifestPath = manifestPathFor(normalized.output);
+    await rm(manifestPath, { force: true });
+    const startedAt = Date.now();
     const { digest, sha256 } = await importBase(normalized.source, normalized.output, {
       downloadCache: normalized.downloadCache,
       log,
       workspaceRoot: context.root,
     });
+    // The base has no files of its own to list; its manifest carries the build record.
+    const build = await makeBuildRecord(normalized.output, { workspaceRoot: context.root, startedAt });
+    await writeFileAtomic(manifestPath, `${JSON.stringify({ kind: 'base', version: 1, files: null, build }, null, 2)}\n`);
     if (stores) {
       const builtBy = `${context.projectName ?? `image-${normalized.imageName}`}:${context.targetName ?? 'base'}`;
       await withInterruptSignal((signal) => publishLayerFile(normalized.output, { sha256, digest, builtBy }, stores, { share: true, log, signal }));

@@ -3,7 +3,7 @@ import { rm } from 'node:fs/promises';
 import * as path from 'node:path';
 import { cacheDir, type ExecutorContext } from '@nx/devkit';
 import { readDigest } from '../../lib/digest';
-import { digestPathFor } from '../../lib/dist-layout';
+import { digestPathFor, manifestPathFor } from '../../lib/dist-layout';
 import { type BlobStores, BlobMissingError, materialiseChain, publishLayerFile } from '../../lib/blob-chain';
 import { openBlobStores } from '../../lib/blob-config';
 import { refPathFor } from '../../lib/layer-ref';
@@ -41,6 +41,7 @@ export function normalizeOptions(options: LayerExecutorSchema, workspaceRoot: st
     throw new Error(`Layer ${options.layer} of image ${options.imageName}: its script ${options.script} cannot be read.`);
   }
   return {
+    workspaceRoot,
     imageName: options.imageName,
     layer: options.layer,
     layerDir: absolute(options.layerDir),
@@ -60,7 +61,11 @@ export default async function layerExecutor(options: LayerExecutorSchema, contex
     const log = (message: string) => console.log(message);
     const stores = options.blobs ? await openBlobStores(context.root) : undefined;
     // In blob mode Nx caches the ref, not the qcow2.
-    const cachedFiles = { file: stores ? refPathFor(plan.output) : plan.output, digestFile: digestPathFor(plan.output) };
+    const cachedFiles = {
+      file: stores ? refPathFor(plan.output) : plan.output,
+      digestFile: digestPathFor(plan.output),
+      manifestFile: manifestPathFor(plan.output),
+    };
     const project = context.projectName ?? `${plan.imageName}-${plan.layer}`;
     const localStoreKey = noshareStoreKey(plan);
     const store = localStoreKey ? LocalLayerStore.inNxCacheDir(cacheDir) : undefined;

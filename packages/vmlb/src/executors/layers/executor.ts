@@ -1,11 +1,112 @@
-import type { ExecutorContext } from '@nx/devkit';
+import * as path from 'node:path';
+import { cacheDir, type ExecutorContext, type ProjectGraph } from '@nx/devkit';
+import { ImageLayout } from '../../lib/dist-layout';
+import { reportFailure } from '../../lib/executor-errors';
+import { describeHints } from '../../lib/hints';
+import { discoverImage } from '../../lib/layer-discovery';
+import { type LayerStatus, layerStatuses, type RemoteLookup, type StatusLayer } from '../../lib/layer-status';
+import { NxTaskHashes } from '../../lib/nx-task-hashes';
+import { imageProjectName, layerProjectName } from '../../lib/project-names';
+import { probeRemoteCache } from '../../lib/remote-cache-probe';
+import { formatTable } from '../../lib/text-table';
+import { formatBytes } from '../../lib/units';
 import type { LayersExecutorSchema } from './schema';
 
-/**
- * The target is inferred for every image so that its options are visible
- * (`nx show project`, `--help`); this version of vmlb does not run it yet.
- */
+/** The layers of an image as the status model sees them, base first, with the Nx task of each. */
+export function statusLayers(options: LayersExecutorSchema, workspaceRoot: string, projectGraph: ProjectGraph): StatusLayer[] {
+  const image = discoverImage(workspaceRoot, options.imageRoot);
+  const layout = new ImageLayout(image.name, options.distDir);
+  const absolute = (file: string) => path.resolve(workspaceRoot, file);
+  const imageProject = imageProjectName(image.name);
+  const base: StatusLayer = {
+    name: 'base',
+    kind: 'base',
+    hints: [],
+    cacheability: 'cached',
+    taskId: `${imageProject}:${targetRunning(projectGraph, imageProject, 'vmlb:base')}`,
+    qcow2: absolute(layout.base),
+  };
+  return [
+    base,
+    ...image.layers.map((layer): StatusLayer => {
+      const project = layerProjectName(image.name, layer.folder);
+      return {
+        name: layer.folder,
+        kind: layer.kind,
+        hints: describeHints(layer.hints),
+        cacheability: layer.hints.nocache ? 'nocache' : layer.hints.noshare ? 'noshare' : 'cached',
+        taskId: `${project}:${targetRunning(projectGraph, project, 'vmlb:layer')}`,
+        qcow2: absolute(layout.layer(layer.folder)),
+      };
+    }),
+  ];
+}
+
+/** The name of the project's target that runs `executor` (targets can be renamed in the plugin options). */
+function targetRunning(projectGraph: ProjectGraph, project: string, executor: string): string {
+  const targets = projectGraph.nodes[project]?.data.targets ?? {};
+  const found = Object.entries(targets).find(([, target]) => target.executor === executor);
+  if (!found) throw new Error(`Project ${project} has no target running ${executor}; is the vmlb plugin registered in nx.json?`);
+  return found[0];
+}
+
+/** The remote cache lookup for this run, when a self-hosted remote cache is configured and not switched off. */
+function remoteLookup(options: LayersExecutorSchema, env: NodeJS.ProcessEnv): RemoteLookup | undefined {
+  const server = env.NX_SELF_HOSTED_REMOTE_CACHE_SERVER;
+  if (!server || options.remote === false || env.NX_SKIP_REMOTE_CACHE === 'true') return undefined;
+  const token = env.NX_SELF_HOSTED_REMOTE_CACHE_ACCESS_TOKEN || undefined;
+  return async (hash) => {
+    const result = await probeRemoteCache({ server, token, hash, env });
+    if (result.verdict === 'available') return result.status === 200 ? 'hit' : 'miss';
+    return { unknown: result.reason };
+  };
+}
+
+export function formatStatusTable(rows: LayerStatus[]): string {
+  const size = (bytes: number | null) => (bytes === null ? '-' : formatBytes(bytes));
+  return formatTable(
+    ['Layer', 'Kind', 'Hints', 'State', 'Task hash', 'Digest', 'Size', 'Disk', 'Last build', 'Changes'],
+    rows.map((row) => [
+      row.name,
+      row.kind,
+      row.hints.join(', ') || '-',
+      row.note ? `${row.state} (${row.note})` : row.state,
+      row.hash ?? '-',
+      row.digest ? row.digest.slice(0, 12) : '-',
+      size(row.fileSize),
+      size(row.virtualSize),
+      row.lastBuild ? `${row.lastBuild.seconds.toFixed(1)} s, ${row.lastBuild.finishedAt.slice(0, 16).replace('T', ' ')} UTC on ${row.lastBuild.host}` : '-',
+      row.changes ?? '-',
+    ]),
+  );
+}
+
 export default async function layersExecutor(options: LayersExecutorSchema, context: ExecutorContext): Promise<{ success: boolean }> {
-  console.error(`vmlb: the layers target of image ${options.imageName} (${context.projectName}) is not available in this version of vmlb.`);
-  return { success: false };
+  return reportFailure(async () => {
+    const layers = statusLayers(options, context.root, context.projectGraph);
+    const outputDir = path.posix.join(options.distDir, options.imageName);
+    const hashes = await NxTaskHashes.open(
+      context.root,
+      layers.map((layer) => layer.taskId),
+      outputDir,
+    );
+    let rows: LayerStatus[];
+    try {
+      rows = await layerStatuses(layers, {
+        workspaceRoot: context.root,
+        hash: (taskId, digests) => hashes.hash(taskId, digests),
+        nxCacheDir: cacheDir,
+        remote: remoteLookup(options, process.env),
+        blobs: options.blobs === true,
+      });
+    } finally {
+      hashes.close();
+    }
+    if (options.json) {
+      console.log(JSON.stringify(rows, null, 2));
+      return;
+    }
+    console.log(`Layers of image ${options.imageName} (base first); nothing was built or restored to list them.\n`);
+    console.log(formatStatusTable(rows));
+  });
 }

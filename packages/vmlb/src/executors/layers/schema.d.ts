@@ -3,4 +3,6 @@ export interface LayersExecutorSchema {
   imageRoot: string;
   distDir: string;
   json?: boolean;
+  remote?: boolean;
+  blobs?: boolean;
 }
