@@ -14,6 +14,12 @@ export interface AttachOptions {
   workDir: WorkDir;
   /** Use qemu-nbd on this device instead of a FUSE export. */
   nbdDevice?: string;
+  /**
+   * Open the whole chain read-only (qemu, loop devices and mounts), for
+   * looking at a built layer: nothing can write to it, and a sweep of a
+   * killed attachment never removes the file.
+   */
+  readOnly?: boolean;
   log: Log;
 }
 
@@ -48,7 +54,7 @@ export class AttachedDisk {
   static async open(options: AttachOptions): Promise<AttachedDisk> {
     const { workDir } = options;
     mkdirSync(workDir.dir, { recursive: true });
-    const state: AttachState = { owner: process.pid, loopDevices: [], mounts: [], partialFile: options.overlay };
+    const state: AttachState = { owner: process.pid, loopDevices: [], mounts: [], ...(options.readOnly ? {} : { partialFile: options.overlay }) };
     workDir.writeState(state);
     if (options.nbdDevice) {
       const disk = new AttachedDisk(options, options.nbdDevice, state);
@@ -76,18 +82,19 @@ export class AttachedDisk {
   }
 
   private async startFuseExport(): Promise<void> {
-    const { workDir, overlay } = this.options;
+    const { workDir, overlay, readOnly } = this.options;
     // The FUSE export mounts over an existing regular file.
     writeFileSync(workDir.exportFile, '');
+    const readOnlyOption = readOnly ? ',read-only=on' : '';
     // --daemonize returns once the export is mounted, so no polling is needed;
     // the daemon's PID comes from its pid file.
     await run('qemu-storage-daemon', [
       '--blockdev',
-      `driver=file,node-name=file0,filename=${qemuValue(overlay)}`,
+      `driver=file,node-name=file0,filename=${qemuValue(overlay)}${readOnlyOption}`,
       '--blockdev',
-      'driver=qcow2,node-name=disk0,file=file0',
+      `driver=qcow2,node-name=disk0,file=file0${readOnlyOption}`,
       '--export',
-      `type=fuse,id=export0,node-name=disk0,mountpoint=${qemuValue(workDir.exportFile)},writable=on`,
+      `type=fuse,id=export0,node-name=disk0,mountpoint=${qemuValue(workDir.exportFile)},writable=${readOnly ? 'off' : 'on'}`,
       '--pidfile',
       workDir.daemonPidFile,
       '--daemonize',
@@ -107,7 +114,7 @@ export class AttachedDisk {
       );
     }
     this.record((state) => (state.nbdDevice = device));
-    await run('qemu-nbd', ['--connect', device, '--format', 'qcow2', '--cache', 'writeback', this.options.overlay]);
+    await run('qemu-nbd', ['--connect', device, '--format', 'qcow2', ...(this.options.readOnly ? ['--read-only'] : ['--cache', 'writeback']), this.options.overlay]);
   }
 
   /** The qcow2 this attachment writes. */
@@ -123,7 +130,7 @@ export class AttachedDisk {
 
   /** A loop device on one byte range of the disk (a partition). */
   async loop(range?: { offset: number; size: number }): Promise<string> {
-    const device = await attachLoop(this.rawDisk, range);
+    const device = await attachLoop(this.rawDisk, range, { readOnly: this.options.readOnly });
     this.record((state) => state.loopDevices.push(device));
     return device;
   }
@@ -133,7 +140,7 @@ export class AttachedDisk {
     mkdirSync(mountPoint, { recursive: true });
     const device = await this.loop({ offset: selection.start, size: selection.size });
     this.record((state) => state.mounts.push(mountPoint));
-    await run('mount', [...(options.readOnly ? ['-o', 'ro'] : []), device, mountPoint]);
+    await run('mount', [...(options.readOnly || this.options.readOnly ? ['-o', 'ro'] : []), device, mountPoint]);
   }
 
   /**

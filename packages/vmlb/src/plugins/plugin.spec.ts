@@ -129,12 +129,12 @@ describe('vmlb plugin createNodes', () => {
     const image = projects!['images/demo'];
     expect(image.name).toBe('image-demo');
     expect(image.implicitDependencies).toEqual(['demo-20_clean']);
-    expect(Object.keys(image.targets!)).toEqual(['base', 'build', 'flatten', 'test-boot', 'layers']);
+    expect(Object.keys(image.targets!)).toEqual(['base', 'build', 'flatten', 'test-boot', 'layers', 'diff']);
     expect(image.targets!.base).toMatchObject({
       executor: 'vmlb:base',
       cache: true,
       inputs: [{ json: '{projectRoot}/image.json', fields: ['base'] }],
-      outputs: ['{workspaceRoot}/dist/images/demo/base.qcow2', '{workspaceRoot}/dist/images/demo/base.digest'],
+      outputs: ['{workspaceRoot}/dist/images/demo/base.qcow2', '{workspaceRoot}/dist/images/demo/base.digest', '{workspaceRoot}/dist/images/demo/base.manifest.json'],
       options: { imageName: 'demo', base: { empty: '1G' }, output: 'dist/images/demo/base.qcow2' },
     });
     expect(image.targets!.build).toMatchObject({

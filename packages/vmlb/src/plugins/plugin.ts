@@ -32,6 +32,8 @@ export interface VmlbPluginOptions {
   testBootTargetName?: string;
   /** Image-project target that lists the layers. Default `layers`. */
   layersTargetName?: string;
+  /** Image-project target that compares the image at two layers. Default `diff`. */
+  diffTargetName?: string;
   /** Workspace-relative folder for build outputs. Default `dist/images`. */
   distDir?: string;
   /**
@@ -116,6 +118,7 @@ export function normalizeOptions(options: VmlbPluginOptions | undefined, env: No
     flattenTargetName: options?.flattenTargetName ?? 'flatten',
     testBootTargetName: options?.testBootTargetName ?? 'test-boot',
     layersTargetName: options?.layersTargetName ?? 'layers',
+    diffTargetName: options?.diffTargetName ?? 'diff',
     distDir,
     blobs: blobModeSetting(options?.blobStore, env) !== undefined,
   };
@@ -305,6 +308,19 @@ export function inferImageNodes(image: ImageInfo, options: NormalizedOptions): I
           technologies: ['vmlb'],
           description: `List the layers of image ${image.name}: kind, hints, cache state and sizes (builds nothing)`,
           help: { command: `npx nx run ${imageProject}:${options.layersTargetName} --help`, example: { options: { json: true } } },
+        },
+      },
+      [options.diffTargetName]: {
+        executor: 'vmlb:diff',
+        cache: false,
+        options: { imageName: image.name, imageRoot: image.root, distDir: options.distDir, ...blobOption(options) },
+        metadata: {
+          technologies: ['vmlb'],
+          description: `Compare image ${image.name} at two layers (default: the last one and the one below): files, packages, or a shell on both (read-only)`,
+          help: {
+            command: `npx nx run ${imageProject}:${options.diffTargetName} --help`,
+            example: { options: { from: image.layers[0]?.folder ?? 'base', to: image.layers[image.layers.length - 1]?.folder ?? 'base' } },
+          },
         },
       },
       ...(options.blobs ? blobTargets(image.name, imageProject, parentFile, lastBuild) : {}),
