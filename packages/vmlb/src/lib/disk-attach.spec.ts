@@ -58,6 +58,25 @@ describe('AttachedDisk', () => {
     expect(written).toBe('through FUSE');
   });
 
+  it('attaches read-only: the mount refuses writes, the file is unchanged, and a sweep never removes it', async () => {
+    const file = await overlay('look.qcow2');
+    const before = readFileSync(file);
+    const workDir = new WorkDir(path.join(dir, '.vmlb', 'look'));
+    const disk = await AttachedDisk.open({ overlay: file, workDir, readOnly: true, log });
+    expect(workDir.readState()!.partialFile).toBeUndefined();
+    await disk.mount(selectRootPartition(await readPartitionTable(disk.rawDisk)), workDir.rootDir);
+    expect(() => writeFileSync(path.join(workDir.rootDir, 'x'), 'no')).toThrow(/EROFS|read-only/);
+    const loops = await loopsOn(workDir.exportFile);
+    expect(loops).toHaveLength(1);
+    const { stdout } = await execa('blockdev', ['--getro', loops[0].name]);
+    expect(stdout.trim()).toBe('1');
+    // As after a SIGKILL: the sweep releases the attachment and leaves the layer file alone.
+    await releaseLeftovers(workDir, log);
+    expect(existsSync(file)).toBe(true);
+    expect(readFileSync(file).equals(before)).toBe(true);
+    expect(isMounted(workDir.exportFile)).toBe(false);
+  });
+
   it('releases what a killed build left: daemon, export, loop device and mount', async () => {
     const file = await overlay('killed.qcow2');
     const workDir = new WorkDir(path.join(dir, '.vmlb', 'killed'));

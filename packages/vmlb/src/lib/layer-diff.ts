@@ -74,8 +74,11 @@ async function describeChange(entry: Entry, before: FileState, after: FileState,
     changed.changes.push('owner');
     changed.owner = { from: `${before.uid}:${before.gid}`, to: `${after.uid}:${after.gid}` };
   }
-  // A folder's mtime moves with every entry added or removed, which are listed already.
-  if (entry.type !== 'dir' && before.mtimeMs !== after.mtimeMs && !changed.changes.includes('content')) changed.changes.push('mtime');
+  // A folder's mtime moves with every entry added or removed, which are
+  // listed already; new content or a new link target implies a new mtime.
+  if (entry.type !== 'dir' && before.mtimeMs !== after.mtimeMs && !changed.changes.some((change) => change === 'content' || change === 'link')) {
+    changed.changes.push('mtime');
+  }
   return changed;
 }
 

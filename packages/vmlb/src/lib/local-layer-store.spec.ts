@@ -49,6 +49,29 @@ describe('LocalLayerStore', () => {
     expect(fs.readdirSync(dist).sort()).toEqual(['10_a.digest', '10_a.qcow2']);
   });
 
+  it("keeps the layer's manifest with it and puts it back on restore", async () => {
+    const output = builtLayer('10_a', 'overlay bytes', 'c'.repeat(64));
+    const manifestFile = path.join(dist, '10_a.manifest.json');
+    fs.writeFileSync(manifestFile, '{"kind":"build-layer"}\n');
+    await store.save('123', 'img-10_a', { ...files(output), manifestFile }, PARENT);
+    fs.rmSync(dist, { recursive: true });
+    fs.mkdirSync(dist);
+
+    await expect(store.restore('123', { ...files(output), manifestFile }, PARENT)).resolves.toMatchObject({ outcome: 'restored' });
+    expect(fs.readFileSync(manifestFile, 'utf8')).toBe('{"kind":"build-layer"}\n');
+    expect(fs.readdirSync(dist).sort()).toEqual(['10_a.digest', '10_a.manifest.json', '10_a.qcow2']);
+  });
+
+  it('restores an entry stored without a manifest, leaving no stale manifest behind', async () => {
+    const output = builtLayer('10_a', 'overlay bytes', 'c'.repeat(64));
+    await store.save('123', 'img-10_a', files(output), PARENT);
+    fs.rmSync(output);
+    const manifestFile = path.join(dist, '10_a.manifest.json');
+    fs.writeFileSync(manifestFile, '{"from":"another build"}');
+    await expect(store.restore('123', { ...files(output), manifestFile }, PARENT)).resolves.toMatchObject({ outcome: 'restored' });
+    expect(fs.existsSync(manifestFile)).toBe(false);
+  });
+
   it('copies rather than links, so a later change in dist/ cannot alter the stored layer', async () => {
     const output = builtLayer('10_a', 'overlay bytes', 'c'.repeat(64));
     await store.save('123', 'img-10_a', files(output), PARENT);
