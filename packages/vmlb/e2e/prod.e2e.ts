@@ -1,5 +1,16 @@
-import { appendFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFilesFromImage } from '../test/support/disk-read';
 import { NxWorkspace, cacheHits, tasksRun } from '../test/support/nx-workspace';
+
+/** Installed packages (name:arch -> version) from a dpkg status file, read independently of vmlb's parser. */
+function installedPackages(status: string): Map<string, string> {
+  const installed = new Map<string, string>();
+  for (const stanza of status.split(/\n\n+/)) {
+    const field = (name: string) => stanza.match(new RegExp(`^${name}: (.*)$`, 'm'))?.[1];
+    if (field('Status') === 'install ok installed') installed.set(`${field('Package')}:${field('Architecture')}`, field('Version')!);
+  }
+  return installed;
+}
 
 /**
  * The flagship image end to end: images/prod built from an empty disk,
@@ -28,6 +39,27 @@ describe('images/prod', () => {
     const boot = await timed('boot check with ssh', () => workspace.nxOk(check, { timeoutMs: 1_200_000 }));
     expect(boot).toContain('Hello from prod, built by vmlb');
     expect(boot).toMatch(/image prod booted: \/login:\/ appeared after .* and the ssh command passed/);
+  });
+
+  it("lists in 20_packages' manifest exactly the packages apt-get installed, with their versions", async () => {
+    const dist = (name: string) => workspace.path('dist/images/prod', name);
+    // The oracle: dpkg's own status file before and after the layer, read from the disks with debugfs.
+    const status = async (layer: string) =>
+      installedPackages((await readFilesFromImage(dist(`${layer}.qcow2`), ['/var/lib/dpkg/status']))['/var/lib/dpkg/status']);
+    const [before, after] = [await status('10_update'), await status('20_packages')];
+    const expected = [...after].filter(([key]) => !before.has(key)).map(([key, version]) => ({ name: key.split(':')[0], version }));
+    const manifest = JSON.parse(readFileSync(dist('20_packages.manifest.json'), 'utf8'));
+    expect(manifest.packages.installed).toEqual(expected.sort((a, b) => (a.name < b.name ? -1 : 1)));
+    expect(manifest.packages.installed.map((pkg: { name: string }) => pkg.name)).toEqual(expect.arrayContaining(['cloud-init', 'curl', 'nginx']));
+    expect(manifest.packages.removed).toEqual([]);
+    const timing = `manifest of 20_packages: ${manifest.files.counts.added} files added, ${manifest.packages.installed.length} packages, snapshots ${manifest.snapshotMs} ms of a ${manifest.build.seconds} s build`;
+    console.log(timing);
+    appendFileSync(workspace.path('timings.txt'), `${timing}\n`);
+
+    const diff = await workspace.nxOk(['run', 'image-prod:diff', '--from=10_update', '--to=20_packages']);
+    expect(diff).toContain(`+ nginx ${after.get('nginx:amd64')}`);
+    const table = await workspace.nxOk(['run', 'image-prod:layers']);
+    expect(table).toMatch(new RegExp(`20_packages\\s+build-layer\\s+-\\s+built here.*\\+${expected.length} packages`));
   });
 
   it('rebuilds only 30_app and the layers above after a one-line edit, and boots with the new page', async () => {
