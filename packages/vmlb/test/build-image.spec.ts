@@ -43,7 +43,12 @@ describe('nx build image-tiny', () => {
 
     // Each layer's manifest: what its script changed in the root filesystem.
     const manifest = (layer: string) => JSON.parse(readFileSync(dist(`${layer}.manifest.json`), 'utf8'));
-    expect(manifest('00_disk')).toEqual({ kind: 'modify-disk', version: 1, files: null });
+    expect(manifest('00_disk')).toEqual({
+      kind: 'modify-disk',
+      version: 1,
+      files: null,
+      build: expect.objectContaining({ taskHash: expect.stringMatching(/^\d+$/), seconds: expect.any(Number), virtualSize: 64 * 1024 * 1024 }),
+    });
     const hello = manifest('10_hello');
     expect(hello).toMatchObject({ kind: 'build-layer', version: 1 });
     // Only what the script did: the mount points the chroot needed (this image has no /run) are gone again.
