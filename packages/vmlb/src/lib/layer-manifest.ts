@@ -136,7 +136,12 @@ async function walkRoot(rootPath: string): Promise<{ files: Map<string, FileStat
   if (!rootStats.isDirectory()) throw new Error(`Image root ${rootPath} is not a folder.`);
   const files = new Map<string, FileState>([['/', stateOf(rootStats)]]);
   const mountPoints: string[] = [];
-  const pending: PendingFolder[] = [{ hostPath: rootHostPath, imagePath: '' }];
+  await walkFolders(rootPath, rootStats.dev, [{ hostPath: rootHostPath, imagePath: '' }], files, mountPoints);
+  return { files, mountPoints: mountPoints.sort(comparePaths) };
+}
+
+/** Walks the folders in `pending` and everything below them into `files`. */
+async function walkFolders(rootPath: string, rootDev: number, pending: PendingFolder[], files: Map<string, FileState>, mountPoints: string[]): Promise<void> {
   let sinceYield = 0;
   while (pending.length) {
     const folder = pending.pop()!;
@@ -148,7 +153,7 @@ async function walkRoot(rootPath: string): Promise<{ files: Map<string, FileStat
       if (!stats) continue; // removed while we walked
       files.set(imagePath, stateOf(stats, stats.isSymbolicLink() ? readLink(hostPath, imagePath, rootPath) : undefined));
       if (!stats.isDirectory()) continue;
-      if (stats.dev !== rootStats.dev) mountPoints.push(imagePath);
+      if (stats.dev !== rootDev) mountPoints.push(imagePath);
       else if (!VOLATILE_FOLDERS.has(imagePath)) pending.push({ hostPath, imagePath });
     }
     sinceYield += names.length;
@@ -157,7 +162,104 @@ async function walkRoot(rootPath: string): Promise<{ files: Map<string, FileStat
       await nextTurn();
     }
   }
-  return { files, mountPoints: mountPoints.sort(comparePaths) };
+}
+
+/**
+ * The snapshot `root` would give now, computed from `before` (taken of the
+ * same filesystem earlier) and the inodes changed since: only paths whose
+ * inode changed are looked at again, and only folders whose inode changed
+ * are listed again (a new entry, a removed one and a rename all change the
+ * folder's ctime). New folders are walked whole. Gives the same result as
+ * snapshotRoot(root) when `changedInodes` holds every inode changed since
+ * `before` was taken (extra ones only cost an lstat each).
+ *
+ * Returns undefined when a path cannot be mapped back to a host path
+ * byte for byte (a name that is not UTF-8); the caller then walks.
+ */
+export async function updateSnapshot(before: RootSnapshot, root: string, changedInodes: ReadonlySet<number>): Promise<RootSnapshot | undefined> {
+  const rootPath = path.resolve(root);
+  const rootHostPath = Buffer.from(rootPath).toString('latin1');
+  const rootStats = lstatOrThrow(rootHostPath, '/', rootPath);
+  if (!rootStats?.isDirectory()) throw new Error(`Image root ${rootPath} is not a folder.`);
+
+  const files = new Map(before.files);
+  const children = new Map<string, string[]>();
+  const byInode = new Map<number, string[]>();
+  for (const [imagePath, state] of before.files) {
+    if (imagePath !== '/') {
+      const parent = parentOf(imagePath);
+      const list = children.get(parent);
+      if (list) list.push(imagePath);
+      else children.set(parent, [imagePath]);
+    }
+    if (!changedInodes.has(state.ino)) continue;
+    const list = byInode.get(state.ino);
+    if (list) list.push(imagePath);
+    else byInode.set(state.ino, [imagePath]);
+  }
+  const candidates = [...byInode.values()].flat().sort(comparePaths);
+  if (candidates.some((imagePath) => imagePath.includes('\\x'))) return undefined;
+
+  const removeTree = (imagePath: string) => {
+    files.delete(imagePath);
+    for (const child of children.get(imagePath) ?? []) removeTree(child);
+  };
+  const hostPathOf = (imagePath: string) => (imagePath === '/' ? rootHostPath : rootHostPath + Buffer.from(imagePath).toString('latin1'));
+  const mountPoints: string[] = [];
+  const newFolders: PendingFolder[] = [];
+  let looked = 0;
+  for (const imagePath of candidates) {
+    if (imagePath !== '/' && !files.has(parentOf(imagePath))) continue; // its folder went away: already removed
+    const hostPath = hostPathOf(imagePath);
+    const stats = lstatOrThrow(hostPath, imagePath, rootPath);
+    if (!stats) {
+      removeTree(imagePath);
+      continue;
+    }
+    const wasFolder = typeOf(before.files.get(imagePath)!.mode) === 'dir';
+    files.set(imagePath, stateOf(stats, stats.isSymbolicLink() ? readLink(hostPath, imagePath, rootPath) : undefined));
+    if (wasFolder && !stats.isDirectory()) {
+      for (const child of children.get(imagePath) ?? []) removeTree(child);
+    }
+    if (!stats.isDirectory() || VOLATILE_FOLDERS.has(imagePath) || stats.dev !== rootStats.dev) continue;
+    if (!wasFolder) {
+      newFolders.push({ hostPath, imagePath: imagePath === '/' ? '' : imagePath });
+      continue;
+    }
+    // A folder that changed: what it holds now against what it held.
+    const folder = { hostPath, imagePath: imagePath === '/' ? '' : imagePath };
+    const present = new Set<string>();
+    for (const name of listFolder(folder, rootPath)) {
+      const childPath = `${folder.imagePath}/${imageName(name)}`;
+      present.add(childPath);
+      if (files.has(childPath) && before.files.has(childPath)) continue; // known; looked at if its inode changed
+      const childHost = `${hostPath}/${name}`;
+      const childStats = lstatOrThrow(childHost, childPath, rootPath);
+      if (!childStats) continue;
+      files.set(childPath, stateOf(childStats, childStats.isSymbolicLink() ? readLink(childHost, childPath, rootPath) : undefined));
+      if (childStats.isDirectory()) {
+        if (childStats.dev !== rootStats.dev) mountPoints.push(childPath);
+        else if (!VOLATILE_FOLDERS.has(childPath)) newFolders.push({ hostPath: childHost, imagePath: childPath });
+      }
+    }
+    for (const child of children.get(imagePath) ?? []) if (!present.has(child)) removeTree(child);
+    if (++looked % ENTRIES_PER_TURN === 0) await nextTurn();
+  }
+  await walkFolders(rootPath, rootStats.dev, newFolders, files, mountPoints);
+
+  const snapshot: RootSnapshot = { files, mountPoints: mountPoints.sort(comparePaths) };
+  const dpkg = await readDpkgStatus(rootPath);
+  if (dpkg) {
+    snapshot.packageManager = 'dpkg';
+    snapshot.packages = dpkg.versions;
+    snapshot.packageArchitectures = dpkg.architectures;
+  }
+  return snapshot;
+}
+
+function parentOf(imagePath: string): string {
+  const slash = imagePath.lastIndexOf('/');
+  return slash <= 0 ? '/' : imagePath.slice(0, slash);
 }
 
 function hostBytes(latin1Path: string): Buffer {
