@@ -49,7 +49,7 @@ const scripts = {
   '200 files / 50 MB': 'mkdir -p /opt/bench && for i in $(seq 200); do head -c 262144 /dev/urandom > /opt/bench/f$i; done',
 };
 
-function layer(name, body) {
+function layer(name, body, parentFile = parent) {
   const layerDir = path.join(work, 'layers', name);
   mkdirSync(layerDir, { recursive: true });
   const script = path.join(layerDir, 'build-layer');
@@ -62,7 +62,7 @@ function layer(name, body) {
     script,
     kind: 'build-layer',
     hints: parseHints(readFileSync(script, 'utf8'), script, 'build-layer'),
-    parent,
+    parent: parentFile,
     output: path.join(work, `${name}.qcow2`),
   };
 }
@@ -76,12 +76,22 @@ const seconds = (ms) => (ms / 1000).toFixed(2);
 const spread = (values) => `${seconds(median(values))} (${seconds(Math.min(...values))}–${seconds(Math.max(...values))})`;
 
 try {
-  // The root being walked: entries and space used, from inside the chroot.
+  // The root being walked: entries and space used, from inside the chroot
+  // (the script's output goes to this process's stdout). This first layer
+  // also leaves the stored listing the measured layers start from, as any
+  // layer built on a build-layer layer does.
   const probe = layer('90_probe', 'echo "entries $(find / -xdev | wc -l) used $(df -B1 --output=used / | tail -n1)"');
   let rootLine = '';
-  await buildLayer(probe, (line) => {
-    if (/^entries \d+ used \d+/.test(line)) rootLine = line;
-  });
+  const write = process.stdout.write.bind(process.stdout);
+  process.stdout.write = (chunk, ...rest) => {
+    rootLine += String(chunk);
+    return write(chunk, ...rest);
+  };
+  try {
+    await buildLayer(probe, () => undefined);
+  } finally {
+    process.stdout.write = write;
+  }
   const [, entries, used] = rootLine.match(/entries (\d+) used (\d+)/) ?? [];
   const describeRoot = entries ? `${Number(entries).toLocaleString('en')} entries, ${(Number(used) / 1e9).toFixed(2)} GB used` : 'size unknown';
   console.log(`root of ${path.relative(repo, top)}: ${describeRoot}; ${runs} runs per layer`);
@@ -90,22 +100,25 @@ try {
   for (const [label, body] of Object.entries(scripts)) {
     const builds = [];
     const walks = [];
+    const methods = new Set();
     for (let run = 0; run < runs; run++) {
-      const plan = layer(`91_${label.replace(/\W+/g, '_')}`, body);
+      const plan = layer(`91_${label.replace(/\W+/g, '_')}`, body, probe.output);
       rmSync(plan.output, { force: true });
       // Each run starts with the page cache as a fresh build finds it on a busy machine: cold.
       if (process.env.DROP_CACHES === '1') execFileSync('sh', ['-c', 'sync && echo 3 > /proc/sys/vm/drop_caches']);
       const started = Date.now();
       await buildLayer(plan, () => undefined);
       builds.push(Date.now() - started);
-      walks.push(JSON.parse(readFileSync(plan.output.replace(/\.qcow2$/, '.manifest.json'), 'utf8')).snapshotMs);
+      const manifest = JSON.parse(readFileSync(plan.output.replace(/\.qcow2$/, '.manifest.json'), 'utf8'));
+      walks.push(manifest.snapshotMs);
+      methods.add(`${manifest.snapshotMethod.before} / ${manifest.snapshotMethod.after}`);
     }
     const without = builds.map((build, index) => build - walks[index]);
     const overhead = median(builds.map((build, index) => walks[index] / (build - walks[index])));
-    rows.push(`| ${label} | ${spread(builds)} | ${spread(walks)} | ${spread(without)} | +${(overhead * 100).toFixed(0)} % |`);
+    rows.push(`| ${label} | ${[...methods].join(', ')} | ${spread(builds)} | ${spread(walks)} | ${spread(without)} | +${(overhead * 100).toFixed(0)} % |`);
   }
-  console.log('\n| layer | build, s | of which the two walks, s | build without walks, s | overhead (median) |');
-  console.log('| --- | --- | --- | --- | --- |');
+  console.log('\n| layer | listing before / after | build, s | of which the manifest, s | build without it, s | overhead (median) |');
+  console.log('| --- | --- | --- | --- | --- | --- |');
   for (const row of rows) console.log(row);
 } finally {
   cleanup();

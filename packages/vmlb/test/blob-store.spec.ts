@@ -124,6 +124,8 @@ describe.each([
       [
         ...CHAIN.flatMap((name) => [`dist/images/tiny/${name}.digest`, `dist/images/tiny/${name}.ref`]),
         ...CHAIN.map((name) => `dist/images/tiny/${name}.manifest.json`),
+        // The root listing build-layer layers end with, where the next layer's build starts.
+        ...['10_hello', '20_motd'].map((name) => `dist/images/tiny/${name}.snapshot.json.gz`),
       ].sort(),
     );
     expect(await readFilesFromImage(ci.dist('image.qcow2'), ['/etc/hello'])).toEqual({ '/etc/hello': 'hello from layer 10_hello of tiny' });

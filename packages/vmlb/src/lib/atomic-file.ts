@@ -8,7 +8,7 @@ import * as path from 'node:path';
  * disk, then renamed over `target`. Readers see the old file or the new one,
  * never a partial one, even if we crash midway.
  */
-export async function writeFileAtomic(target: string, content: string): Promise<void> {
+export async function writeFileAtomic(target: string, content: string | Uint8Array): Promise<void> {
   const temporary = path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   try {
     const handle = await fs.open(temporary, 'wx');

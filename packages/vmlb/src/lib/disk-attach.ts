@@ -135,12 +135,13 @@ export class AttachedDisk {
     return device;
   }
 
-  /** Mounts a partition (or the whole disk) at a mount point, read-write. */
-  async mount(selection: PartitionSelection, mountPoint: string, options: { readOnly?: boolean } = {}): Promise<void> {
+  /** Mounts a partition (or the whole disk) at a mount point (read-write unless asked); returns the loop device it mounted. */
+  async mount(selection: PartitionSelection, mountPoint: string, options: { readOnly?: boolean } = {}): Promise<string> {
     mkdirSync(mountPoint, { recursive: true });
     const device = await this.loop({ offset: selection.start, size: selection.size });
     this.record((state) => state.mounts.push(mountPoint));
     await run('mount', [...(options.readOnly || this.options.readOnly ? ['-o', 'ro'] : []), device, mountPoint]);
+    return device;
   }
 
   /**

@@ -46,3 +46,12 @@ export function digestPathFor(qcow2Path: string): string {
 export function manifestPathFor(qcow2Path: string): string {
   return qcow2Path.replace(/\.qcow2$/, '') + '.manifest.json';
 }
+
+/**
+ * The full file listing a build-layer build ends with (`10_update.qcow2` →
+ * `10_update.snapshot.json.gz`): the next layer's build starts from it
+ * instead of walking the root it has just mounted.
+ */
+export function snapshotPathFor(qcow2Path: string): string {
+  return qcow2Path.replace(/\.qcow2$/, '') + '.snapshot.json.gz';
+}

@@ -12,6 +12,9 @@ import { open } from 'node:fs/promises';
  * only has to look at those paths and re-list those folders, instead of
  * walking the whole root a second time through FUSE.
  *
+ * Removed entries are found through their folders, so only inodes in use
+ * need reading: each group's table is read up to its last inode in use.
+ *
  * The device is read while the filesystem is mounted. The kernel keeps
  * ext4's metadata in the block device's page cache, which is what a
  * buffered read of the device returns, so the tables read are the current
@@ -68,13 +71,20 @@ export async function changedInodesSince(device: string, sinceSeconds: number): 
       const descriptor = descriptors.subarray(group * layout.descSize, (group + 1) * layout.descSize);
       const flags = descriptor.readUInt16LE(18);
       if (flags & BG_INODE_UNINIT) continue;
+      let bitmap = descriptor.readUInt32LE(4);
       let table = descriptor.readUInt32LE(8);
       let unused = descriptor.readUInt16LE(28);
       if (layout.descSize >= 64) {
+        bitmap += descriptor.readUInt32LE(0x24) * 2 ** 32;
         table += descriptor.readUInt32LE(0x28) * 2 ** 32;
         unused += descriptor.readUInt16LE(0x32) * 65536;
       }
-      const used = layout.trustsUnused ? Math.max(0, layout.inodesPerGroup - unused) : layout.inodesPerGroup;
+      // The kernel hands out a group's inodes lowest first, so the slots in
+      // use end at the last bit set in its inode bitmap. Slots past it are
+      // free; one freed by the script is found through its folder, whose
+      // ctime changed when the entry went.
+      const inUse = lastSetBit(await read(bitmap * layout.blockSize, Math.ceil(layout.inodesPerGroup / 8))) + 1;
+      const used = Math.min(inUse, layout.trustsUnused ? Math.max(0, layout.inodesPerGroup - unused) : layout.inodesPerGroup);
       const perRead = Math.max(1, Math.floor(MAX_READ / layout.inodeSize));
       for (let first = 0; first < used; first += perRead) {
         const count = Math.min(perRead, used - first);
@@ -90,6 +100,15 @@ export async function changedInodesSince(device: string, sinceSeconds: number): 
   } finally {
     await handle.close();
   }
+}
+
+/** Index of the highest bit set (bit 0 = first inode of the group), -1 when none is. */
+function lastSetBit(bitmap: Buffer): number {
+  for (let byte = bitmap.length - 1; byte >= 0; byte--) {
+    const value = bitmap[byte];
+    if (value) return byte * 8 + (31 - Math.clz32(value));
+  }
+  return -1;
 }
 
 function parseSuperblock(superblock: Buffer): Layout | undefined {

@@ -4,10 +4,12 @@ import * as path from 'node:path';
 import { SCRIPT_NAMESPACES, blockServiceStarts, dropForeignBuildMounts, runInChroot, scriptEnvironment } from './chroot';
 import { writeFileAtomic } from './atomic-file';
 import { chainDigestAndSha256, readDigest, writeDigest } from './digest';
-import { digestPathFor, manifestPathFor } from './dist-layout';
+import { digestPathFor, manifestPathFor, snapshotPathFor } from './dist-layout';
 import { AttachedDisk, type Log, releaseLeftovers } from './disk-attach';
 import { run, tail } from './exec';
-import { type LayerManifest, diffSnapshots, snapshotRoot, summarizeManifest } from './layer-manifest';
+import { changedInodesSince } from './ext4-inodes';
+import { type LayerManifest, type RootSnapshot, diffSnapshots, snapshotRoot, summarizeManifest, updateSnapshot } from './layer-manifest';
+import { readSnapshotFile, writeSnapshotFile } from './snapshot-file';
 import type { ScriptHints, ScriptKind } from './hints';
 import { readPartitionTable, selectPartition, selectRootPartition } from './partition-table';
 import { backingChain, createOverlay } from './qcow2';
@@ -68,17 +70,22 @@ export async function buildLayer(plan: LayerBuildPlan, log: Log, signal?: AbortS
 
   const partial = partialPathFor(plan.output);
   rmSync(partial, { force: true });
-  // Written only with the new overlay: an old manifest must not describe it.
+  // Written only with the new overlay: an old manifest or snapshot must not describe it.
   rmSync(manifestPathFor(plan.output), { force: true });
+  rmSync(snapshotPathFor(plan.output), { force: true });
   let manifest: TimedManifest | undefined;
+  let rootSnapshot: RootSnapshot | undefined;
   await createOverlay(plan.parent, partial, { size: plan.hints.diskSize });
   let disk: AttachedDisk | undefined;
   try {
     disk = await AttachedDisk.open({ overlay: partial, workDir, nbdDevice: plan.nbdDevice, log });
     const attachedAt = Date.now();
     const result =
-      plan.kind === 'modify-disk' ? await runModifyDisk(plan, disk, workDir, partial, signal) : await runBuildLayer(plan, disk, workDir, signal);
+      plan.kind === 'modify-disk'
+        ? await runModifyDisk(plan, disk, workDir, partial, signal)
+        : await runBuildLayer(plan, disk, workDir, parentDigest, signal);
     manifest = result.manifest;
+    rootSnapshot = 'snapshot' in result ? result.snapshot : undefined;
     const scriptTime = Date.now() - attachedAt;
     if (signal?.aborted) throw new Error(`Build of layer ${plan.layer} of image ${plan.imageName} was interrupted.`);
     if (result.exitCode !== 0) {
@@ -101,6 +108,11 @@ export async function buildLayer(plan: LayerBuildPlan, log: Log, signal?: AbortS
   const digestPath = digestPathFor(plan.output);
   rmSync(digestPath, { force: true });
   renameSync(partial, plan.output);
+  if (rootSnapshot) {
+    const writeStarted = Date.now();
+    await writeSnapshotFile(snapshotPathFor(plan.output), rootSnapshot, digest);
+    if (manifest) manifest.snapshotMs += Date.now() - writeStarted;
+  }
   await writeManifest(plan, manifest, await makeBuildRecord(plan.output, { workspaceRoot: plan.workspaceRoot, startedAt: started }));
   await writeDigest(digestPath, digest);
   log(`vmlb: layer ${plan.layer} built in ${formatDuration(Date.now() - started)} (digest ${digest.slice(0, 12)})`);
@@ -134,7 +146,7 @@ async function syncFilesystem(mountPoint: string): Promise<string | undefined> {
   return result.exitCode === 0 ? undefined : result.stderr.trim() || `sync exited with ${result.exitCode}`;
 }
 
-async function runBuildLayer(plan: LayerBuildPlan, disk: AttachedDisk, workDir: WorkDir, signal?: AbortSignal) {
+async function runBuildLayer(plan: LayerBuildPlan, disk: AttachedDisk, workDir: WorkDir, parentDigest: string, signal?: AbortSignal) {
   const table = await readPartitionTable(disk.rawDisk);
   const diskLabel = `the disk of image ${plan.imageName} at layer ${plan.layer}`;
   const root = selectRootPartition(table, plan.rootPartition, diskLabel);
@@ -142,11 +154,14 @@ async function runBuildLayer(plan: LayerBuildPlan, disk: AttachedDisk, workDir: 
     const selection = selectPartition(table, hint.partition, diskLabel);
     return { device: disk.rawDisk, offset: selection.start, size: selection.size, target: hint.target };
   });
-  await disk.mount(root, workDir.rootDir);
+  const rootDevice = await disk.mount(root, workDir.rootDir);
   // Before vmlb's own policy-rc.d goes in, so that it is not taken for the script's.
   const snapshotStarted = Date.now();
-  const before = await snapshotRoot(workDir.rootDir);
+  const stored = await readSnapshotFile(snapshotPathFor(plan.parent), parentDigest);
+  const before = stored ?? (await snapshotRoot(workDir.rootDir));
   let snapshotMs = Date.now() - snapshotStarted;
+  // Whole seconds, one back: the kernel stamps ctimes from a clock that can lag a tick.
+  const scriptStartedSecond = Math.floor(Date.now() / 1000) - 1;
   const restoreServices = blockServiceStarts(workDir.rootDir);
   let result;
   try {
@@ -163,16 +178,38 @@ async function runBuildLayer(plan: LayerBuildPlan, disk: AttachedDisk, workDir: 
   } finally {
     restoreServices();
   }
-  if (result.exitCode !== 0 || signal?.aborted) return { ...result, manifest: undefined };
-  const afterStarted = Date.now();
-  const manifest = diffSnapshots(before, await snapshotRoot(workDir.rootDir));
-  snapshotMs += Date.now() - afterStarted;
+  if (result.exitCode !== 0 || signal?.aborted) return { ...result, manifest: undefined, snapshot: undefined };
+  // Also writes back inodes whose timestamps were updated in memory only, before their tables are read.
   await flushOrFail(plan, disk.overlay, () => syncFilesystem(workDir.rootDir));
-  return { ...result, manifest: { ...manifest, snapshotMs } };
+  const afterStarted = Date.now();
+  const changed = await changedInodesSince(rootDevice, scriptStartedSecond);
+  const incremental = changed ? await updateSnapshot(before, workDir.rootDir, changed.inodes) : undefined;
+  const after = incremental ?? (await snapshotRoot(workDir.rootDir));
+  snapshotMs += Date.now() - afterStarted;
+  if (incremental && process.env.VMLB_MANIFEST_VERIFY === '1') await verifyAgainstWalk(plan, before, incremental, workDir.rootDir);
+  const manifest = diffSnapshots(before, after);
+  const method = { before: stored ? 'stored' : 'walk', after: incremental ? 'inode-tables' : 'walk' } as const;
+  return { ...result, manifest: { ...manifest, snapshotMs, snapshotMethod: method }, snapshot: after };
+}
+
+/**
+ * VMLB_MANIFEST_VERIFY=1: also walk the whole root and fail the layer when
+ * the incremental result differs. The integration tests build with it, so
+ * every layer they build checks the fast path against the slow one.
+ */
+async function verifyAgainstWalk(plan: LayerBuildPlan, before: RootSnapshot, incremental: RootSnapshot, root: string): Promise<void> {
+  const walked = diffSnapshots(before, await snapshotRoot(root));
+  const fast = diffSnapshots(before, incremental);
+  if (JSON.stringify(fast.files) !== JSON.stringify(walked.files)) {
+    throw new Error(
+      `Layer ${plan.layer} of image ${plan.imageName}: the manifest from changed inodes differs from a full walk ` +
+        `(VMLB_MANIFEST_VERIFY=1).\nFrom inodes: ${JSON.stringify(fast.files)}\nFrom a walk: ${JSON.stringify(walked.files)}`,
+    );
+  }
 }
 
 /** A build-layer's changes, and how long the two walks of its root took. */
-type TimedManifest = LayerManifest & { snapshotMs: number };
+type TimedManifest = LayerManifest & { snapshotMs: number; snapshotMethod: { before: 'stored' | 'walk'; after: 'inode-tables' | 'walk' } };
 
 /**
  * `<layer>.manifest.json`: what a build-layer script changed in the root

@@ -248,13 +248,20 @@ export async function updateSnapshot(before: RootSnapshot, root: string, changed
   await walkFolders(rootPath, rootStats.dev, newFolders, files, mountPoints);
 
   const snapshot: RootSnapshot = { files, mountPoints: mountPoints.sort(comparePaths) };
-  const dpkg = await readDpkgStatus(rootPath);
-  if (dpkg) {
-    snapshot.packageManager = 'dpkg';
-    snapshot.packages = dpkg.versions;
-    snapshot.packageArchitectures = dpkg.architectures;
-  }
-  return snapshot;
+  // The database is parsed again only when the script touched it.
+  const status = files.get(DPKG_STATUS);
+  const previous = before.files.get(DPKG_STATUS);
+  const untouched = status && previous && !hasChanged(previous, status) && before.packageManager === 'dpkg';
+  const packages = untouched
+    ? { packageManager: before.packageManager, packages: before.packages, packageArchitectures: before.packageArchitectures }
+    : await readPackages(rootPath);
+  return { ...snapshot, ...packages };
+}
+
+/** The package fields of a snapshot, read from the root's dpkg database (none when it has none). */
+export async function readPackages(root: string): Promise<Pick<RootSnapshot, 'packages' | 'packageManager' | 'packageArchitectures'>> {
+  const dpkg = await readDpkgStatus(path.resolve(root));
+  return dpkg ? { packageManager: 'dpkg', packages: dpkg.versions, packageArchitectures: dpkg.architectures } : {};
 }
 
 function parentOf(imagePath: string): string {

@@ -115,6 +115,7 @@ describe('vmlb plugin createNodes', () => {
     "{workspaceRoot}/dist/images/demo/10_app.qcow2",
     "{workspaceRoot}/dist/images/demo/10_app.digest",
     "{workspaceRoot}/dist/images/demo/10_app.manifest.json",
+    "{workspaceRoot}/dist/images/demo/10_app.snapshot.json.gz",
   ],
 }
 `);

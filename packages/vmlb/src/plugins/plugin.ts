@@ -11,7 +11,7 @@ import {
   logger,
 } from '@nx/devkit';
 import { calculateHashesForCreateNodes, PluginCache, workspaceDataDirectory } from '@nx/devkit/internal';
-import { DEFAULT_DIST_DIR, ImageLayout, digestPathFor, manifestPathFor } from '../lib/dist-layout';
+import { DEFAULT_DIST_DIR, ImageLayout, digestPathFor, manifestPathFor, snapshotPathFor } from '../lib/dist-layout';
 import { blobModeSetting } from '../lib/blob-config';
 import { describeHints } from '../lib/hints';
 import { refPathFor } from '../lib/layer-ref';
@@ -171,7 +171,7 @@ export function inferImageNodes(image: ImageInfo, options: NormalizedOptions): I
         // a grandparent change must reach the hash directly.
         { dependentTasksOutputFiles: '**/*.digest', transitive: true },
       ],
-      outputs: [...chainFileOutputs(output, options), `{workspaceRoot}/${manifestPathFor(output)}`],
+      outputs: [...chainFileOutputs(output, options), `{workspaceRoot}/${manifestPathFor(output)}`, `{workspaceRoot}/${snapshotPathFor(output)}`],
       options: {
         imageName: image.name,
         layer: layer.folder,

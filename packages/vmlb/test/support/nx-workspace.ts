@@ -88,6 +88,8 @@ export function nxEnvironment(extra: Record<string, string> = {}): Record<string
     NX_SKIP_REMOTE_CACHE: undefined,
     NX_VERBOSE_LOGGING: 'false',
     FORCE_COLOR: '0',
+    // Every layer a test builds checks its incremental manifest against a full walk of the root.
+    VMLB_MANIFEST_VERIFY: '1',
     ...extra,
   };
 }
