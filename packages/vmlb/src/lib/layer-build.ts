@@ -1,8 +1,8 @@
-import { type BuildRecord, makeBuildRecord } from './build-record';
 import { closeSync, existsSync, fsyncSync, openSync, renameSync, rmSync, statfsSync } from 'node:fs';
 import * as path from 'node:path';
 import { SCRIPT_NAMESPACES, blockServiceStarts, dropForeignBuildMounts, runInChroot, scriptEnvironment } from './chroot';
 import { writeFileAtomic } from './atomic-file';
+import { type BuildRecord, makeBuildRecord } from './build-record';
 import { chainDigestAndSha256, readDigest, writeDigest } from './digest';
 import { digestPathFor, manifestPathFor, snapshotPathFor } from './dist-layout';
 import { AttachedDisk, type Log, releaseLeftovers } from './disk-attach';
@@ -208,7 +208,7 @@ async function verifyAgainstWalk(plan: LayerBuildPlan, before: RootSnapshot, inc
   }
 }
 
-/** A build-layer's changes, and how long the two walks of its root took. */
+/** A build-layer's changes, what making them cost, and how the two listings of its root were made. */
 type TimedManifest = LayerManifest & { snapshotMs: number; snapshotMethod: { before: 'stored' | 'walk'; after: 'inode-tables' | 'walk' } };
 
 /**
