@@ -10,8 +10,9 @@ cd "$(dirname "$0")/.."
 # busybox-static: the tiny test images' userland; qemu-system-x86: test-boot;
 # extlinux, syslinux-common: the bootloader of images/tiny-boot and images/prod;
 # debootstrap, cloud-guest-utils (growpart): images/prod; openssh-client: test-boot --ssh;
-# xz-utils, zstd: compressed base downloads; time (/usr/bin/time -v): tools/bench.
-PACKAGES=(qemu-utils qemu-system-common qemu-system-x86 extlinux syslinux-common debootstrap cloud-guest-utils openssh-client fdisk e2fsprogs fuse3 util-linux mount busybox-static xz-utils zstd time ca-certificates)
+# xz-utils, zstd: compressed base downloads; time (/usr/bin/time -v): tools/bench;
+# tar: OVA exports; libxml2-utils (xmllint): the OVA test checks the OVF descriptor.
+PACKAGES=(qemu-utils qemu-system-common qemu-system-x86 extlinux syslinux-common debootstrap cloud-guest-utils openssh-client fdisk e2fsprogs fuse3 util-linux mount busybox-static xz-utils zstd time tar libxml2-utils ca-certificates)
 
 missing=()
 for package in "${PACKAGES[@]}"; do

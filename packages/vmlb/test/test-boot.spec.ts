@@ -87,4 +87,12 @@ describe('nx run image-tiny-boot:test-boot', () => {
     expect(output).toContain(`vmlb: booting ${flattened}`);
     expect(output).toMatch(/image tiny-boot booted/);
   });
+
+  it('boots an export in another format: a vmdk written by the flatten target', async () => {
+    await workspace.nxOk(['run', 'image-tiny-boot:flatten', '--format=vmdk']);
+    const vmdk = 'dist/images/tiny-boot/export/vmdk/tiny-boot.vmdk';
+    const output = await workspace.nxOk(['run', 'image-tiny-boot:test-boot', '--check', `--image=${vmdk}`]);
+    expect(output).toContain(`vmlb: booting ${vmdk}`);
+    expect(output).toMatch(/image tiny-boot booted/);
+  });
 });

@@ -18,6 +18,7 @@ const TOOLS = {
   unshare: { command: 'unshare', debianPackage: 'util-linux', fedoraPackage: 'util-linux' },
   chroot: { command: 'chroot', debianPackage: 'coreutils', fedoraPackage: 'coreutils' },
   'qemu-system-x86_64': { command: 'qemu-system-x86_64', debianPackage: 'qemu-system-x86', fedoraPackage: 'qemu-system-x86-core' },
+  tar: { command: 'tar', debianPackage: 'tar', fedoraPackage: 'tar' },
 } satisfies Record<string, Tool>;
 
 export type ToolName = keyof typeof TOOLS;

@@ -271,12 +271,17 @@ export function inferImageNodes(image: ImageInfo, options: NormalizedOptions): I
       },
       [options.flattenTargetName]: {
         executor: 'vmlb:flatten',
-        cache: false,
+        // Cached on the chain's digests and the options (Nx hashes them).
+        // In blob mode an export would be one more multi-GB artifact in
+        // Nx's cache and remote cache, which blob mode exists to avoid.
+        cache: !options.blobs,
         dependsOn: [lastBuild],
-        options: { ...chainOptions, output: path.posix.join(layout.dir, `${image.name}-flat.qcow2`), format: 'qcow2' },
+        inputs: [{ dependentTasksOutputFiles: '**/*.digest', transitive: true }],
+        outputs: [`{workspaceRoot}/${layout.dir}/export/{options.format}`],
+        options: { ...chainOptions, outputDir: path.posix.join(layout.dir, 'export'), format: 'qcow2', vmlbVersion: VMLB_VERSION },
         metadata: {
           technologies: ['vmlb'],
-          description: `Write image ${image.name} as one standalone disk file (qcow2, raw, vmdk, vhdx, vdi or vpc)`,
+          description: `Write image ${image.name} as one standalone disk file: qcow2, raw, vmdk, vhdx, vdi, vpc or ova, with a .sha256 (into ${layout.dir}/export/<format>/)`,
           help: { command: `npx nx run ${imageProject}:${options.flattenTargetName} --help`, example: { options: { format: 'vmdk' } } },
         },
       },

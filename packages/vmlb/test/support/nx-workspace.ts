@@ -94,14 +94,14 @@ export function nxEnvironment(extra: Record<string, string> = {}): Record<string
   };
 }
 
-/** Task ids Nx reports as restored from its local cache in a run's output. */
+/** Task ids Nx reports as restored from its local cache in a run's output (`nx run <task> [--option=value...]  [local cache]`). */
 export function cacheHits(output: string): string[] {
-  return [...output.matchAll(/nx run (\S+)\s+\[local cache\]/g)].map((match) => match[1]).sort();
+  return [...output.matchAll(/nx run (\S+)(?:\s+--\S+)*\s+\[local cache\]/g)].map((match) => match[1]).sort();
 }
 
 /** Task ids Nx reports as restored from its remote cache in a run's output. */
 export function remoteCacheHits(output: string): string[] {
-  return [...output.matchAll(/nx run (\S+)\s+\[remote cache\]/g)].map((match) => match[1]).sort();
+  return [...output.matchAll(/nx run (\S+)(?:\s+--\S+)*\s+\[remote cache\]/g)].map((match) => match[1]).sort();
 }
 
 /** Task ids Nx ran for real (not from a cache) in a run's output. */

@@ -1,11 +1,73 @@
+import { existsSync } from 'node:fs';
+import * as path from 'node:path';
 import type { ExecutorContext } from '@nx/devkit';
+import { materialiseChain } from '../../lib/blob-chain';
+import { openBlobStores } from '../../lib/blob-config';
+import { EXPORT_EXTENSIONS, EXPORT_FORMATS, type ExportOptions, exportDisk } from '../../lib/disk-export';
+import { reportFailure } from '../../lib/executor-errors';
+import { withInterruptSignal } from '../../lib/interrupt';
+import { checkPrerequisites } from '../../lib/prerequisites';
+import { imageInfo } from '../../lib/qcow2';
+import { formatBytes, formatDuration } from '../../lib/units';
 import type { FlattenExecutorSchema } from './schema';
 
-/**
- * The target is inferred for every image so that its options are visible
- * (`nx show project`, `--help`); this version of vmlb does not run it yet.
- */
+export interface FlattenPlan extends Omit<ExportOptions, 'signal'> {
+  imageName: string;
+  /** Absolute path of the chain's top qcow2. */
+  chain: string;
+  /** Absolute path of the file to write. */
+  output: string;
+  blobs: boolean;
+}
+
+export function normalizeOptions(options: FlattenExecutorSchema, workspaceRoot: string): FlattenPlan {
+  const format = options.format ?? 'qcow2';
+  if (!EXPORT_FORMATS.includes(format)) {
+    throw new Error(`--format '${format}' is not one vmlb exports; use one of ${EXPORT_FORMATS.join(', ')}.`);
+  }
+  if (options.compress && format !== 'qcow2') {
+    throw new Error(`--compress applies to qcow2 only (got --format ${format}); vmdk compresses with --vmdkSubformat streamOptimized, and an ova always does.`);
+  }
+  if (options.vmdkSubformat && format !== 'vmdk') {
+    throw new Error(`--vmdkSubformat applies to --format vmdk only (got --format ${format}).`);
+  }
+  const cpus = options.cpus ?? 2;
+  const memoryMiB = options.memory ?? 1024;
+  if (!Number.isInteger(cpus) || cpus < 1) throw new Error(`--cpus must be a whole number of 1 or more, got ${JSON.stringify(options.cpus)}.`);
+  if (!Number.isInteger(memoryMiB) || memoryMiB < 16) throw new Error(`--memory is in MiB and must be a whole number of 16 or more, got ${JSON.stringify(options.memory)}.`);
+  return {
+    imageName: options.imageName,
+    chain: path.resolve(workspaceRoot, options.chain),
+    output: path.resolve(workspaceRoot, options.outputDir, format, `${options.imageName}.${EXPORT_EXTENSIONS[format]}`),
+    format,
+    compress: options.compress === true,
+    vmdkSubformat: options.vmdkSubformat ?? 'monolithicSparse',
+    machine: { cpus, memoryMiB },
+    progress: true,
+    blobs: options.blobs === true,
+  };
+}
+
 export default async function flattenExecutor(options: FlattenExecutorSchema, context: ExecutorContext): Promise<{ success: boolean }> {
-  console.error(`vmlb: the flatten target of image ${options.imageName} (${context.projectName}) is not available in this version of vmlb.`);
-  return { success: false };
+  return reportFailure(() =>
+    withInterruptSignal(async (signal) => {
+      const plan = normalizeOptions(options, context.root);
+      checkPrerequisites(plan.format === 'ova' ? ['qemu-img', 'tar'] : ['qemu-img'], { fuse: false, disks: false });
+      const log = (message: string) => console.log(message);
+      if (plan.blobs) await materialiseChain(plan.chain, await openBlobStores(context.root), { log, signal });
+      if (!existsSync(plan.chain)) {
+        throw new Error(`Image ${plan.imageName} is not built here (${path.relative(context.root, plan.chain)} is missing). Build it first: nx build image-${plan.imageName}.`);
+      }
+      const started = Date.now();
+      const relative = path.relative(context.root, plan.output);
+      console.log(`vmlb: exporting image ${plan.imageName} as ${plan.format}${plan.compress ? ' (zstd-compressed)' : ''} to ${relative}`);
+      const { sha256 } = await exportDisk(plan.chain, plan.output, { ...plan, signal });
+      const info = plan.format === 'ova' ? undefined : await imageInfo(plan.output);
+      console.log(
+        `vmlb: image ${plan.imageName} exported in ${formatDuration(Date.now() - started)}: ${relative}` +
+          (info ? ` (${formatBytes(info.actualSize)} on disk, ${formatBytes(info.virtualSize)} disk)` : '') +
+          `, sha256 ${sha256.slice(0, 16)}... in ${path.basename(plan.output)}.sha256`,
+      );
+    }),
+  );
 }

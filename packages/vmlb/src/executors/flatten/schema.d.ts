@@ -1,9 +1,14 @@
+import type { ExportFormat } from '../../lib/disk-export';
+
 export interface FlattenExecutorSchema {
   imageName: string;
   chain: string;
-  output: string;
-  format?: 'qcow2' | 'raw' | 'vmdk' | 'vhdx' | 'vdi' | 'vpc';
+  outputDir: string;
+  format?: ExportFormat;
   compress?: boolean;
-  ova?: boolean;
+  vmdkSubformat?: 'monolithicSparse' | 'streamOptimized';
+  cpus?: number;
+  memory?: number;
+  vmlbVersion?: string;
   blobs?: boolean;
 }
