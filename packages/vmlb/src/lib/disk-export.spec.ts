@@ -9,8 +9,9 @@ describe('export arguments', () => {
   const args = (format: (typeof EXPORT_FORMATS)[number], extra: { compress?: boolean; vmdkSubformat?: 'monolithicSparse' | 'streamOptimized' } = {}) =>
     convertArguments('/c/top.qcow2', '/o/out', { format, compress: false, vmdkSubformat: 'monolithicSparse', progress: true, ...extra }).join(' ');
 
-  it('converts the chain with progress, out-of-order writes and 16 requests in flight', () => {
-    expect(args('qcow2')).toBe('convert -p -W -m 16 -f qcow2 -O qcow2 /c/top.qcow2 /o/out');
+  it('converts the chain with progress, and compresses on several threads', () => {
+    expect(args('qcow2')).toBe('convert -p -f qcow2 -O qcow2 /c/top.qcow2 /o/out');
+    expect(args('qcow2', { compress: true })).toBe('convert -p -W -m 16 -f qcow2 -O qcow2 -c -o compression_type=zstd /c/top.qcow2 /o/out');
   });
 
   it('asks qemu-img for what each platform wants', () => {

@@ -44,6 +44,7 @@ export function normalizeOptions(options: FlattenExecutorSchema, workspaceRoot: 
     vmdkSubformat: options.vmdkSubformat ?? 'monolithicSparse',
     machine: { cpus, memoryMiB },
     progress: true,
+    sha256: options.sha256 !== false,
     blobs: options.blobs === true,
   };
 }
@@ -66,7 +67,7 @@ export default async function flattenExecutor(options: FlattenExecutorSchema, co
       console.log(
         `vmlb: image ${plan.imageName} exported in ${formatDuration(Date.now() - started)}: ${relative}` +
           (info ? ` (${formatBytes(info.actualSize)} on disk, ${formatBytes(info.virtualSize)} disk)` : '') +
-          `, sha256 ${sha256.slice(0, 16)}... in ${path.basename(plan.output)}.sha256`,
+          (sha256 ? `, sha256 ${sha256.slice(0, 16)}... in ${path.basename(plan.output)}.sha256` : ''),
       );
     }),
   );

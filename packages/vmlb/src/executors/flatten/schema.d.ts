@@ -7,6 +7,7 @@ export interface FlattenExecutorSchema {
   format?: ExportFormat;
   compress?: boolean;
   vmdkSubformat?: 'monolithicSparse' | 'streamOptimized';
+  sha256?: boolean;
   cpus?: number;
   memory?: number;
   vmlbVersion?: string;

@@ -8,7 +8,7 @@ import { withInterruptSignal } from '../../lib/interrupt';
 import { refPathFor } from '../../lib/layer-ref';
 import { reportFailure } from '../../lib/executor-errors';
 import { checkPrerequisites } from '../../lib/prerequisites';
-import { convertToQcow2 } from '../../lib/qcow2';
+import { exportDisk } from '../../lib/disk-export';
 import { REMOTE_CACHE_WARNING_ENV } from '../../lib/remote-cache-probe';
 import type { ImageExecutorSchema } from './schema';
 
@@ -46,8 +46,10 @@ export default async function imageExecutor(options: ImageExecutorSchema, contex
     if (flatten) {
       checkPrerequisites(['qemu-img'], { fuse: false, disks: false });
       // A qcow2 to qcow2 convert writes every layer's data into one file with no backing file.
-      await convertToQcow2(chain, output, { sourceFormat: 'qcow2', progress: true });
-      console.log(`vmlb: image ${imageName} flattened into ${options.output} (standalone, no backing file)`);
+      const { sha256 } = await withInterruptSignal((signal) =>
+        exportDisk(chain, output, { format: 'qcow2', compress: false, vmdkSubformat: 'monolithicSparse', machine: { cpus: 1, memoryMiB: 1024 }, progress: true, signal }),
+      );
+      console.log(`vmlb: image ${imageName} flattened into ${options.output} (standalone, no backing file; sha256 ${sha256!.slice(0, 16)}... in ${path.basename(output)}.sha256)`);
       return;
     }
     linkImage(chain, output);
@@ -57,6 +59,8 @@ export default async function imageExecutor(options: ImageExecutorSchema, contex
 
 /** A relative link in the same folder stays valid when dist/ is moved or restored from a cache. */
 function linkImage(chain: string, output: string): void {
+  // The checksum of an earlier flattened image.qcow2 does not describe a link.
+  rmSync(`${output}.sha256`, { force: true });
   const temporary = `${output}.${process.pid}.link`;
   rmSync(temporary, { force: true });
   symlinkSync(path.relative(path.dirname(output), chain), temporary);
