@@ -3,9 +3,9 @@
 // run: the baseline is what a user would type by hand; vmlb's export is the
 // same convert, written under a temporary name and renamed,
 // plus the sha256 of the result for the .sha256 file. Both with a hot page
-// cache (each measured command runs once untimed first), RUNS (default 5)
-// runs each, medians with min and max. Uses the compiled plugin (npm run
-// build). Neither side's writes are flushed to disk inside the timing
+// cache (each measured command runs once untimed first), RUNS (default 6)
+// runs each, medians with min and max; the ratio is of the medians. Uses
+// the compiled plugin (npm run build). Neither side's writes are flushed to disk inside the timing
 // (qemu-img does not fsync its output, and neither does vmlb).
 //
 // Usage: node tools/bench/flatten.mjs [path/to/top-of-chain.qcow2]
@@ -19,7 +19,7 @@ const require = createRequire(import.meta.url);
 const repo = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const { exportDisk } = require(path.join(repo, 'packages/vmlb/dist/lib/disk-export.js'));
 
-const runs = Number(process.env.RUNS ?? 5);
+const runs = Number(process.env.RUNS ?? 6);
 const chain = path.resolve(process.argv[2] ?? path.join(repo, 'dist/images/prod/50_cleanup.qcow2'));
 if (!existsSync(chain)) {
   console.error(`${chain} does not exist: build the chain first (npx nx build image-prod), or give the top of another chain.`);
@@ -55,18 +55,27 @@ async function measure(label, bareArgs, exportOptions, describe = 'convert + ren
   await vmlb();
   const bareTimes = [];
   const vmlbTimes = [];
-  // Each timed command starts with no dirty pages left by the one before
-  // (sync, untimed): otherwise one command's writeback slows the next.
+  // Each timed command starts after a sync, with no earlier output to
+  // remove inside the timing. Even so, on this machine the second of two
+  // back-to-back 1.3 GB writes is often up to twice as slow as the first,
+  // so the two sides take turns going first.
   for (let run = 0; run < runs; run++) {
-    rmSync(bareOut, { force: true });
-    execFileSync('sync');
-    bareTimes.push(await timed(async () => bare()));
-    // The same start for vmlb: no earlier output to remove inside the timing.
-    rmSync(vmlbOut, { force: true });
-    execFileSync('sync');
-    vmlbTimes.push(await timed(vmlb));
+    const sides = [
+      async () => {
+        rmSync(bareOut, { force: true });
+        execFileSync('sync');
+        bareTimes.push(await timed(async () => bare()));
+      },
+      async () => {
+        rmSync(vmlbOut, { force: true });
+        execFileSync('sync');
+        vmlbTimes.push(await timed(vmlb));
+      },
+    ];
+    if (run % 2) sides.reverse();
+    for (const side of sides) await side();
   }
-  const ratio = median(vmlbTimes.map((time, index) => time / bareTimes[index]));
+  const ratio = median(vmlbTimes) / median(bareTimes);
   return `| ${label} | \`qemu-img convert ${bareArgs.join(' ')}\` | ${spread(bareTimes)} | ${describe}: ${spread(vmlbTimes)} | ${ratio.toFixed(2)}× | ${(statSync(vmlbOut).size / 1e9).toFixed(2)} GB |`;
 }
 
@@ -79,7 +88,7 @@ try {
     await measure('qcow2, --sha256=false', ['-O', 'qcow2'], { format: 'qcow2', sha256: false }, 'convert + rename'),
     await measure('qcow2, zstd', ['-O', 'qcow2', '-c', '-o', 'compression_type=zstd'], { format: 'qcow2', compress: true }),
   ];
-  console.log('\n| export | baseline | baseline, s | vmlb flatten, s | ratio (median of per-run ratios) | file |');
+  console.log('\n| export | baseline | baseline, s | vmlb flatten, s | ratio of medians | file |');
   console.log('| --- | --- | --- | --- | --- | --- |');
   for (const row of rows) console.log(row);
 } finally {
