@@ -1,9 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
+import { writeFileAtomic } from './atomic-file';
 import { sha256File } from './digest';
 import { run } from './exec';
 import { type OvfMachine, ovfDescriptor } from './ovf';
+import { imageInfo } from './qcow2';
 
 /**
  * Writes an image's layer chain as one standalone disk file: `qemu-img
@@ -32,9 +34,9 @@ export interface ExportOptions {
   /** qcow2: compress clusters with zstd. */
   compress: boolean;
   /** vmdk: monolithicSparse (default, what qemu and VMware Workstation open) or streamOptimized (compressed, for import and OVA). */
-  vmdkSubformat: 'monolithicSparse' | 'streamOptimized';
-  /** ova: what the OVF descriptor asks the importing hypervisor for. */
-  machine: OvfMachine;
+  vmdkSubformat?: 'monolithicSparse' | 'streamOptimized';
+  /** ova: what the OVF descriptor asks the importing hypervisor for. Default 2 CPUs, 1024 MiB. */
+  machine?: OvfMachine;
   /** Show qemu-img's progress (`-p`) on the terminal. */
   progress: boolean;
   /** Write `<file>.sha256` (reading the whole file once more: about 1 s per GB here). Default true. */
@@ -62,7 +64,7 @@ export function convertArguments(source: string, target: string, options: Pick<E
       // Zero areas are left as holes: the raw file stays sparse.
       return [...common, '-O', 'raw', '-S', '4k', source, target];
     case 'vmdk':
-      return [...common, '-O', 'vmdk', '-o', `subformat=${options.vmdkSubformat}`, source, target];
+      return [...common, '-O', 'vmdk', '-o', `subformat=${options.vmdkSubformat ?? 'monolithicSparse'}`, source, target];
     case 'ova':
       return [...common, '-O', 'vmdk', '-o', 'subformat=streamOptimized', source, target];
     case 'vhdx':
@@ -102,7 +104,8 @@ export async function exportDisk(chain: string, output: string, options: ExportO
     const sha256 = options.sha256 === false ? undefined : await sha256File(file);
     options.signal?.throwIfAborted();
     await fs.rename(file, output);
-    if (sha256) await writeChecksumFile(`${output}.sha256`, sha256Line(sha256, output));
+    // Not synced, as qemu-img does not sync the export itself (see writeFileAtomic).
+    if (sha256) await writeFileAtomic(`${output}.sha256`, sha256Line(sha256, output), { sync: false });
     return { sha256 };
   } finally {
     await fs.rm(stage, { recursive: true, force: true });
@@ -114,24 +117,6 @@ export async function exportDisk(chain: string, output: string, options: ExportO
  * descriptor first, then its manifest of sha256 sums, then the
  * streamOptimized vmdk, which VirtualBox and VMware import.
  */
-/**
- * Temporary name, then rename; no fsync. On ext4 an fsync commits the
- * journal, which first writes out every dirty block of files allocated in
- * the same transaction, so a sync of this one line would wait for the
- * whole export to reach the disk (about 2 s for 1.3 GB here). The export
- * itself is not synced either, as `qemu-img convert` does not sync its
- * output.
- */
-async function writeChecksumFile(file: string, line: string): Promise<void> {
-  const temporary = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
-  try {
-    await fs.writeFile(temporary, line);
-    await fs.rename(temporary, file);
-  } finally {
-    await fs.rm(temporary, { force: true });
-  }
-}
-
 async function writeOva(chain: string, stage: string, output: string, options: ExportOptions): Promise<void> {
   const base = path.basename(output).replace(/\.ova$/, '');
   const vmdkName = `${base}-disk1.vmdk`;
@@ -140,13 +125,12 @@ async function writeOva(chain: string, stage: string, output: string, options: E
   const vmdk = path.join(stage, vmdkName);
   await run('qemu-img', convertArguments(chain, vmdk, { ...options, format: 'ova' }), { stream: options.progress, signal: options.signal });
   options.signal?.throwIfAborted();
-  const { stdout } = await run('qemu-img', ['info', '--output=json', chain]);
-  const virtualSize = (JSON.parse(stdout) as { 'virtual-size': number })['virtual-size'];
+  const { virtualSize } = await imageInfo(chain);
   const vmdkSize = (await fs.stat(vmdk)).size;
   if (vmdkSize >= 8 * 1024 ** 3) {
     throw new Error(`The OVA's disk is ${vmdkSize} bytes; ustar, the tar format OVF requires, holds files under 8 GiB. Export --format vmdk instead.`);
   }
-  const ovf = ovfDescriptor({ name: base, vmdkFile: vmdkName, vmdkSize, capacity: virtualSize, machine: options.machine });
+  const ovf = ovfDescriptor({ name: base, vmdkFile: vmdkName, vmdkSize, capacity: virtualSize, machine: options.machine ?? { cpus: 2, memoryMiB: 1024 } });
   await fs.writeFile(path.join(stage, ovfName), ovf);
   const sums = [
     `SHA256(${ovfName})= ${await sha256File(path.join(stage, ovfName))}`,

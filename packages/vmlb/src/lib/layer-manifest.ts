@@ -98,14 +98,7 @@ export async function snapshotRoot(root: string): Promise<RootSnapshot> {
   if (!path.isAbsolute(root)) throw new Error(`Image root ${root} is not an absolute path.`);
   const rootPath = path.resolve(root);
   const { files, mountPoints } = await walkRoot(rootPath);
-  const snapshot: RootSnapshot = { files, mountPoints };
-  const dpkg = await readDpkgStatus(rootPath);
-  if (dpkg) {
-    snapshot.packageManager = 'dpkg';
-    snapshot.packages = dpkg.versions;
-    snapshot.packageArchitectures = dpkg.architectures;
-  }
-  return snapshot;
+  return { files, mountPoints, ...(await readPackages(rootPath)) };
 }
 
 /** A folder to list: its path on the host (latin1, see walkRoot) and inside the image. */

@@ -47,7 +47,7 @@ export default async function imageExecutor(options: ImageExecutorSchema, contex
       checkPrerequisites(['qemu-img'], { fuse: false, disks: false });
       // A qcow2 to qcow2 convert writes every layer's data into one file with no backing file.
       const { sha256 } = await withInterruptSignal((signal) =>
-        exportDisk(chain, output, { format: 'qcow2', compress: false, vmdkSubformat: 'monolithicSparse', machine: { cpus: 1, memoryMiB: 1024 }, progress: true, signal }),
+        exportDisk(chain, output, { format: 'qcow2', compress: false, progress: true, signal }),
       );
       console.log(`vmlb: image ${imageName} flattened into ${options.output} (standalone, no backing file; sha256 ${sha256!.slice(0, 16)}... in ${path.basename(output)}.sha256)`);
       return;
