@@ -11,34 +11,16 @@
 // Usage: node tools/bench/flatten.mjs [path/to/top-of-chain.qcow2]
 //        (default dist/images/prod/50_cleanup.qcow2: npx nx build image-prod first)
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { rmSync, statSync } from 'node:fs';
 import * as path from 'node:path';
+import { chainArgument, median, plugin, repo, runs as runsOr, scratchFolder, spread } from './lib.mjs';
 
-const require = createRequire(import.meta.url);
-const repo = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
-const { exportDisk } = require(path.join(repo, 'packages/vmlb/dist/lib/disk-export.js'));
+const { exportDisk } = plugin('lib/disk-export');
 
-const runs = Number(process.env.RUNS ?? 6);
-const chain = path.resolve(process.argv[2] ?? path.join(repo, 'dist/images/prod/50_cleanup.qcow2'));
-if (!existsSync(chain)) {
-  console.error(`${chain} does not exist: build the chain first (npx nx build image-prod), or give the top of another chain.`);
-  process.exit(1);
-}
+const runs = runsOr(6);
+const chain = chainArgument();
 // Beside the chain: the same filesystem, as dist/ exports are.
-const work = mkdtempSync(path.join(path.dirname(chain), '.bench-flatten-'));
-process.on('SIGINT', () => {
-  rmSync(work, { recursive: true, force: true });
-  process.exit(130);
-});
-
-const median = (values) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
-};
-const seconds = (ms) => (ms / 1000).toFixed(2);
-const spread = (values) => `${seconds(median(values))} (${seconds(Math.min(...values))}–${seconds(Math.max(...values))})`;
+const { dir: work, cleanup } = scratchFolder(path.dirname(chain), '.bench-flatten-');
 
 async function timed(work) {
   const started = process.hrtime.bigint();
@@ -92,5 +74,5 @@ try {
   console.log('| --- | --- | --- | --- | --- | --- |');
   for (const row of rows) console.log(row);
 } finally {
-  rmSync(work, { recursive: true, force: true });
+  cleanup();
 }

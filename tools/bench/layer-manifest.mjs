@@ -14,31 +14,20 @@
 //
 // Usage: node tools/bench/layer-manifest.mjs [path/to/top-of-chain.qcow2]
 import { execFileSync } from 'node:child_process';
-import { existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { linkSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
+import { chainArgument, median, plugin, repo, runs as runsOr, scratchFolder, spread } from './lib.mjs';
 
-const require = createRequire(import.meta.url);
-const repo = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
-const { buildLayer } = require(path.join(repo, 'packages/vmlb/dist/lib/layer-build.js'));
-const { parseHints } = require(path.join(repo, 'packages/vmlb/dist/lib/hints.js'));
+const { buildLayer } = plugin('lib/layer-build');
+const { parseHints } = plugin('lib/hints');
 
-const runs = Number(process.env.RUNS ?? 5);
-const top = path.resolve(process.argv[2] ?? path.join(repo, 'dist/images/prod/50_cleanup.qcow2'));
-if (!existsSync(top)) {
-  console.error(`${top} does not exist: build the chain first (npx nx build image-prod), or give the top of another chain.`);
-  process.exit(1);
-}
+const runs = runsOr(5);
+const top = chainArgument();
 
 // The chain's files, hard-linked into a scratch folder beside them (same
 // filesystem), so that overlays are written there and dist/ stays as it is.
 const chainDir = path.dirname(top);
-const work = mkdtempSync(path.join(path.dirname(chainDir), '.bench-manifest-'));
-const cleanup = () => rmSync(work, { recursive: true, force: true });
-process.on('SIGINT', () => {
-  cleanup();
-  process.exit(130);
-});
+const { dir: work, cleanup } = scratchFolder(path.dirname(chainDir), '.bench-manifest-');
 for (const name of readdirSync(chainDir).filter((file) => /\.(qcow2|digest)$/.test(file) && file !== 'image.qcow2')) {
   linkSync(path.join(chainDir, name), path.join(work, name));
 }
@@ -66,14 +55,6 @@ function layer(name, body, parentFile = parent) {
     output: path.join(work, `${name}.qcow2`),
   };
 }
-
-const median = (values) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
-};
-const seconds = (ms) => (ms / 1000).toFixed(2);
-const spread = (values) => `${seconds(median(values))} (${seconds(Math.min(...values))}–${seconds(Math.max(...values))})`;
 
 try {
   // The root being walked: entries and space used, from inside the chroot

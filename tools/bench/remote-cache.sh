@@ -99,14 +99,36 @@ stop_server() {
 declare -A samples
 record() { samples[$1]+="$2 "; }
 
+# Builds the big layer in workspace $1: its parent first, untimed (the
+# figures left in secs and rss are the big layer's alone).
+timed_layer() {
+  timed_nx "$1" run big-00_disk:build
+  timed_nx "$1" run big-10_big:build
+}
+
+# A hit of the big layer in workspace $1 from the $2 ("remote" or "local")
+# cache, recorded as <mode>-$3; in blob mode then a pull, whose output must
+# hold $4, recorded as $5.
+measure_hit() {
+  local ws=$1 cache=$2 label=$3 pulled=$4 pull_label=$5
+  timed_layer "$ws"
+  expect_in_log "big-10_big:build  \\[$cache cache\\]"
+  record "$mode-$label-s" "$secs"; record "$mode-$label-rss" "$rss"
+  if [ "$mode" = blob ]; then
+    # The hit brought the ref; pull brings the bytes (or links them).
+    timed_nx "$ws" run image-big:pull
+    expect_in_log "$pulled"
+    record "$pull_label-s" "$secs"; record "$pull_label-rss" "$rss"
+  fi
+}
+
 for run in $(seq "$runs"); do
   echo "run $run of $runs ($layer_mib MiB layer)" >&2
   rm -rf "$work/ws-"* "$work/blobs"
   make_workspace "$work/ws-local"
 
   # Baseline: no remote cache, no blob store.
-  timed_nx "$work/ws-local" run big-00_disk:build
-  timed_nx "$work/ws-local" run big-10_big:build
+  timed_layer "$work/ws-local"
   record build-s "$secs"; record build-rss "$rss"
 
   for mode in inline blob; do
@@ -118,35 +140,17 @@ for run in $(seq "$runs"); do
     fi
     start_server
     export NX_SELF_HOSTED_REMOTE_CACHE_SERVER=$server_url
-    timed_nx "$work/ws-$mode-a" run big-00_disk:build
-    timed_nx "$work/ws-$mode-a" run big-10_big:build
+    timed_layer "$work/ws-$mode-a"
     record "$mode-upload-s" "$secs"; record "$mode-upload-rss" "$rss"
 
-    timed_nx "$work/ws-$mode-b" run big-00_disk:build
-    timed_nx "$work/ws-$mode-b" run big-10_big:build
-    expect_in_log 'big-10_big:build  \[remote cache\]'
-    record "$mode-download-s" "$secs"; record "$mode-download-rss" "$rss"
-    if [ "$mode" = blob ]; then
-      # The remote hit brought the ref; pull brings the bytes.
-      timed_nx "$work/ws-$mode-b" run image-big:pull
-      expect_in_log 'downloaded 10_big.qcow2'
-      record blob-pull-s "$secs"; record blob-pull-rss "$rss"
-    fi
+    measure_hit "$work/ws-$mode-b" remote download 'downloaded 10_big.qcow2' blob-pull
     record "$mode-nx-mib" "$(du -sm --apparent-size "$work/server" | cut -f1)"
     record "$mode-store-mib" "$( [ "$mode" = blob ] && du -sm --apparent-size "$work/blobs" | cut -f1 || echo 0)"
     stop_server
     unset NX_SELF_HOSTED_REMOTE_CACHE_SERVER
 
     rm -rf "$work/ws-$mode-a/dist"
-    timed_nx "$work/ws-$mode-a" run big-00_disk:build
-    timed_nx "$work/ws-$mode-a" run big-10_big:build
-    expect_in_log 'big-10_big:build  \[local cache\]'
-    record "$mode-localhit-s" "$secs"; record "$mode-localhit-rss" "$rss"
-    if [ "$mode" = blob ]; then
-      timed_nx "$work/ws-$mode-a" run image-big:pull
-      expect_in_log ' 0 downloaded'
-      record blob-localpull-s "$secs"; record blob-localpull-rss "$rss"
-    fi
+    measure_hit "$work/ws-$mode-a" local localhit ' 0 downloaded' blob-localpull
     unset VMLB_BLOB_STORE
   done
 done
