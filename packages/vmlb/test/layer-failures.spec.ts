@@ -5,9 +5,11 @@ import {
   type LeftoverOptions,
   describeLeftovers,
   findLeftovers,
+  leftoverWatchersUnder,
   mountsUnder,
   processGroupMembers,
   releaseHostLeftovers,
+  waitForCleanHost,
   waitForProcessGroupExit,
   watchLoops,
 } from './support/host-state';
@@ -80,6 +82,13 @@ describe('a failing or interrupted layer build', () => {
     mkdirSync(workspace.path('images/tiny', layer), { recursive: true });
     writeFileSync(layerScript(layer), script);
     chmodSync(layerScript(layer), mode);
+  }
+
+  /** SIGKILLs the leftover watchers of builds in this workspace, so a test can see what a build killed with them leaves. */
+  function killWatchers(): void {
+    const watchers = leftoverWatchersUnder(workspace.root);
+    expect(watchers).toHaveLength(1);
+    for (const pid of watchers) process.kill(pid, 'SIGKILL');
   }
 
   async function expectHostClean(options: LeftoverOptions = {}): Promise<void> {
@@ -227,11 +236,33 @@ describe('a failing or interrupted layer build', () => {
     await expectHostClean();
   }, 180_000);
 
-  it('on SIGKILL leaves the attachment behind, and the next build of the layer releases it and succeeds', async () => {
+  it('on SIGKILL: once the build is gone, its watcher releases everything it attached; the next build succeeds', async () => {
+    writeLayer('30_x', sleepingScript);
+    const running = start(['build', 'image-tiny']);
+    await running.waitForOutput(MARKER, 120_000);
+    expect(leftoverWatchersUnder(workspace.root)).toHaveLength(1);
+
+    const ended = await signalAndWait(running, 'SIGKILL');
+    expect(ended.signal).toBe('SIGKILL');
+
+    // Nothing in the killed process group could clean up; the watcher, in a session of its own, does.
+    expect(await waitForCleanHost(workspace.root, { distDir: workspace.path('dist') }, 20_000)).toBe('');
+    expectNoLayerOutput('30_x');
+
+    writeLayer('30_x', passingScript('after SIGKILL'));
+    const rerun = await nx(['build', 'image-tiny']);
+    expectSuccess(rerun);
+    expect(rerun.output).not.toContain('cleaned up after an interrupted build');
+    expect(rerun.output).toContain('vmlb: layer 30_x built');
+    await expectHostClean();
+  }, 180_000);
+
+  it('on SIGKILL of the build and of its watcher: the next build of the layer releases what was left and succeeds', async () => {
     writeLayer('30_x', sleepingScript);
     const running = start(['build', 'image-tiny']);
     await running.waitForOutput(MARKER, 120_000);
 
+    killWatchers();
     const ended = await signalAndWait(running, 'SIGKILL');
     expect(ended.signal).toBe('SIGKILL');
 
@@ -265,6 +296,7 @@ describe('a failing or interrupted layer build', () => {
     writeLayer('30_x', sleepingScript);
     const running = start(['build', 'image-tiny']);
     await running.waitForOutput(MARKER, 120_000);
+    killWatchers();
     await signalAndWait(running, 'SIGKILL');
     const left = await findLeftovers(workspace.root);
     expect(left.processes).toHaveLength(1);
@@ -289,11 +321,27 @@ describe('a failing or interrupted layer build', () => {
       return script.slice(0, at) + extra + script.slice(at);
     };
 
-    it('on SIGKILL: the next build releases that loop device as well as its own', async () => {
+    it('on SIGKILL: the watcher releases that loop device as well as its own', async () => {
       // Stops while the script's partition loop device is attached and mounted (in the script's own mount namespace).
       writeFileSync(layerScript('00_disk', 'modify-disk'), withLines('mount "$part" "$root"', `echo '${MARKER}'\nsleep 600\n`));
       const running = start(['build', 'image-tiny']);
       await running.waitForOutput(MARKER, 120_000);
+      // Once the export under them is gone, loop devices no longer name a file under the workspace: note them while they do.
+      suspectLoops = (await findLeftovers(workspace.root)).loopDevices.map((loop) => loop.name);
+      expect(suspectLoops).toHaveLength(2);
+      await signalAndWait(running, 'SIGKILL');
+
+      expect(await waitForCleanHost(workspace.root, { distDir: workspace.path('dist'), suspectLoops }, 20_000)).toBe('');
+      writeFileSync(layerScript('00_disk', 'modify-disk'), `${original()}# built again after SIGKILL\n`);
+      expectSuccess(await nx(['build', 'image-tiny']));
+      await expectHostClean();
+    }, 180_000);
+
+    it('on SIGKILL of the build and its watcher: the next build releases that loop device as well as its own', async () => {
+      writeFileSync(layerScript('00_disk', 'modify-disk'), withLines('mount "$part" "$root"', `echo '${MARKER}'\nsleep 600\n`));
+      const running = start(['build', 'image-tiny']);
+      await running.waitForOutput(MARKER, 120_000);
+      killWatchers();
       await signalAndWait(running, 'SIGKILL');
 
       const left = await findLeftovers(workspace.root);

@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import { run } from './exec';
 import { type LoopDevice, attachLoop, detachLoop, isMounted, listLoopDevices, loopsStackedOn, mountsUnder, unmount } from './mounts';
 import type { PartitionSelection } from './partition-table';
+import { pausePoint } from './pause-point';
 import { commandLineOf, isAlive, stopProcess } from './processes';
 import { type AttachState, WorkDir } from './work-dir';
 
@@ -21,6 +22,8 @@ export interface AttachOptions {
    */
   readOnly?: boolean;
   log: Log;
+  /** The build's interruption: only for its pause points (VMLB_PAUSE_AT); releasing never stops half-way. */
+  signal?: AbortSignal;
 }
 
 /** qemu's option syntax separates with commas; a comma inside a value is doubled. */
@@ -69,6 +72,8 @@ export class AttachedDisk {
     const disk = new AttachedDisk(options, workDir.exportFile, state);
     try {
       await disk.startFuseExport();
+      await pausePoint('daemon-started', options.signal, options.log);
+      options.signal?.throwIfAborted();
     } catch (error) {
       await disk.close();
       throw error;
@@ -139,6 +144,8 @@ export class AttachedDisk {
   async mount(selection: PartitionSelection, mountPoint: string, options: { readOnly?: boolean } = {}): Promise<string> {
     mkdirSync(mountPoint, { recursive: true });
     const device = await this.loop({ offset: selection.start, size: selection.size });
+    await pausePoint('loop-attached', this.options.signal, this.options.log);
+    this.options.signal?.throwIfAborted();
     this.record((state) => state.mounts.push(mountPoint));
     await run('mount', [...(options.readOnly || this.options.readOnly ? ['-o', 'ro'] : []), device, mountPoint]);
     return device;
@@ -150,9 +157,11 @@ export class AttachedDisk {
    * with SIGTERM and waited for, because it flushes the qcow2 as it exits.
    */
   async close(): Promise<void> {
-    const { problems } = await releaseState(this.state, this.options.workDir, this.options.log);
-    this.options.workDir.remove();
+    const { workDir, log, signal } = this.options;
+    const { problems } = await releaseState(this.state, workDir, log, undefined, () => pausePoint('teardown', signal, log));
+    // What could not be released stays recorded, for the leftover watcher and the next build.
     if (problems.length) throw new Error(`Releasing the disk left problems:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    workDir.remove();
   }
 }
 
@@ -182,6 +191,8 @@ async function releaseState(
   workDir: WorkDir,
   log: Log,
   loopListing?: LoopDevice[],
+  /** Runs between unmounting and detaching (a pause point). */
+  afterUnmount?: () => Promise<void>,
 ): Promise<{ problems: string[]; stackedLoops: string[] }> {
   const problems: string[] = [];
   const attempt = async (what: string, step: () => Promise<unknown>) => {
@@ -194,6 +205,7 @@ async function releaseState(
   for (const mountPoint of [...mountsUnder(workDir.rootDir), ...[...state.mounts].reverse()]) {
     await attempt(`unmount ${mountPoint}`, () => unmount(mountPoint));
   }
+  await afterUnmount?.();
   // Loop devices a modify-disk script attached on ours and left behind keep
   // ours busy (detaching it would only mark it for auto-clear): them first.
   const stackedLoops = state.loopDevices.length ? await loopsStackedOn(state.loopDevices, loopListing) : [];

@@ -1,4 +1,4 @@
-import { closeSync, existsSync, fsyncSync, openSync, renameSync, rmSync, statfsSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, statfsSync } from 'node:fs';
 import * as path from 'node:path';
 import { SCRIPT_NAMESPACES, blockServiceStarts, dropForeignBuildMounts, runInChroot, scriptEnvironment } from './chroot';
 import { writeFileAtomic } from './atomic-file';
@@ -13,6 +13,9 @@ import { readSnapshotFile, writeSnapshotFile } from './snapshot-file';
 import type { ScriptHints, ScriptKind } from './hints';
 import { readPartitionTable, selectPartition, selectRootPartition } from './partition-table';
 import { backingChain, createOverlay } from './qcow2';
+import { FolderLock } from './dist-lock';
+import { LeftoverReaper } from './leftover-reaper';
+import { pausePhase, pausePoint } from './pause-point';
 import { formatBytes, formatDuration } from './units';
 import { WorkDir } from './work-dir';
 
@@ -53,9 +56,67 @@ export function partialPathFor(output: string): string {
  */
 export async function buildLayer(plan: LayerBuildPlan, log: Log, signal?: AbortSignal): Promise<{ digest: string; sha256: string }> {
   const started = Date.now();
+  // An unknown VMLB_PAUSE_AT fails here, before anything is created.
+  pausePhase();
+  const imageDir = path.dirname(plan.output);
+  let waited = false;
+  const lock = await FolderLock.acquire(imageDir, {
+    signal,
+    onWait: () => {
+      waited = true;
+      log(`vmlb: waiting for another build writing to ${imageDir}${describeOwners(imageDir)} to finish...`);
+    },
+  });
+  try {
+    if (waited) {
+      const current = await builtMeanwhile(plan);
+      if (current) {
+        log(`vmlb: layer ${plan.layer} was built by the other build under the same task hash (digest ${current.digest.slice(0, 12)}); not built again`);
+        return current;
+      }
+    }
+    return await buildLocked(plan, log, started, signal);
+  } finally {
+    lock.release();
+  }
+}
+
+/** ` (pid N)`: who holds the image folder, as far as its work folders say. */
+function describeOwners(imageDir: string): string {
+  const owners = WorkDir.allUnder(imageDir)
+    .map((workDir) => workDir.readState()?.owner)
+    .filter((owner): owner is number => owner !== undefined && owner !== process.pid);
+  return owners.length ? ` (pid ${[...new Set(owners)].join(', ')})` : '';
+}
+
+/**
+ * After waiting for another build: the layer it left in place, when that
+ * build ran under this task's Nx hash (same script, same parent) and its
+ * digest still matches the file. Building it again would replace a file
+ * the other build may already be building on.
+ */
+async function builtMeanwhile(plan: LayerBuildPlan): Promise<{ digest: string; sha256: string } | undefined> {
+  const taskHash = process.env.NX_TASK_HASH;
+  if (!taskHash || process.env.NX_SKIP_NX_CACHE === 'true' || plan.hints.nocache) return undefined;
+  try {
+    const manifest = JSON.parse(readFileSync(manifestPathFor(plan.output), 'utf8')) as { build?: { taskHash?: string } };
+    if (manifest.build?.taskHash !== taskHash) return undefined;
+    const recorded = await readDigest(digestPathFor(plan.output));
+    const current = await chainDigestAndSha256(await readDigest(digestPathFor(plan.parent)), plan.output);
+    return current.digest === recorded ? current : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function buildLocked(plan: LayerBuildPlan, log: Log, started: number, signal?: AbortSignal): Promise<{ digest: string; sha256: string }> {
   const workDir = WorkDir.forLayer(path.dirname(plan.output), plan.layer);
   const released = await releaseLeftovers(workDir, log);
   if (released.length) log(`vmlb: cleaned up after an interrupted build of ${plan.layer}: ${released.join(', ')}`);
+  const interrupted = () => new Error(`Build of layer ${plan.layer} of image ${plan.imageName} was interrupted.`);
+  const stopIfInterrupted = () => {
+    if (signal?.aborted) throw interrupted();
+  };
 
   const parentDigestPath = digestPathFor(plan.parent);
   if (!existsSync(plan.parent) || !existsSync(parentDigestPath)) {
@@ -75,19 +136,31 @@ export async function buildLayer(plan: LayerBuildPlan, log: Log, signal?: AbortS
   rmSync(snapshotPathFor(plan.output), { force: true });
   let manifest: TimedManifest | undefined;
   let rootSnapshot: RootSnapshot | undefined;
-  await createOverlay(plan.parent, partial, { size: plan.hints.diskSize });
+  // Started before anything is created: if this process is killed, it releases what the work folder records.
+  const reaper = LeftoverReaper.start({
+    workDir: workDir.dir,
+    lockFolder: path.dirname(plan.output),
+    partial,
+    output: plan.output,
+    digest: digestPathFor(plan.output),
+    companions: [manifestPathFor(plan.output), snapshotPathFor(plan.output)],
+  });
   let disk: AttachedDisk | undefined;
+  let renamed = false;
   try {
-    disk = await AttachedDisk.open({ overlay: partial, workDir, nbdDevice: plan.nbdDevice, log });
+    await createOverlay(plan.parent, partial, { size: plan.hints.diskSize });
+    await pausePoint('overlay-created', signal, log);
+    stopIfInterrupted();
+    disk = await AttachedDisk.open({ overlay: partial, workDir, nbdDevice: plan.nbdDevice, log, signal });
     const attachedAt = Date.now();
     const result =
       plan.kind === 'modify-disk'
         ? await runModifyDisk(plan, disk, workDir, partial, signal)
-        : await runBuildLayer(plan, disk, workDir, parentDigest, signal);
+        : await runBuildLayer(plan, disk, workDir, parentDigest, log, signal);
     manifest = result.manifest;
     rootSnapshot = 'snapshot' in result ? result.snapshot : undefined;
     const scriptTime = Date.now() - attachedAt;
-    if (signal?.aborted) throw new Error(`Build of layer ${plan.layer} of image ${plan.imageName} was interrupted.`);
+    stopIfInterrupted();
     if (result.exitCode !== 0) {
       const output = [result.stdout, result.stderr].filter(Boolean).join('\n');
       throw new LayerScriptError(
@@ -98,25 +171,39 @@ export async function buildLayer(plan: LayerBuildPlan, log: Log, signal?: AbortS
     await disk.close();
     disk = undefined;
     log(`vmlb: ${plan.kind} ran in ${formatDuration(scriptTime)}${manifest ? `; changes: ${summarizeManifest(manifest)}` : ''}`);
+    await pausePoint('detached', signal, log);
+    stopIfInterrupted();
+
+    const { digest, sha256 } = await chainDigestAndSha256(parentDigest, partial);
+    const digestPath = digestPathFor(plan.output);
+    await pausePoint('before-rename', signal, log);
+    stopIfInterrupted();
+    rmSync(digestPath, { force: true });
+    renameSync(partial, plan.output);
+    renamed = true;
+    await pausePoint('renamed', signal, log);
+    stopIfInterrupted();
+    if (rootSnapshot) {
+      const writeStarted = Date.now();
+      await writeSnapshotFile(snapshotPathFor(plan.output), rootSnapshot, digest);
+      if (manifest) manifest.snapshotMs += Date.now() - writeStarted;
+    }
+    await writeManifest(plan, manifest, await makeBuildRecord(plan.output, { workspaceRoot: plan.workspaceRoot, startedAt: started }));
+    // Last: a digest file present always matches the qcow2 beside it.
+    await writeDigest(digestPath, digest);
+    await reaper.disarm();
+    log(`vmlb: layer ${plan.layer} built in ${formatDuration(Date.now() - started)} (digest ${digest.slice(0, 12)})`);
+    return { digest, sha256 };
   } catch (error) {
     if (disk) await disk.close().catch((closeError: Error) => log(`vmlb: ${closeError.message}`));
     rmSync(partial, { force: true });
-    throw error;
+    // A layer renamed into place but not finished (no digest yet) is not a layer: nothing of it is kept.
+    if (renamed) for (const file of [plan.output, manifestPathFor(plan.output), snapshotPathFor(plan.output)]) rmSync(file, { force: true });
+    // Released here unless closing failed: then the watcher tries again once this process is gone.
+    if (!workDir.exists()) await reaper.disarm();
+    // Whatever step noticed it, an interruption is reported as one.
+    throw signal?.aborted ? interrupted() : error;
   }
-
-  const { digest, sha256 } = await chainDigestAndSha256(parentDigest, partial);
-  const digestPath = digestPathFor(plan.output);
-  rmSync(digestPath, { force: true });
-  renameSync(partial, plan.output);
-  if (rootSnapshot) {
-    const writeStarted = Date.now();
-    await writeSnapshotFile(snapshotPathFor(plan.output), rootSnapshot, digest);
-    if (manifest) manifest.snapshotMs += Date.now() - writeStarted;
-  }
-  await writeManifest(plan, manifest, await makeBuildRecord(plan.output, { workspaceRoot: plan.workspaceRoot, startedAt: started }));
-  await writeDigest(digestPath, digest);
-  log(`vmlb: layer ${plan.layer} built in ${formatDuration(Date.now() - started)} (digest ${digest.slice(0, 12)})`);
-  return { digest, sha256 };
 }
 
 /**
@@ -146,7 +233,7 @@ async function syncFilesystem(mountPoint: string): Promise<string | undefined> {
   return result.exitCode === 0 ? undefined : result.stderr.trim() || `sync exited with ${result.exitCode}`;
 }
 
-async function runBuildLayer(plan: LayerBuildPlan, disk: AttachedDisk, workDir: WorkDir, parentDigest: string, signal?: AbortSignal) {
+async function runBuildLayer(plan: LayerBuildPlan, disk: AttachedDisk, workDir: WorkDir, parentDigest: string, log: Log, signal?: AbortSignal) {
   const table = await readPartitionTable(disk.rawDisk);
   const diskLabel = `the disk of image ${plan.imageName} at layer ${plan.layer}`;
   const root = selectRootPartition(table, plan.rootPartition, diskLabel);
@@ -155,6 +242,8 @@ async function runBuildLayer(plan: LayerBuildPlan, disk: AttachedDisk, workDir: 
     return { device: disk.rawDisk, offset: selection.start, size: selection.size, target: hint.target };
   });
   const rootDevice = await disk.mount(root, workDir.rootDir);
+  await pausePoint('mounted', signal, log);
+  if (signal?.aborted) return { exitCode: 130, stdout: '', stderr: '', manifest: undefined, snapshot: undefined };
   // Before vmlb's own policy-rc.d goes in, so that it is not taken for the script's.
   const snapshotStarted = Date.now();
   const stored = await readSnapshotFile(snapshotPathFor(plan.parent), parentDigest);
@@ -179,6 +268,8 @@ async function runBuildLayer(plan: LayerBuildPlan, disk: AttachedDisk, workDir: 
     restoreServices();
   }
   if (result.exitCode !== 0 || signal?.aborted) return { ...result, manifest: undefined, snapshot: undefined };
+  await pausePoint('script-finished', signal, log);
+  if (signal?.aborted) return { ...result, manifest: undefined, snapshot: undefined };
   // Also writes back inodes whose timestamps were updated in memory only, before their tables are read.
   await flushOrFail(plan, disk.overlay, () => syncFilesystem(workDir.rootDir));
   const afterStarted = Date.now();

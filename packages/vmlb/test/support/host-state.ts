@@ -170,11 +170,34 @@ function processes(): Array<{ pid: number; argv: string[]; pgrp: number }> {
   return found;
 }
 
+/** Disk daemons serving files under `root`, and vmlb's leftover watchers for work folders under it. */
 export function diskProcessesUnder(root: string): Array<{ pid: number; commandLine: string }> {
   return processes()
-    .filter(({ argv }) => argv.length > 0 && ['qemu-storage-daemon', 'qemu-nbd'].includes(path.basename(argv[0])))
+    .filter(({ argv }) => argv.length > 0 && (['qemu-storage-daemon', 'qemu-nbd'].includes(path.basename(argv[0])) || isLeftoverWatcher(argv)))
     .map(({ pid, argv }) => ({ pid, commandLine: argv.join(' ') }))
     .filter(({ commandLine }) => commandLine.includes(root));
+}
+
+/** vmlb's watcher of one layer build (lib/leftover-reaper), by its command line. */
+export function isLeftoverWatcher(argv: string[]): boolean {
+  return argv.length > 1 && path.basename(argv[1]) === 'leftover-reaper.js';
+}
+
+/** PIDs of the leftover watchers for work folders under `root`. */
+export function leftoverWatchersUnder(root: string): number[] {
+  return processes()
+    .filter(({ argv }) => isLeftoverWatcher(argv) && argv[2]?.startsWith(root))
+    .map(({ pid }) => pid);
+}
+
+/** Polls until `findLeftovers` reports nothing (a killed build's watcher is releasing); the last report either way. */
+export async function waitForCleanHost(root: string, options: LeftoverOptions, timeoutMs: number): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const report = describeLeftovers(await findLeftovers(root, options));
+    if (report === '' || Date.now() > deadline) return report;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
 }
 
 /** Live (non-zombie) members of a process group. */

@@ -1,0 +1,46 @@
+import { BUILD_PHASES, pausePhase, pausePoint } from './pause-point';
+
+describe('pausePhase', () => {
+  it('is undefined unless VMLB_PAUSE_AT is set', () => {
+    expect(pausePhase({})).toBeUndefined();
+    expect(pausePhase({ VMLB_PAUSE_AT: '' })).toBeUndefined();
+  });
+
+  it('returns a known phase', () => {
+    expect(pausePhase({ VMLB_PAUSE_AT: 'mounted' })).toBe('mounted');
+  });
+
+  it('refuses an unknown phase, listing the phases in order', () => {
+    expect(() => pausePhase({ VMLB_PAUSE_AT: 'mountd' })).toThrow(`VMLB_PAUSE_AT=mountd is not a build phase. Phases, in order: ${BUILD_PHASES.join(', ')}.`);
+  });
+});
+
+describe('pausePoint', () => {
+  const saved = process.env.VMLB_PAUSE_AT;
+  afterEach(() => {
+    if (saved === undefined) delete process.env.VMLB_PAUSE_AT;
+    else process.env.VMLB_PAUSE_AT = saved;
+  });
+
+  it('returns at once at other phases, and without a signal', async () => {
+    process.env.VMLB_PAUSE_AT = 'mounted';
+    const log = jest.fn();
+    await pausePoint('teardown', new AbortController().signal, log);
+    await pausePoint('mounted', undefined, log);
+    expect(log).not.toHaveBeenCalled();
+  });
+
+  it('waits at its phase, saying so, until the build is interrupted', async () => {
+    process.env.VMLB_PAUSE_AT = 'mounted';
+    const controller = new AbortController();
+    const log = jest.fn();
+    let returned = false;
+    const paused = pausePoint('mounted', controller.signal, log).then(() => (returned = true));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(returned).toBe(false);
+    expect(log).toHaveBeenCalledWith(expect.stringContaining('vmlb: paused at mounted (VMLB_PAUSE_AT; pid'));
+    controller.abort();
+    await paused;
+    expect(returned).toBe(true);
+  });
+});

@@ -1,0 +1,65 @@
+/**
+ * `VMLB_PAUSE_AT=<phase>` stops a layer build at one named phase and keeps
+ * it there, saying so, until the build is interrupted (Ctrl-C, SIGTERM) or
+ * killed. It is for looking at the host in the middle of a build (the
+ * daemon, the loop devices, the mounted root) and for proving that an
+ * interruption at any phase leaves nothing behind: the fault tests stop
+ * builds at every phase this way. Unset, a pause point costs one lookup.
+ */
+export const BUILD_PHASES = [
+  /** The new overlay file exists; nothing is attached yet. */
+  'overlay-created',
+  /** qemu-storage-daemon is exporting the overlay through FUSE. */
+  'daemon-started',
+  /** A loop device is attached on the export; nothing is mounted on it yet. */
+  'loop-attached',
+  /** The root filesystem is mounted; the script has not started. */
+  'mounted',
+  /** The script has exited 0; its namespaces are gone, the disk is still mounted. */
+  'script-finished',
+  /** Tearing down: the filesystems are unmounted, the loop devices and daemon not yet released. */
+  'teardown',
+  /** Everything is released; the overlay is complete but not yet checked or renamed. */
+  'detached',
+  /** The overlay's digest is computed; it is about to be renamed into place. */
+  'before-rename',
+  /** The overlay is in place; its manifest and digest are not written yet. */
+  'renamed',
+] as const;
+export type BuildPhase = (typeof BUILD_PHASES)[number];
+
+export const PAUSE_ENV = 'VMLB_PAUSE_AT';
+
+/** The phase `VMLB_PAUSE_AT` names, checked: an unknown name fails the build at once rather than never pausing. */
+export function pausePhase(env: NodeJS.ProcessEnv = process.env): BuildPhase | undefined {
+  const value = env[PAUSE_ENV];
+  if (!value) return undefined;
+  if (!(BUILD_PHASES as readonly string[]).includes(value)) {
+    throw new Error(`${PAUSE_ENV}=${value} is not a build phase. Phases, in order: ${BUILD_PHASES.join(', ')}.`);
+  }
+  return value as BuildPhase;
+}
+
+/**
+ * Waits at `phase` when `VMLB_PAUSE_AT` names it, until `signal` aborts
+ * (the build then stops as it would have at that point). Returns at once
+ * otherwise, and always when there is no signal: only a build that can be
+ * interrupted is paused (not, say, `diff` attaching a disk to read it).
+ */
+export async function pausePoint(phase: BuildPhase, signal: AbortSignal | undefined, log: (message: string) => void): Promise<void> {
+  if (!signal || pausePhase() !== phase) return;
+  log(`vmlb: paused at ${phase} (${PAUSE_ENV}; pid ${process.pid}); interrupt to go on`);
+  await new Promise<void>((resolve) => {
+    if (signal.aborted) return resolve();
+    // A timer keeps the event loop, so the process waits for its signal handlers.
+    const keepAlive = setInterval(() => undefined, 60_000);
+    signal.addEventListener(
+      'abort',
+      () => {
+        clearInterval(keepAlive);
+        resolve();
+      },
+      { once: true },
+    );
+  });
+}
