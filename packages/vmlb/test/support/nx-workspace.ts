@@ -21,13 +21,24 @@ export interface NxRun {
 export class NxWorkspace {
   readonly root: string;
 
-  constructor(options: { images?: string[]; cacheDirectory?: string; nxJson?: Record<string, unknown> } = {}) {
+  /**
+   * `cacheDirectory`: nx.json's, default `.nx/cache` (this workspace's own);
+   * null leaves it out, so that Nx shares one cache between the checkouts of
+   * one git repository (in `$HOME/.nx`). `existingRoot`: adopt a checkout
+   * made elsewhere (see `clone`).
+   */
+  constructor(options: { images?: string[]; cacheDirectory?: string | null; nxJson?: Record<string, unknown>; existingRoot?: string } = {}) {
+    if (options.existingRoot) {
+      this.root = options.existingRoot;
+      return;
+    }
     this.root = mkdtempSync(path.join(tmpdir(), 'vmlb-ws-'));
     symlinkSync(path.join(REPO_ROOT, 'node_modules'), path.join(this.root, 'node_modules'));
     writeFileSync(path.join(this.root, 'package.json'), JSON.stringify({ name: 'vmlb-test-workspace', private: true }, null, 2));
     const nxJson = JSON.parse(readFileSync(path.join(REPO_ROOT, 'nx.json'), 'utf8'));
     delete nxJson.$schema;
-    nxJson.cacheDirectory = options.cacheDirectory ?? '.nx/cache';
+    if (options.cacheDirectory === null) delete nxJson.cacheDirectory;
+    else nxJson.cacheDirectory = options.cacheDirectory ?? '.nx/cache';
     Object.assign(nxJson, options.nxJson ?? {});
     writeFileSync(path.join(this.root, 'nx.json'), JSON.stringify(nxJson, null, 2));
     writeFileSync(path.join(this.root, '.gitignore'), 'node_modules\ndist\n.nx\n');
@@ -65,6 +76,22 @@ export class NxWorkspace {
     const run = await this.nx(args, options);
     if (run.exitCode !== 0) throw new Error(`nx ${args.join(' ')} exited with ${run.exitCode}:\n${run.output}`);
     return run.output;
+  }
+
+  /** Makes the workspace a git repository with everything committed (Nx knows checkouts of one repository by its first commit). */
+  async commitAll(): Promise<void> {
+    const git = (...args: string[]) => execa('git', ['-c', 'user.name=vmlb test', '-c', 'user.email=test@vmlb.invalid', ...args], { cwd: this.root });
+    await git('init', '-q');
+    await git('add', '-A');
+    await git('commit', '-qm', 'workspace');
+  }
+
+  /** A git clone of this workspace (after `commitAll`): a second checkout of the same repository, with nothing built. */
+  async clone(): Promise<NxWorkspace> {
+    const root = mkdtempSync(path.join(tmpdir(), 'vmlb-ws-'));
+    await execa('git', ['clone', '-q', this.root, root]);
+    symlinkSync(path.join(REPO_ROOT, 'node_modules'), path.join(root, 'node_modules'));
+    return new NxWorkspace({ existingRoot: root });
   }
 
   remove(): void {
