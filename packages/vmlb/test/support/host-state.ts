@@ -186,7 +186,8 @@ export function isLeftoverWatcher(argv: string[]): boolean {
 /** PIDs of the leftover watchers for work folders under `root`. */
 export function leftoverWatchersUnder(root: string): number[] {
   return processes()
-    .filter(({ argv }) => isLeftoverWatcher(argv) && argv[2]?.startsWith(root))
+    // Its argument is the watched build, as JSON naming the work folder.
+    .filter(({ argv }) => isLeftoverWatcher(argv) && (JSON.parse(argv[2] ?? '{}') as { workDir?: string }).workDir?.startsWith(root))
     .map(({ pid }) => pid);
 }
 
