@@ -1,3 +1,4 @@
+import { chmodSync } from 'node:fs';
 import { TempWorkspace } from '../testing/temp-workspace';
 import { ImageDefinitionError, discoverImage, looksLikeLayerFolder, parseLayerFolder, suggestLayerFolder } from './layer-discovery';
 
@@ -100,6 +101,14 @@ describe('discoverImage', () => {
         '  - images/demo/10_empty is a layer folder but holds neither build-layer nor modify-disk. Add one of them (nx g vmlb:layer), or rename the folder so it does not start with a number.',
         '  - images/demo/20_plain/build-layer is not executable. Run: chmod +x images/demo/20_plain/build-layer',
       ].join('\n'),
+    );
+  });
+
+  it('reports a script without a #! line, showing its first line', () => {
+    workspace.write('images/demo/00_a/build-layer', 'apt-get update\n');
+    chmodSync(`${workspace.root}/images/demo/00_a/build-layer`, 0o755);
+    expect(problemOf(() => discoverImage(workspace.root, 'images/demo'))).toBe(
+      'images/demo/00_a/build-layer has no #! line, so it cannot be run. Make its first line name its interpreter, e.g. #!/bin/sh (found "apt-get update").',
     );
   });
 

@@ -154,7 +154,16 @@ export function discoverImage(workspaceRoot: string, imageRoot: string): ImageIn
       continue;
     }
     try {
-      const hints = parseHints(readFileSync(absoluteScript, 'utf8'), script, kind);
+      const text = readFileSync(absoluteScript, 'utf8');
+      // The kernel runs a script only with a #! line; without it the build would fail with
+      // "Exec format error" deep inside the chroot.
+      if (!text.startsWith('#!')) {
+        problems.push(
+          `${script} has no #! line, so it cannot be run. Make its first line name its interpreter, e.g. #!/bin/sh (found ${JSON.stringify(text.split('\n')[0].slice(0, 40))}).`,
+        );
+        continue;
+      }
+      const hints = parseHints(text, script, kind);
       layers.push({ folder, number: parsed.number, dir, kind, script, hints });
     } catch (error) {
       problems.push((error as Error).message);

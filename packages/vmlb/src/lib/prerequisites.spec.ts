@@ -21,7 +21,7 @@ describe('checkPrerequisites', () => {
         '  - root: vmlb attaches disks, mounts filesystems and runs chroots; run it as root (e.g. sudo npx nx ...).',
         '  - qemu-img (Debian/Ubuntu package qemu-utils)',
         '  - qemu-storage-daemon (Debian/Ubuntu package qemu-system-common)',
-        '  - /dev/fuse: load the fuse module (modprobe fuse), or pass --nbd /dev/nbd0 on a host with the nbd module.',
+        '  - /dev/fuse (a character device): load the fuse module (modprobe fuse); in a container, pass the device in (docker run --device /dev/fuse); or pass --nbd /dev/nbd0 on a host with the nbd module.',
         'Install with: apt-get install -y qemu-utils qemu-system-common   (Fedora: dnf install -y qemu-img qemu-storage-daemon)',
       ].join('\n'),
     );

@@ -1,4 +1,4 @@
-import { accessSync, constants, existsSync } from 'node:fs';
+import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 
 /** A host tool vmlb runs, and the Debian package that provides it. */
@@ -52,7 +52,7 @@ export interface HostFacts {
 export function currentHost(): HostFacts {
   return {
     uid: process.getuid?.() ?? -1,
-    hasFuse: existsSync('/dev/fuse'),
+    hasFuse: isCharacterDevice('/dev/fuse'),
     hasLoopControl: existsSync('/dev/loop-control'),
     which: (command) => findOnPath(command),
   };
@@ -75,7 +75,9 @@ export function checkPrerequisites(
   const missingTools = tools.filter((tool) => !host.which(TOOLS[tool].command));
   for (const tool of missingTools) missing.push(`${TOOLS[tool].command} (Debian/Ubuntu package ${TOOLS[tool].debianPackage})`);
   if (options.fuse && !host.hasFuse) {
-    missing.push('/dev/fuse: load the fuse module (modprobe fuse), or pass --nbd /dev/nbd0 on a host with the nbd module.');
+    missing.push(
+      '/dev/fuse (a character device): load the fuse module (modprobe fuse); in a container, pass the device in (docker run --device /dev/fuse); or pass --nbd /dev/nbd0 on a host with the nbd module.',
+    );
   }
   if (disks && !host.hasLoopControl) missing.push('loop device support (/dev/loop-control): load the loop module (modprobe loop).');
   if (missing.length === 0) return;
@@ -85,4 +87,13 @@ export function checkPrerequisites(
     ? `\nInstall with: apt-get install -y ${debianPackages.join(' ')}   (Fedora: dnf install -y ${fedoraPackages.join(' ')})`
     : '';
   throw new Error(`vmlb cannot build on this host; missing:\n${missing.map((item) => `  - ${item}`).join('\n')}${install}`);
+}
+
+/** Whether a path is a character device (a regular file or a missing one is not /dev/fuse). */
+function isCharacterDevice(file: string): boolean {
+  try {
+    return statSync(file).isCharacterDevice();
+  } catch {
+    return false;
+  }
 }
