@@ -32,6 +32,12 @@ describe('importBase', () => {
     await execa('zstd', ['-q', '-k', raw]);
     server = createServer((request, response) => {
       requests.push(request.url ?? '');
+      if (request.url === '/truncated.raw') {
+        // Promises the whole disk, sends 1 MiB of it, then drops the connection.
+        response.writeHead(200, { 'content-length': statSync(raw).size });
+        response.write(Buffer.alloc(1024 * 1024), () => response.destroy());
+        return;
+      }
       const file = path.join(dir, decodeURIComponent(request.url ?? '/'));
       if (!request.url || !existsSync(file) || !statSync(file).isFile()) {
         response.writeHead(404).end('not found');
@@ -103,6 +109,16 @@ describe('importBase', () => {
       new RegExp(`^Cannot download http://127\\.0\\.0\\.1:${port}/disk\\.raw: .*ECONNREFUSED`),
     );
     expect(existsSync(out('missing'))).toBe(false);
+  });
+
+  it('refuses a download cut short, naming the URL, and keeps nothing', async () => {
+    const downloads = path.join(dir, 'truncated-cache');
+    const failure = importBase({ url: `${baseUrl}/truncated.raw`, sha256: 'a'.repeat(64) }, out('truncated'), { downloadCache: downloads, log, workspaceRoot: dir });
+    await expect(failure).rejects.toThrow(
+      new RegExp(`^Cannot download ${baseUrl.replace(/\./g, '\\.')}/truncated\\.raw: the transfer stopped after \\d+ of 8388608 bytes \\(.+\\)\\. Nothing was kept; build again to retry\\.$`),
+    );
+    expect(existsSync(out('truncated'))).toBe(false);
+    expect(existsSync(downloads) ? readdirSync(downloads) : []).toEqual([]);
   });
 
   it('imports a local disk file without changing it', async () => {

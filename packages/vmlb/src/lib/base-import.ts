@@ -113,17 +113,28 @@ export async function fetchVerified(url: string, sha256: string, cacheDir: strin
   try {
     const { body, size } = await openUrl(url);
     const progress = new ProgressReporter(name, size, log);
-    await pipeline(
-      body,
-      new Transform({
-        transform(chunk: Buffer, _encoding, callback) {
-          hash.update(chunk);
-          progress.add(chunk.length);
-          callback(null, chunk);
-        },
-      }),
-      createWriteStream(partial),
-    );
+    let received = 0;
+    try {
+      await pipeline(
+        body,
+        new Transform({
+          transform(chunk: Buffer, _encoding, callback) {
+            hash.update(chunk);
+            received += chunk.length;
+            progress.add(chunk.length);
+            callback(null, chunk);
+          },
+        }),
+        createWriteStream(partial),
+      );
+    } catch (error) {
+      // fetch reports a connection dropped mid-body only as "terminated".
+      const cause = ((error as Error & { cause?: Error }).cause ?? error) as Error;
+      throw new Error(
+        `Cannot download ${url}: the transfer stopped after ${received} of ${size ?? 'an unknown number of'} bytes (${cause.message}). ` +
+          `Nothing was kept; build again to retry.`,
+      );
+    }
     progress.done();
     const actual = hash.digest('hex');
     if (actual !== sha256.toLowerCase()) {
