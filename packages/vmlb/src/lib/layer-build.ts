@@ -148,7 +148,10 @@ async function buildLocked(plan: LayerBuildPlan, log: Log, started: number, sign
   let disk: AttachedDisk | undefined;
   let renamed = false;
   try {
-    await createOverlay(plan.parent, partial, { size: plan.hints.diskSize });
+    await createOverlay(plan.parent, partial, {
+      size: plan.hints.diskSize,
+      sizeFor: `layer ${plan.layer} (${path.relative(plan.workspaceRoot, plan.script)})`,
+    });
     await pausePoint('overlay-created', signal, log);
     stopIfInterrupted();
     disk = await AttachedDisk.open({ overlay: partial, workDir, nbdDevice: plan.nbdDevice, log, signal });

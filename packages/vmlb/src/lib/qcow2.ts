@@ -54,6 +54,8 @@ export type SourceFormat = 'raw' | 'qcow2' | 'vmdk' | 'vdi' | 'vhdx' | 'vpc';
 export interface CreateOverlayOptions {
   /** Virtual size in bytes (`# disk-size`); at least the parent's. Default: the parent's size. */
   size?: number;
+  /** What asked for the size, for messages (e.g. `layer 30_x (images/tiny/30_x/modify-disk)`). Default: the overlay's file name. */
+  sizeFor?: string;
 }
 
 export interface ConvertOptions {
@@ -123,7 +125,7 @@ export async function createOverlay(parentPath: string, outputPath: string, opti
   if (options.size !== undefined && options.size < parentInfo.virtualSize) {
     const [wanted, minimum] = distinctSizes(options.size, parentInfo.virtualSize);
     throw new Error(
-      `# disk-size ${wanted} for ${path.basename(output)} is smaller than its parent ${path.basename(parent)} (${minimum}); ` +
+      `# disk-size ${wanted} for ${options.sizeFor ?? path.basename(output)} is smaller than its parent ${path.basename(parent)} (${minimum}); ` +
         `# disk-size must be at least the parent's size (${minimum}), since a disk cannot shrink under its partitions`,
     );
   }
