@@ -5,7 +5,7 @@ import * as path from 'node:path';
 
 // The watcher runs as its own process from the compiled plugin (npm run
 // build), as it does beside every layer build: a stand-in build starts it,
-// then dies or says it is done. (What it releases on a real attached disk
+// then dies or stops it. (What it releases on a real attached disk
 // is covered by test/build-faults.spec.ts, at every phase of a build.)
 const compiled = path.resolve(__dirname, '../../dist/lib/leftover-reaper.js');
 
@@ -73,7 +73,7 @@ describe('LeftoverReaper', () => {
     expect([files.output, files.digest].filter(existsSync)).toEqual([files.output, files.digest]);
   });
 
-  it('does nothing, and is gone, once the build says it is done', async () => {
+  it('does nothing, and is gone, once the build stops it', async () => {
     const watcher = await standInBuild(`await reaper.disarm(); process.exit(0);`);
     await waitUntilGone(watcher);
     expect(existsSync(files.partial)).toBe(true);

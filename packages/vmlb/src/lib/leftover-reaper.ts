@@ -15,9 +15,9 @@ import { WorkDir } from './work-dir';
  *
  * The watcher runs in a session of its own, so a signal to the build's
  * process group does not reach it, and holds the read end of a pipe whose
- * only write end is the build's. The build says "done" once it has
- * released everything itself (success, failure or Ctrl-C) and the watcher
- * exits; if the pipe closes without it, the build died, and the watcher
+ * only write end is the build's. Once the build has released everything
+ * itself (success, failure or Ctrl-C) it stops the watcher; if the pipe
+ * closes while the watcher runs, the build died, and the watcher
  * takes the image folder's lock (a build started meanwhile goes first) and
  * releases the work folder.
  */
@@ -39,8 +39,10 @@ export class LeftoverReaper {
   }
 
   /**
-   * Everything is released: the watcher has nothing to do. Waits (briefly)
-   * for it to exit, so that once the build is gone, so is its watcher.
+   * Everything is released: the watcher has nothing to do. It is stopped
+   * (a watcher told it is done would have to finish starting node first to
+   * read that) and waited for, so that once the build is gone, so is its
+   * watcher.
    */
   async disarm(): Promise<void> {
     const child = this.child;
@@ -48,11 +50,8 @@ export class LeftoverReaper {
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
     child.ref();
-    child.stdin?.end('done\n');
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([exited, new Promise<void>((resolve) => (timer = setTimeout(resolve, 5_000)))]);
-    clearTimeout(timer);
-    child.unref();
+    child.kill('SIGKILL');
+    await exited;
   }
 }
 
@@ -72,9 +71,8 @@ export interface WatchedBuild {
 }
 
 async function watch(build: WatchedBuild & { owner: number }): Promise<void> {
-  let message = '';
-  for await (const chunk of process.stdin) message += String(chunk);
-  if (message.includes('done')) return;
+  // Nothing is ever written: the loop ends when the build's end of the pipe closes.
+  for await (const _chunk of process.stdin) void _chunk;
   // The pipe closes as the build dies; its PID can linger a moment as a zombie.
   await waitForExit(build.owner, 10_000);
   const log = (line: string) => process.stderr.write(`${line}\n`);
