@@ -2,7 +2,7 @@
 // `npm run bench [-- <name>...]`: vmlb's benchmarks, one after the other,
 // each printing its own table (medians of RUNS runs, default 5, with min and
 // max, and ratios against a baseline measured in the same run). The chains
-// they measure on must be built first: `npx nx build image-tiny image-prod`
+// they measure on must be built first: `npx nx build image-tiny image-tiny-boot image-prod`
 // (the suite says so when one is missing).
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -13,6 +13,7 @@ const benchmarks = {
   'layer-overhead': { script: 'layer-overhead.mjs', needs: 'dist/images/tiny/20_motd.qcow2', what: 'an empty layer against the bare attach/chroot/detach sequence' },
   'nx-builds': { script: 'nx-builds.mjs', what: 'incremental against full rebuild; no-op build with the Nx daemon off and on' },
   flatten: { script: 'flatten.mjs', needs: 'dist/images/prod/50_cleanup.qcow2', what: 'flatten against a bare qemu-img convert' },
+  'test-boot': { script: 'test-boot.mjs', needs: 'dist/images/tiny-boot/image.qcow2', what: 'test-boot --check against the bare qemu command to the same marker' },
   'layer-manifest': { script: 'layer-manifest.mjs', needs: 'dist/images/prod/50_cleanup.qcow2', what: "what the layer manifest costs on a Debian root" },
 };
 
@@ -27,7 +28,7 @@ const selected = asked.length ? asked : Object.keys(benchmarks);
 const missing = selected.filter((name) => benchmarks[name].needs && !existsSync(path.join(repo, benchmarks[name].needs)));
 if (missing.length) {
   console.error(
-    `${missing.map((name) => `${name} needs ${benchmarks[name].needs}`).join('; ')}. Build the chains first: npx nx build image-tiny image-prod`,
+    `${missing.map((name) => `${name} needs ${benchmarks[name].needs}`).join('; ')}. Build the chains first: npx nx build image-tiny image-tiny-boot image-prod`,
   );
   process.exit(1);
 }
