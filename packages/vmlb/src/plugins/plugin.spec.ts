@@ -218,4 +218,15 @@ describe('vmlb plugin createNodes', () => {
       errors: [[expect.any(String), expect.objectContaining({ message: expect.stringMatching(/chmod \+x images\/demo\/00_a\/build-layer/) })]],
     });
   });
+
+  it('notices an empty layer folder added to an image it has already read (an empty folder has no file for Nx to hash)', async () => {
+    workspace.write('images/demo/image.json', JSON.stringify({ base: { empty: '1G' } }));
+    workspace.script('images/demo/00_a/build-layer');
+    const files = ['images/demo/image.json', 'images/demo/00_a/build-layer'];
+    await expect(run(files)).resolves.toHaveLength(1);
+    workspace.mkdir('images/demo/10_empty');
+    await expect(run(files)).rejects.toMatchObject({
+      errors: [[expect.any(String), expect.objectContaining({ message: expect.stringMatching(/images\/demo\/10_empty is a layer folder but holds neither/) })]],
+    });
+  });
 });

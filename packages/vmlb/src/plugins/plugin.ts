@@ -1,4 +1,4 @@
-import { statSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import {
   AggregateCreateNodesError,
@@ -85,9 +85,7 @@ export const createNodes: CreateNodes<VmlbPluginOptions> = [
     roots.forEach((imageRoot, index) => {
       const sourceFile = imageRoots.get(imageRoot)!;
       try {
-        // The workspace hash covers file contents, not permissions; a script
-        // that lost or gained its executable bit must be checked again.
-        const key = hashArray([contentHashes[index], scriptModes(context.workspaceRoot, files, imageRoot)]);
+        const key = hashArray([contentHashes[index], unhashedState(context.workspaceRoot, files, imageRoot)]);
         let nodes = cache.get(key);
         if (!nodes) {
           nodes = inferImageNodes(discoverImage(context.workspaceRoot, imageRoot), options);
@@ -134,11 +132,22 @@ function groupFilesByImage(files: readonly string[]): Map<string, string> {
   return byImage;
 }
 
-function scriptModes(workspaceRoot: string, files: readonly string[], imageRoot: string): string {
-  return files
+/**
+ * What decides the inferred projects but not the workspace's content hash of
+ * the image folder, which covers file contents only: whether each script is
+ * executable (one that lost its executable bit must be checked again), and
+ * the image folder's subfolders (an empty layer folder holds no file to
+ * hash, yet it must be reported).
+ */
+function unhashedState(workspaceRoot: string, files: readonly string[], imageRoot: string): string {
+  const modes = files
     .filter((file) => file.startsWith(`${imageRoot}/`) && !file.endsWith(IMAGE_CONFIG_FILE))
-    .map((file) => `${file}:${(statSync(path.join(workspaceRoot, file)).mode & 0o111) !== 0}`)
-    .join(',');
+    .map((file) => `${file}:${(statSync(path.join(workspaceRoot, file)).mode & 0o111) !== 0}`);
+  const folders = readdirSync(path.join(workspaceRoot, imageRoot), { withFileTypes: true })
+    .filter((entry) => entry.isDirectory() || entry.isSymbolicLink())
+    .map((entry) => entry.name)
+    .sort();
+  return JSON.stringify({ modes, folders });
 }
 
 /** The Nx projects of one image: one per layer, chained, plus the image project. */
