@@ -41,16 +41,22 @@ export interface ImageInfo {
   warnings: string[];
 }
 
+/** One problem of an image folder: the workspace-relative file or folder to fix, and what is wrong with it and how to fix it. */
+export interface ImageProblem {
+  file: string;
+  message: string;
+}
+
 /** An image folder that cannot be built as it is; the message lists every problem and its fix. */
 export class ImageDefinitionError extends Error {
   constructor(
     readonly imageRoot: string,
-    readonly problems: string[],
+    readonly problems: ImageProblem[],
   ) {
     super(
       problems.length === 1
-        ? problems[0]
-        : `${imageRoot} has ${problems.length} problems:\n${problems.map((problem) => `  - ${problem}`).join('\n')}`,
+        ? problems[0].message
+        : `${imageRoot} has ${problems.length} problems:\n${problems.map((problem) => `  - ${problem.message}`).join('\n')}`,
     );
     this.name = 'ImageDefinitionError';
   }
@@ -89,25 +95,28 @@ export function discoverImage(workspaceRoot: string, imageRoot: string): ImageIn
   const name = path.posix.basename(imageRoot);
   const absoluteRoot = path.join(workspaceRoot, imageRoot);
   const configFile = path.posix.join(imageRoot, IMAGE_CONFIG_FILE);
-  const problems: string[] = [];
+  const problems: ImageProblem[] = [];
+  const problem = (file: string, message: string) => problems.push({ file, message });
   const warnings: string[] = [];
 
   if (!IMAGE_NAME_PATTERN.test(name)) {
-    problems.push(
+    problem(
+      imageRoot,
       `${imageRoot}: '${name}' cannot name an image: use letters, digits, '.', '_' and '-', starting with a letter or digit.`,
     );
   }
 
   let config: ImageConfig | undefined;
   if (!existsSync(path.join(workspaceRoot, configFile))) {
-    problems.push(
+    problem(
+      imageRoot,
       `${imageRoot} has layer folders but no ${IMAGE_CONFIG_FILE}. Create ${configFile}, e.g. {"base": {"empty": "4G"}}, or run: nx g vmlb:image ${name}`,
     );
   } else {
     try {
       config = readImageConfig(path.join(workspaceRoot, configFile), configFile);
     } catch (error) {
-      problems.push((error as Error).message);
+      problem(configFile, (error as Error).message);
     }
   }
 
@@ -130,13 +139,15 @@ export function discoverImage(workspaceRoot: string, imageRoot: string): ImageIn
     }
     const present = SCRIPT_KINDS.filter((kind) => existsSync(path.join(workspaceRoot, dir, kind)));
     if (present.length === 0) {
-      problems.push(
+      problem(
+        dir,
         `${dir} is a layer folder but holds neither build-layer nor modify-disk. Add one of them (nx g vmlb:layer), or rename the folder so it does not start with a number.`,
       );
       continue;
     }
     if (present.length > 1) {
-      problems.push(
+      problem(
+        dir,
         `${dir} holds both build-layer and modify-disk; a layer runs exactly one script. Move one of them into a layer of its own.`,
       );
       continue;
@@ -146,11 +157,11 @@ export function discoverImage(workspaceRoot: string, imageRoot: string): ImageIn
     const absoluteScript = path.join(workspaceRoot, script);
     const scriptStat = statSync(absoluteScript);
     if (!scriptStat.isFile()) {
-      problems.push(`${script} is not a regular file.`);
+      problem(script, `${script} is not a regular file.`);
       continue;
     }
     if ((scriptStat.mode & 0o111) === 0) {
-      problems.push(`${script} is not executable. Run: chmod +x ${script}`);
+      problem(script, `${script} is not executable. Run: chmod +x ${script}`);
       continue;
     }
     try {
@@ -158,7 +169,8 @@ export function discoverImage(workspaceRoot: string, imageRoot: string): ImageIn
       // The kernel runs a script only with a #! line; without it the build would fail with
       // "Exec format error" deep inside the chroot.
       if (!text.startsWith('#!')) {
-        problems.push(
+        problem(
+          script,
           `${script} has no #! line, so it cannot be run. Make its first line name its interpreter, e.g. #!/bin/sh (found ${JSON.stringify(text.split('\n')[0].slice(0, 40))}).`,
         );
         continue;
@@ -166,7 +178,7 @@ export function discoverImage(workspaceRoot: string, imageRoot: string): ImageIn
       const hints = parseHints(text, script, kind);
       layers.push({ folder, number: parsed.number, dir, kind, script, hints });
     } catch (error) {
-      problems.push((error as Error).message);
+      problem(script, (error as Error).message);
     }
   }
 
@@ -174,7 +186,8 @@ export function discoverImage(workspaceRoot: string, imageRoot: string): ImageIn
   for (const layer of layers) byNumber.set(layer.number, [...(byNumber.get(layer.number) ?? []), layer.folder]);
   for (const [number, folders] of byNumber) {
     if (folders.length > 1) {
-      problems.push(
+      problem(
+        imageRoot,
         `${imageRoot}: layers ${folders.join(' and ')} share the number ${number}, so their order is ambiguous. Renumber one of them.`,
       );
     }

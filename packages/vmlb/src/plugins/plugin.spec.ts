@@ -193,9 +193,28 @@ describe('vmlb plugin createNodes', () => {
       name: 'AggregateCreateNodesError',
       errors: [
         ['images/badjson/image.json', expect.objectContaining({ message: expect.stringMatching(/is not valid JSON/) })],
-        ['images/nojson/00_a/build-layer', expect.objectContaining({ message: expect.stringMatching(/has layer folders but no image.json/) })],
+        ['images/nojson', expect.objectContaining({ message: expect.stringMatching(/has layer folders but no image.json/) })],
       ],
       partialResults: [['images/good/image.json', expect.anything()]],
+    });
+  });
+
+  it('reports each problem of an image under the file or folder to fix', async () => {
+    workspace.write('images/demo/image.json', JSON.stringify({ base: { empty: '1G' } }));
+    workspace.write('images/demo/00_plain/build-layer', 'echo no interpreter\n', { executable: true });
+    workspace.script('images/demo/10_both/build-layer');
+    workspace.script('images/demo/10_both/modify-disk');
+    workspace.mkdir('images/demo/20_empty');
+    workspace.script('images/demo/30_a/build-layer');
+    workspace.script('images/demo/30_b/build-layer');
+    const failure = run(['images/demo/image.json', 'images/demo/00_plain/build-layer', 'images/demo/30_a/build-layer', 'images/demo/30_b/build-layer']);
+    await expect(failure).rejects.toMatchObject({
+      errors: [
+        ['images/demo/00_plain/build-layer', expect.objectContaining({ message: expect.stringMatching(/^images\/demo\/00_plain\/build-layer has no #! line/) })],
+        ['images/demo/10_both', expect.objectContaining({ message: expect.stringMatching(/^images\/demo\/10_both holds both/) })],
+        ['images/demo/20_empty', expect.objectContaining({ message: expect.stringMatching(/^images\/demo\/20_empty is a layer folder but holds neither/) })],
+        ['images/demo', expect.objectContaining({ message: expect.stringMatching(/^images\/demo: layers 30_a and 30_b share the number 30/) })],
+      ],
     });
   });
 

@@ -15,7 +15,7 @@ import { DEFAULT_DIST_DIR, ImageLayout, digestPathFor, manifestPathFor, snapshot
 import { blobModeSetting } from '../lib/blob-config';
 import { describeHints } from '../lib/hints';
 import { refPathFor } from '../lib/layer-ref';
-import { type ImageInfo, IMAGE_CONFIG_FILE, discoverImage } from '../lib/layer-discovery';
+import { type ImageInfo, IMAGE_CONFIG_FILE, ImageDefinitionError, discoverImage } from '../lib/layer-discovery';
 import { imageProjectName, layerProjectName } from '../lib/project-names';
 import { shellQuote } from '../lib/shell-quote';
 import { VMLB_VERSION } from '../lib/version';
@@ -94,7 +94,9 @@ export const createNodes: CreateNodes<VmlbPluginOptions> = [
         nodes.warnings.forEach((warning) => logger.warn(`vmlb: ${warning}`));
         results.push([sourceFile, { projects: nodes.projects }]);
       } catch (error) {
-        errors.push([sourceFile, error as Error]);
+        // Each problem under the file or folder to fix (Nx prints that above the message).
+        if (error instanceof ImageDefinitionError) error.problems.forEach(({ file, message }) => errors.push([file, new Error(message)]));
+        else errors.push([sourceFile, error as Error]);
       }
     });
     cache.writeToDisk();
