@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { ImageConfigError, parseImageConfig, readImageConfig } from './image-config';
+import { ImageConfigError, describeJsonError, parseImageConfig, readImageConfig } from './image-config';
 
 const parse = (value: unknown) => parseImageConfig(JSON.stringify(value), 'images/x/image.json');
 const SHA = 'a'.repeat(64);
@@ -40,6 +40,42 @@ describe('parseImageConfig', () => {
     expect(() => parseImageConfig(text, 'images/x/image.json')).toThrow(ImageConfigError);
     expect(() => parseImageConfig(text, 'images/x/image.json')).toThrow(message);
     expect(() => parseImageConfig(text, 'images/x/image.json')).toThrow(/^images\/x\/image\.json /);
+  });
+});
+
+describe('describeJsonError: where image.json stops being JSON, and the fix', () => {
+  const complaint = (text: string) => {
+    try {
+      parseImageConfig(text, 'images/x/image.json');
+    } catch (error) {
+      return (error as Error).message;
+    }
+    throw new Error('expected a parse error');
+  };
+
+  it('shows the line and column of a stray character', () => {
+    expect(complaint('{\n  "base": {"empty": "1G"} x\n}\n')).toBe(
+      [
+        `images/x/image.json is not valid JSON: Expected ',' or '}' after property value at line 2, column 27:`,
+        '      "base": {"empty": "1G"} x',
+        `    ${' '.repeat(26)}^`,
+        'Fix the JSON there: a comma before a closing brace, or a missing comma, quote or brace, is the usual cause.',
+      ].join('\n'),
+    );
+  });
+
+  it('says when the file ends too early, as after a trailing comma', () => {
+    expect(complaint('{"base": {"empty": "64M"},\n')).toBe(
+      'images/x/image.json is not valid JSON: Expected double-quoted property name at the end of the file (line 2, column 1). ' +
+        'Fix the JSON there: a comma before a closing brace, or a missing comma, quote or brace, is the usual cause.',
+    );
+    expect(complaint('')).toMatch(/^images\/x\/image\.json is not valid JSON: the file ends before the JSON does \(line 1, column 1\)\. Fix the JSON there/);
+  });
+
+  it('keeps the parser\'s own words when it gives no position', () => {
+    expect(describeJsonError('{"a": nope}', 'Unexpected token \'o\', "{"a": nope}" is not valid JSON')).toBe(
+      'Unexpected token \'o\', "{"a": nope}" is not valid JSON. Fix the JSON: a comma before a closing brace, or a missing comma, quote or brace, is the usual cause.',
+    );
   });
 });
 

@@ -51,7 +51,7 @@ export function parseImageConfig(text: string, displayPath: string): ImageConfig
   try {
     raw = JSON.parse(text);
   } catch (error) {
-    throw new ImageConfigError(`${displayPath} is not valid JSON: ${(error as Error).message}`);
+    throw new ImageConfigError(`${displayPath} is not valid JSON: ${describeJsonError(text, (error as Error).message)}`);
   }
   if (!validate(raw)) {
     throw new ImageConfigError(`${displayPath} does not match the image schema:\n${describeErrors(validate.errors ?? [], raw)}`);
@@ -66,6 +66,26 @@ export function parseImageConfig(text: string, displayPath: string): ImageConfig
     ...(config.rootPartition !== undefined ? { rootPartition: config.rootPartition } : {}),
     testBoot: config.testBoot ?? {},
   };
+}
+
+/**
+ * JSON.parse's complaint with where it is, as a line and column with the
+ * line shown (JSON.parse gives only an offset, and not always), and the fix.
+ */
+export function describeJsonError(text: string, parseMessage: string): string {
+  const offset = /at position (\d+)/.exec(parseMessage)?.[1];
+  const position = offset !== undefined ? Number(offset) : /Unexpected end of JSON input/.test(parseMessage) ? text.length : undefined;
+  const fix = 'Fix the JSON there: a comma before a closing brace, or a missing comma, quote or brace, is the usual cause.';
+  if (position === undefined) return `${parseMessage}. ${fix.replace(' there', '')}`;
+  const lineStart = text.lastIndexOf('\n', position - 1) + 1;
+  const line = text.slice(0, position).split('\n').length;
+  const column = position - lineStart + 1;
+  if (offset === undefined) return `the file ends before the JSON does (line ${line}, column ${column}). ${fix}`;
+  const problem = parseMessage.replace(/ in JSON at position \d+.*$/, '');
+  if (text.slice(position).trim() === '') return `${problem} at the end of the file (line ${line}, column ${column}). ${fix}`;
+  const lineEnd = text.indexOf('\n', position);
+  const shown = text.slice(lineStart, lineEnd === -1 ? undefined : lineEnd).replace(/\t/g, ' ');
+  return `${problem} at line ${line}, column ${column}:\n    ${shown}\n    ${' '.repeat(column - 1)}^\n${fix}`;
 }
 
 function normalizeBase(base: { url?: string; sha256?: string; path?: string; empty?: string }, displayPath: string): BaseSpec {
