@@ -20,6 +20,10 @@ export class TempWorkspace {
     return this.write(file, ['#!/bin/sh', 'set -eu', ...lines, ''].join('\n'), { executable: true });
   }
 
+  path(...parts: string[]): string {
+    return path.join(this.root, ...parts);
+  }
+
   mkdir(dir: string): void {
     mkdirSync(path.join(this.root, dir), { recursive: true });
   }

@@ -1,4 +1,6 @@
-import { noshareStoreKey } from './executor';
+import { symlinkSync } from 'node:fs';
+import { TempWorkspace } from '../../testing/temp-workspace';
+import { noshareStoreKey, normalizeOptions } from './executor';
 
 const hints = (overrides: { noshare?: boolean; nocache?: boolean }) => ({
   hints: { nocache: false, noshare: false, bindMounts: [], partitionMounts: [], ...overrides },
@@ -21,5 +23,42 @@ describe('noshareStoreKey', () => {
     expect(noshareStoreKey(hints({ noshare: true }), { NX_TASK_HASH: '1', NX_SKIP_NX_CACHE: 'true' })).toBeUndefined();
     expect(noshareStoreKey(hints({ noshare: true }), { NX_TASK_HASH: '' })).toBeUndefined();
     expect(noshareStoreKey(hints({ noshare: true }), {})).toBeUndefined();
+  });
+});
+
+describe('normalizeOptions', () => {
+  let workspace: TempWorkspace;
+  beforeEach(() => {
+    workspace = new TempWorkspace();
+    workspace.mkdir('outside');
+  });
+  afterEach(() => workspace.remove());
+
+  const options = {
+    imageName: 'demo',
+    layer: '10_a',
+    layerDir: 'images/demo/10_a',
+    script: 'images/demo/10_a/build-layer',
+    parent: 'dist/images/demo/00_disk.qcow2',
+    output: 'dist/images/demo/10_a.qcow2',
+  };
+
+  it('refuses a # chroot-bind-mount source that leads out of the layer folder, before anything is built', () => {
+    workspace.script('images/demo/10_a/build-layer', '# chroot-bind-mount data /data');
+    symlinkSync(workspace.path('outside'), workspace.path('images/demo/10_a/data'));
+    expect(() => normalizeOptions(options, workspace.root, {})).toThrow(
+      /^images\/demo\/10_a\/build-layer: # chroot-bind-mount data \/data: chroot-bind-mount source 'data' resolves to .*\/outside, outside the layer folder/,
+    );
+  });
+
+  it('refuses a # chroot-bind-mount source that is not in the layer folder', () => {
+    workspace.script('images/demo/10_a/build-layer', '# chroot-bind-mount files /opt/files');
+    expect(() => normalizeOptions(options, workspace.root, {})).toThrow("images/demo/10_a/build-layer: # chroot-bind-mount files /opt/files: chroot-bind-mount source 'files' does not exist");
+  });
+
+  it('reads the hints of a sound script', () => {
+    workspace.script('images/demo/10_a/build-layer', '# chroot-bind-mount files /opt/files');
+    workspace.write('images/demo/10_a/files/a', 'a');
+    expect(normalizeOptions(options, workspace.root, {}).hints.bindMounts).toEqual([{ source: 'files', target: '/opt/files' }]);
   });
 });

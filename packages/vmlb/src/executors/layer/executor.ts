@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import * as path from 'node:path';
 import { cacheDir, type ExecutorContext } from '@nx/devkit';
+import { checkBindSources } from '../../lib/chroot';
 import { readDigest } from '../../lib/digest';
 import { digestPathFor, manifestPathFor } from '../../lib/dist-layout';
 import { type BlobStores, BlobMissingError, materialiseChain, publishLayerFile } from '../../lib/blob-chain';
@@ -40,6 +41,9 @@ export function normalizeOptions(options: LayerExecutorSchema, workspaceRoot: st
   } catch {
     throw new Error(`Layer ${options.layer} of image ${options.imageName}: its script ${options.script} cannot be read.`);
   }
+  const hints = parseHints(scriptText, options.script, kind);
+  // Before the disk is touched: a bind source that has gone, or leads out of the layer folder through a symlink.
+  checkBindSources(absolute(options.layerDir), hints.bindMounts, options.script);
   return {
     workspaceRoot,
     imageName: options.imageName,
@@ -47,7 +51,7 @@ export function normalizeOptions(options: LayerExecutorSchema, workspaceRoot: st
     layerDir: absolute(options.layerDir),
     script,
     kind,
-    hints: parseHints(scriptText, options.script, kind),
+    hints,
     parent,
     output,
     rootPartition: options.rootPartition,
