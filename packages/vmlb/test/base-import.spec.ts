@@ -90,23 +90,31 @@ describe('importBase', () => {
   it('refuses a sha256 mismatch, shows both digests and keeps nothing', async () => {
     const wrong = 'f'.repeat(64);
     const actual = await sha256File(path.join(dir, 'disk.raw.xz'));
-    const failure = importBase({ url: `${baseUrl}/disk.raw.xz`, sha256: wrong }, out('mismatch'), { downloadCache: path.join(dir, 'mismatch-cache'), log, workspaceRoot: dir });
-    await expect(failure).rejects.toThrow(`sha256 mismatch for ${baseUrl}/disk.raw.xz:\n  expected ${wrong} (image.json base.sha256)\n  actual   ${actual}`);
+    const failure = importBase({ url: `${baseUrl}/disk.raw.xz`, sha256: wrong }, out('mismatch'), {
+      downloadCache: path.join(dir, 'mismatch-cache'),
+      log,
+      workspaceRoot: dir,
+      configFile: 'images/x/image.json',
+    });
+    await expect(failure).rejects.toThrow(
+      `sha256 mismatch for ${baseUrl}/disk.raw.xz:\n  expected ${wrong} (base.sha256 in images/x/image.json)\n  actual   ${actual}\n` +
+        'Nothing was kept. Check base.url, or update base.sha256 if the file was meant to change.',
+    );
     expect(existsSync(out('mismatch'))).toBe(false);
     expect(readdirSync(path.dirname(out('mismatch')))).toEqual([]);
     expect(readdirSync(path.join(dir, 'mismatch-cache'))).toEqual([]);
   });
 
   it('says what the server answered for a missing file, and when nothing answers', async () => {
-    await expect(importBase({ url: `${baseUrl}/nope.raw`, sha256: 'a'.repeat(64) }, out('missing'), { downloadCache: cache, log, workspaceRoot: dir })).rejects.toThrow(
-      `Cannot download ${baseUrl}/nope.raw: the server answered 404 Not Found.`,
-    );
+    await expect(
+      importBase({ url: `${baseUrl}/nope.raw`, sha256: 'a'.repeat(64) }, out('missing'), { downloadCache: cache, log, workspaceRoot: dir, configFile: 'images/x/image.json' }),
+    ).rejects.toThrow(`Cannot download ${baseUrl}/nope.raw: the server answered 404 Not Found. Check base.url in images/x/image.json.`);
     const closed = createServer();
     await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
     const port = (closed.address() as AddressInfo).port;
     await new Promise((resolve) => closed.close(resolve));
     await expect(importBase({ url: `http://127.0.0.1:${port}/disk.raw`, sha256: 'a'.repeat(64) }, out('down'), { downloadCache: cache, log, workspaceRoot: dir })).rejects.toThrow(
-      new RegExp(`^Cannot download http://127\\.0\\.0\\.1:${port}/disk\\.raw: .*ECONNREFUSED`),
+      new RegExp(`^Cannot download http://127\\.0\\.0\\.1:${port}/disk\\.raw: .*ECONNREFUSED.*\\. Check base\\.url in image\\.json, and that this host reaches the server`),
     );
     expect(existsSync(out('missing'))).toBe(false);
   });
@@ -133,10 +141,18 @@ describe('importBase', () => {
     writeFileSync(path.join(dir, 'notes.txt'), 'not a disk');
     await execa('gzip', ['-kf', path.join(dir, 'notes.txt')]);
     const sha256 = await sha256File(text);
-    await expect(importBase({ url: `file://${text}`, sha256 }, out('text'), { downloadCache: cache, log, workspaceRoot: dir })).rejects.toThrow(
-      'notes.txt.gz is not a disk image: qemu-img sees no image format in it, and as a raw disk its 10 bytes are not a whole number of 512-byte sectors.',
+    await expect(importBase({ url: `file://${text}`, sha256 }, out('text'), { downloadCache: cache, log, workspaceRoot: dir, configFile: 'images/x/image.json' })).rejects.toThrow(
+      'notes.txt.gz is not a disk image: qemu-img sees no image format in it, and as a raw disk its 10 bytes are not a whole number of 512-byte sectors. ' +
+        'Point base.url in images/x/image.json at a disk image',
     );
     expect(existsSync(out('text'))).toBe(false);
+  });
+
+  it('names base.path and the image.json it is in when the local disk is not there', async () => {
+    await expect(importBase({ path: 'disks/nope.qcow2' }, out('nopath'), { downloadCache: cache, log, workspaceRoot: dir, configFile: 'images/x/image.json' })).rejects.toThrow(
+      `base.path disks/nope.qcow2 does not exist (resolved to ${dir}/disks/nope.qcow2). Fix base.path in images/x/image.json, or put the disk there.`,
+    );
+    expect(existsSync(out('nopath'))).toBe(false);
   });
 
   it('creates a blank disk of the given size', async () => {

@@ -32,8 +32,15 @@ export function defaultDownloadCache(env: NodeJS.ProcessEnv = process.env): stri
 export async function importBase(
   source: BaseSource,
   output: string,
-  options: { downloadCache: string; log: Log; workspaceRoot: string },
+  options: {
+    downloadCache: string;
+    log: Log;
+    workspaceRoot: string;
+    /** The image.json the base comes from, as messages name it (default `image.json`). */
+    configFile?: string;
+  },
 ): Promise<{ digest: string; sha256: string }> {
+  const configFile = options.configFile ?? 'image.json';
   mkdirSync(path.dirname(output), { recursive: true });
   const partial = path.join(path.dirname(output), `.${path.basename(output)}.partial`);
   rmSync(partial, { force: true });
@@ -45,11 +52,13 @@ export async function importBase(
       options.log(`vmlb: blank ${formatBytes(bytes)} base disk`);
     } else if ('path' in source) {
       const file = path.resolve(options.workspaceRoot, source.path);
-      if (!existsSync(file)) throw new Error(`base.path ${source.path} does not exist (resolved to ${file}).`);
-      await convertDisk(file, partial, options.log, source.path);
+      if (!existsSync(file)) {
+        throw new Error(`base.path ${source.path} does not exist (resolved to ${file}). Fix base.path in ${configFile}, or put the disk there.`);
+      }
+      await convertDisk(file, partial, options.log, source.path, `base.path in ${configFile}`);
     } else {
-      const download = await fetchVerified(source.url, source.sha256, options.downloadCache, options.log);
-      await convertDisk(download, partial, options.log, path.basename(new URL(source.url).pathname));
+      const download = await fetchVerified(source.url, source.sha256, options.downloadCache, options.log, configFile);
+      await convertDisk(download, partial, options.log, path.basename(new URL(source.url).pathname), `base.url in ${configFile}`);
     }
     const { digest, sha256 } = await chainDigestAndSha256(ROOT_DIGEST, partial);
     renameSync(partial, output);
@@ -63,8 +72,8 @@ export async function importBase(
 
 const COMPRESSED: Record<string, string[] | 'gzip'> = { '.xz': ['xz', '-dc'], '.gz': 'gzip', '.zst': ['zstd', '-dc'] };
 
-/** Decompresses (by file name) and converts any disk qemu-img reads into a standalone qcow2. */
-async function convertDisk(file: string, output: string, log: Log, displayName: string): Promise<void> {
+/** Decompresses (by file name) and converts any disk qemu-img reads into a standalone qcow2. `setting` names where the file was asked for. */
+async function convertDisk(file: string, output: string, log: Log, displayName: string, setting: string): Promise<void> {
   const extension = path.extname(file);
   let disk = file;
   let temporary: string | undefined;
@@ -85,7 +94,8 @@ async function convertDisk(file: string, output: string, log: Log, displayName: 
     const bytes = statSync(disk).size;
     if (info.format === 'raw' && (bytes === 0 || bytes % 512 !== 0)) {
       throw new Error(
-        `${displayName} is not a disk image: qemu-img sees no image format in it, and as a raw disk its ${bytes} bytes are not a whole number of 512-byte sectors.`,
+        `${displayName} is not a disk image: qemu-img sees no image format in it, and as a raw disk its ${bytes} bytes are not a whole number of 512-byte sectors. ` +
+          `Point ${setting} at a disk image (qcow2, raw, vmdk, vdi, vhdx or vpc; .xz, .gz or .zst compressed or not).`,
       );
     }
     log(`vmlb: importing ${info.format} disk of ${formatBytes(info.virtualSize)}`);
@@ -100,7 +110,7 @@ async function convertDisk(file: string, output: string, log: Log, displayName: 
  * only when the cache does not hold it yet. Images that share a base (same
  * sha256) share the download. A mismatch keeps nothing.
  */
-export async function fetchVerified(url: string, sha256: string, cacheDir: string, log: Log): Promise<string> {
+export async function fetchVerified(url: string, sha256: string, cacheDir: string, log: Log, configFile = 'image.json'): Promise<string> {
   const name = path.basename(new URL(url).pathname) || 'download';
   const cached = path.join(cacheDir, `${sha256}-${name}`);
   if (existsSync(cached)) {
@@ -111,7 +121,7 @@ export async function fetchVerified(url: string, sha256: string, cacheDir: strin
   const partial = `${cached}.${process.pid}.partial`;
   const hash = createHash('sha256');
   try {
-    const { body, size } = await openUrl(url);
+    const { body, size } = await openUrl(url, configFile);
     const progress = new ProgressReporter(name, size, log);
     let received = 0;
     try {
@@ -138,7 +148,10 @@ export async function fetchVerified(url: string, sha256: string, cacheDir: strin
     progress.done();
     const actual = hash.digest('hex');
     if (actual !== sha256.toLowerCase()) {
-      throw new Error(`sha256 mismatch for ${url}:\n  expected ${sha256.toLowerCase()} (image.json base.sha256)\n  actual   ${actual}\nNothing was kept. Check the URL, or update base.sha256 if the file was meant to change.`);
+      throw new Error(
+        `sha256 mismatch for ${url}:\n  expected ${sha256.toLowerCase()} (base.sha256 in ${configFile})\n  actual   ${actual}\n` +
+          `Nothing was kept. Check base.url, or update base.sha256 if the file was meant to change.`,
+      );
     }
     renameSync(partial, cached);
     return cached;
@@ -148,11 +161,11 @@ export async function fetchVerified(url: string, sha256: string, cacheDir: strin
   }
 }
 
-async function openUrl(url: string): Promise<{ body: Readable; size?: number }> {
+async function openUrl(url: string, configFile: string): Promise<{ body: Readable; size?: number }> {
   const parsed = new URL(url);
   if (parsed.protocol === 'file:') {
     const file = fileURLToPath(parsed);
-    if (!existsSync(file)) throw new Error(`Cannot download ${url}: ${file} does not exist.`);
+    if (!existsSync(file)) throw new Error(`Cannot download ${url}: ${file} does not exist. Check base.url in ${configFile}.`);
     return { body: createReadStream(file), size: statSync(file).size };
   }
   let response: Response;
@@ -160,10 +173,12 @@ async function openUrl(url: string): Promise<{ body: Readable; size?: number }> 
     response = await fetch(url, { redirect: 'follow' });
   } catch (error) {
     const cause = (error as { cause?: Error }).cause;
-    throw new Error(`Cannot download ${url}: ${cause?.message ?? (error as Error).message}`);
+    throw new Error(
+      `Cannot download ${url}: ${cause?.message ?? (error as Error).message}. Check base.url in ${configFile}, and that this host reaches the server (proxy: https_proxy).`,
+    );
   }
   if (!response.ok || !response.body) {
-    throw new Error(`Cannot download ${url}: the server answered ${response.status} ${response.statusText}.`);
+    throw new Error(`Cannot download ${url}: the server answered ${response.status} ${response.statusText}. Check base.url in ${configFile}.`);
   }
   const length = Number(response.headers.get('content-length'));
   return { body: Readable.fromWeb(response.body as import('node:stream/web').ReadableStream), size: Number.isFinite(length) && length > 0 ? length : undefined };

@@ -9,6 +9,7 @@ import { withInterruptSignal } from '../../lib/interrupt';
 import { writeFileAtomic } from '../../lib/atomic-file';
 import { makeBuildRecord } from '../../lib/build-record';
 import { manifestPathFor } from '../../lib/dist-layout';
+import { IMAGE_CONFIG_FILE } from '../../lib/layer-discovery';
 import { refPathFor } from '../../lib/layer-ref';
 import { checkPrerequisites } from '../../lib/prerequisites';
 import type { BaseExecutorSchema } from './schema';
@@ -56,10 +57,12 @@ export default async function baseExecutor(options: BaseExecutorSchema, context:
     const manifestPath = manifestPathFor(normalized.output);
     await rm(manifestPath, { force: true });
     const startedAt = Date.now();
+    const imageRoot = context.projectName ? context.projectsConfigurations?.projects[context.projectName]?.root : undefined;
     const { digest, sha256 } = await importBase(normalized.source, normalized.output, {
       downloadCache: normalized.downloadCache,
       log,
       workspaceRoot: context.root,
+      configFile: imageRoot ? path.posix.join(imageRoot, IMAGE_CONFIG_FILE) : `the ${IMAGE_CONFIG_FILE} of image ${normalized.imageName}`,
     });
     // The base has no files of its own to list; its manifest carries the build record.
     const build = await makeBuildRecord(normalized.output, { workspaceRoot: context.root, startedAt });
