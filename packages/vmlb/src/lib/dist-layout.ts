@@ -55,3 +55,20 @@ export function manifestPathFor(qcow2Path: string): string {
 export function snapshotPathFor(qcow2Path: string): string {
   return qcow2Path.replace(/\.qcow2$/, '') + '.snapshot.json.gz';
 }
+
+/** What sits beside a layer's qcow2 in its image folder, by suffix (blob mode: `.ref`). */
+const LAYER_FILE_SUFFIXES = ['.qcow2', '.digest', '.manifest.json', '.snapshot.json.gz', '.ref'];
+
+/** A layer's file name without its suffix: `NN_name` as a layer folder is named. */
+const LAYER_FILE = new RegExp(`^[0-9]{2,}_[A-Za-z0-9._-]+(${LAYER_FILE_SUFFIXES.map((suffix) => suffix.replace(/\./g, '\\.')).join('|')})$`);
+
+/**
+ * The files in an image folder (`names`, as listed) that belong to no
+ * current layer: left by a layer folder that was renamed or removed. Nothing
+ * reads them; a build only reports them. `layers`: the current layer
+ * folders (`10_update`).
+ */
+export function staleLayerFiles(names: readonly string[], layers: readonly string[]): string[] {
+  const current = new Set(layers.flatMap((layer) => LAYER_FILE_SUFFIXES.map((suffix) => `${layer}${suffix}`)));
+  return names.filter((name) => LAYER_FILE.test(name) && !current.has(name)).sort();
+}

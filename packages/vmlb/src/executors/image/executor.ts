@@ -1,4 +1,4 @@
-import { existsSync, lstatSync, renameSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, renameSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import * as path from 'node:path';
 import type { ExecutorContext } from '@nx/devkit';
 import { materialiseChain } from '../../lib/blob-chain';
@@ -9,6 +9,8 @@ import { refPathFor } from '../../lib/layer-ref';
 import { reportFailure } from '../../lib/executor-errors';
 import { checkPrerequisites } from '../../lib/prerequisites';
 import { exportDisk } from '../../lib/disk-export';
+import { staleLayerFiles } from '../../lib/dist-layout';
+import { formatBytes } from '../../lib/units';
 import { REMOTE_CACHE_WARNING_ENV } from '../../lib/remote-cache-probe';
 import type { ImageExecutorSchema } from './schema';
 
@@ -29,6 +31,7 @@ export default async function imageExecutor(options: ImageExecutorSchema, contex
     // A layer killed mid-build and then restored from the Nx cache never ran
     // again to release what it left attached; do it here (this target always runs).
     await releaseAllLeftovers(path.dirname(chain), (message) => console.log(message));
+    reportStaleLayerFiles(imageName, path.dirname(chain), context);
     if (options.blobs) {
       if (flatten) {
         await withInterruptSignal(async (signal) => materialiseChain(chain, await openBlobStores(context.root), { log: (message) => console.log(message), signal }));
@@ -55,6 +58,31 @@ export default async function imageExecutor(options: ImageExecutorSchema, contex
     linkImage(chain, output);
     console.log(`vmlb: image ${imageName}: ${options.output} -> ${path.basename(chain)}`);
   });
+}
+
+/**
+ * Files of layers the image no longer has (a layer folder renamed or
+ * removed) stay in dist/ unused: nothing in the chain names them. They are
+ * not deleted (the folder may come back, and its files with it), but said,
+ * with the command that frees their space.
+ */
+function reportStaleLayerFiles(imageName: string, imageDir: string, context: ExecutorContext): void {
+  const projects = context.projectsConfigurations?.projects;
+  if (!projects || !existsSync(imageDir)) return;
+  const layers = Object.values(projects)
+    .filter((project) => project.tags?.includes(`vmlb:image:${imageName}`))
+    .flatMap((project) => Object.values(project.targets ?? {}))
+    .filter((target) => target.executor === 'vmlb:layer')
+    .map((target) => String(target.options?.layer));
+  const stale = staleLayerFiles(readdirSync(imageDir), layers);
+  if (!stale.length) return;
+  const shown = (name: string) => path.relative(context.root, path.join(imageDir, name));
+  const bytes = stale.reduce((sum, name) => sum + statSync(path.join(imageDir, name)).size, 0);
+  console.log(
+    `vmlb: image ${imageName}: ${stale.length} file(s) in ${path.relative(context.root, imageDir)} belong to no layer of the image ` +
+      `(a layer folder renamed or removed?) and are not used: ${stale.join(', ')} (${formatBytes(bytes)}). ` +
+      `To free the space: rm ${stale.map(shown).join(' ')}`,
+  );
 }
 
 /** A relative link in the same folder stays valid when dist/ is moved or restored from a cache. */
