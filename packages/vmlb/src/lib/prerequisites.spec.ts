@@ -17,7 +17,7 @@ describe('checkPrerequisites', () => {
     const bare = host({ uid: 1000, hasFuse: false, which: (command) => (command.startsWith('qemu') ? undefined : `/bin/${command}`) });
     expect(() => checkPrerequisites(layerBuildTools(false), { fuse: true }, bare)).toThrow(
       [
-        'vmlb cannot build on this host; missing:',
+        'cannot build on this host; missing:',
         '  - root: vmlb attaches disks, mounts filesystems and runs chroots; run it as root (e.g. sudo npx nx ...).',
         '  - qemu-img (Debian/Ubuntu package qemu-utils)',
         '  - qemu-storage-daemon (Debian/Ubuntu package qemu-system-common)',

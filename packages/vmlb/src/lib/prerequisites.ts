@@ -86,7 +86,7 @@ export function checkPrerequisites(
   const install = debianPackages.length
     ? `\nInstall with: apt-get install -y ${debianPackages.join(' ')}   (Fedora: dnf install -y ${fedoraPackages.join(' ')})`
     : '';
-  throw new Error(`vmlb cannot build on this host; missing:\n${missing.map((item) => `  - ${item}`).join('\n')}${install}`);
+  throw new Error(`cannot build on this host; missing:\n${missing.map((item) => `  - ${item}`).join('\n')}${install}`);
 }
 
 /** Whether a path is a character device (a regular file or a missing one is not /dev/fuse). */
