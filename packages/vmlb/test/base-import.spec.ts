@@ -155,6 +155,23 @@ describe('importBase', () => {
     expect(existsSync(out('nopath'))).toBe(false);
   });
 
+  it('keeps an earlier base, its digest and what describes it when an import fails; replaces them when one succeeds', async () => {
+    const output = out('earlier');
+    const digestFile = path.join(path.dirname(output), 'base.digest');
+    const manifest = path.join(path.dirname(output), 'base.manifest.json');
+    await importBase({ empty: '64M' }, output, { downloadCache: cache, log, workspaceRoot: dir });
+    writeFileSync(manifest, 'describes the 64M base');
+    const before = { base: await sha256File(output), digest: readFileSync(digestFile, 'utf8') };
+
+    await expect(importBase({ url: `${baseUrl}/nope.raw`, sha256: 'a'.repeat(64) }, output, { downloadCache: cache, log, workspaceRoot: dir, replaces: [manifest] })).rejects.toThrow('404');
+    expect({ base: await sha256File(output), digest: readFileSync(digestFile, 'utf8') }).toEqual(before);
+    expect(readFileSync(manifest, 'utf8')).toBe('describes the 64M base');
+
+    await importBase({ empty: '32M' }, output, { downloadCache: cache, log, workspaceRoot: dir, replaces: [manifest] });
+    expect(existsSync(manifest)).toBe(false);
+    expect(readFileSync(digestFile, 'utf8')).not.toBe(before.digest);
+  });
+
   it('creates a blank disk of the given size', async () => {
     await importBase({ empty: '64M' }, out('blank'), { downloadCache: cache, log, workspaceRoot: dir });
     const { stdout } = await execa('qemu-img', ['info', '--output=json', out('blank')]);

@@ -27,7 +27,8 @@ export function defaultDownloadCache(env: NodeJS.ProcessEnv = process.env): stri
 /**
  * Imports a base disk into `output` (qcow2) and writes its digest beside
  * it. The result is written under a temporary name and renamed, so a failed
- * or interrupted import leaves nothing that looks like a base.
+ * or interrupted import leaves nothing that looks like a base, and an
+ * earlier base as it was.
  */
 export async function importBase(
   source: BaseSource,
@@ -38,6 +39,8 @@ export async function importBase(
     workspaceRoot: string;
     /** The image.json the base comes from, as messages name it (default `image.json`). */
     configFile?: string;
+    /** Files that describe the earlier base (its manifest): removed only when the new base replaces it. */
+    replaces?: string[];
   },
 ): Promise<{ digest: string; sha256: string }> {
   const configFile = options.configFile ?? 'image.json';
@@ -61,6 +64,8 @@ export async function importBase(
       await convertDisk(download, partial, options.log, path.basename(new URL(source.url).pathname), `base.url in ${configFile}`);
     }
     const { digest, sha256 } = await chainDigestAndSha256(ROOT_DIGEST, partial);
+    // The digest goes first and comes back last: a digest present always matches the base beside it.
+    for (const file of [digestPathFor(output), ...(options.replaces ?? [])]) rmSync(file, { force: true });
     renameSync(partial, output);
     await writeDigest(digestPathFor(output), digest);
     return { digest, sha256 };

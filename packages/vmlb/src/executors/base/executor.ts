@@ -55,7 +55,6 @@ export default async function baseExecutor(options: BaseExecutorSchema, context:
     // A ref is written last, once its blob is stored; an old one must not outlive a failed import.
     if (stores) await rm(refPathFor(normalized.output), { force: true });
     const manifestPath = manifestPathFor(normalized.output);
-    await rm(manifestPath, { force: true });
     const startedAt = Date.now();
     const imageRoot = context.projectName ? context.projectsConfigurations?.projects[context.projectName]?.root : undefined;
     const { digest, sha256 } = await importBase(normalized.source, normalized.output, {
@@ -63,6 +62,8 @@ export default async function baseExecutor(options: BaseExecutorSchema, context:
       log,
       workspaceRoot: context.root,
       configFile: imageRoot ? path.posix.join(imageRoot, IMAGE_CONFIG_FILE) : `the ${IMAGE_CONFIG_FILE} of image ${normalized.imageName}`,
+      // A failed import keeps the earlier base and the manifest that describes it.
+      replaces: [manifestPath],
     });
     // The base has no files of its own to list; its manifest carries the build record.
     const build = await makeBuildRecord(normalized.output, { workspaceRoot: context.root, startedAt });
