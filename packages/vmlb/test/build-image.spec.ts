@@ -1,6 +1,6 @@
 import { appendFileSync, existsSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { execa } from 'execa';
-import { readFilesFromImage } from './support/disk-read';
+import { fileTimesInImage, readFilesFromImage } from './support/disk-read';
 import { NxWorkspace, cacheHits, tasksRun } from './support/nx-workspace';
 
 const LAYERS = ['tiny-00_disk:build', 'tiny-10_hello:build', 'tiny-20_motd:build'];
@@ -39,6 +39,10 @@ describe('nx build image-tiny', () => {
       '/etc/motd': 'Welcome to tiny, built by vmlb.',
       '/etc/hostname': 'tiny',
     });
+    // 10_hello's manifest lists every folder of the root (its parent, a
+    // modify-disk layer, left none), and its scripts run busybox: an access
+    // time that moved would be written into the layer, different each build.
+    expect(await fileTimesInImage(dist('image.qcow2'), '/bin')).toEqual(await fileTimesInImage(dist('00_disk.qcow2'), '/bin'));
     firstBuild = snapshot();
 
     // Each layer's manifest: what its script changed in the root filesystem.

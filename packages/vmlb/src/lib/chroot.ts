@@ -184,7 +184,7 @@ async function runScriptInNamespace(options: ChrootRunOptions, resolve: (imagePa
     const target = resolve(partition.target);
     lines.push(`mkdir -p ${quote(target)}`);
     // A loop mount made here is released by the kernel with the namespace.
-    mount('-o', `loop,offset=${partition.offset},sizelimit=${partition.size}`, partition.device, target);
+    mount('-o', `loop,noatime,offset=${partition.offset},sizelimit=${partition.size}`, partition.device, target);
   }
   // Not exec: once the script is done, the partitions mounted here are
   // flushed so a write error on them (a full disk under dist/) fails the

@@ -147,7 +147,10 @@ export class AttachedDisk {
     await pausePoint('loop-attached', this.options.signal, this.options.log);
     this.options.signal?.throwIfAborted();
     this.record((state) => state.mounts.push(mountPoint));
-    await run('mount', [...(options.readOnly || this.options.readOnly ? ['-o', 'ro'] : []), device, mountPoint]);
+    // noatime: reading a file or listing a folder would otherwise rewrite
+    // inode tables and the journal, so even an empty layer stored megabytes
+    // of access times, different on every build.
+    await run('mount', ['-o', options.readOnly || this.options.readOnly ? 'ro' : 'noatime', device, mountPoint]);
     return device;
   }
 
