@@ -32,30 +32,35 @@ export interface CheckOptions {
  * SeaBIOS's "Booting from" within a few seconds. VMLB_ACCEL=kvm|tcg skips
  * the probe.
  */
-export async function kvmUsable(env: NodeJS.ProcessEnv = process.env): Promise<boolean> {
+export async function kvmUsable(
+  env: NodeJS.ProcessEnv = process.env,
+  probe: { device?: string; qemu?: string; timeoutMs?: number } = {},
+): Promise<boolean> {
   if (env.VMLB_ACCEL === 'kvm') return true;
   if (env.VMLB_ACCEL === 'tcg') return false;
+  const { device = '/dev/kvm', qemu = 'qemu-system-x86_64', timeoutMs = 5000 } = probe;
   try {
-    accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
+    accessSync(device, constants.R_OK | constants.W_OK);
   } catch {
     return false;
   }
   const dir = mkdtempSync(path.join(tmpdir(), 'vmlb-kvm-probe-'));
   const debugLog = path.join(dir, 'bios.log');
   try {
-    const probe = execa(
-      'qemu-system-x86_64',
+    const machine = execa(
+      qemu,
       ['-accel', 'kvm', '-cpu', 'host', '-M', 'pc', '-m', '64', '-nodefaults', '-display', 'none', '-no-reboot', '-debugcon', `file:${debugLog}`, '-global', 'isa-debugcon.iobase=0x402'],
       { reject: false, stdio: 'ignore', cleanup: true },
     );
-    const deadline = Date.now() + 5000;
+    const deadline = Date.now() + timeoutMs;
     let booted = false;
-    while (!booted && Date.now() < deadline && probe.exitCode === null) {
+    // A qemu that aborts (the MSR case) ends by a signal: exitCode stays null then.
+    while (!booted && Date.now() < deadline && machine.exitCode === null && machine.signalCode === null) {
       await new Promise((resolve) => setTimeout(resolve, 50));
       booted = existsSync(debugLog) && readFileSync(debugLog, 'latin1').includes('Booting from');
     }
-    probe.kill('SIGKILL');
-    await probe;
+    machine.kill('SIGKILL');
+    await machine;
     return booted;
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -1,0 +1,60 @@
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { kvmUsable } from './qemu-boot';
+
+/**
+ * The KVM probe against stand-in qemu binaries (shell scripts): one that
+ * aborts as qemu does when the host's KVM lacks an MSR, one that reaches
+ * SeaBIOS's "Booting from", one that hangs. The device is a plain file the
+ * test can open, so the probe runs whether or not this host has /dev/kvm.
+ */
+describe('kvmUsable', () => {
+  let dir: string;
+  let device: string;
+  const standIn = (name: string, body: string) => {
+    const file = path.join(dir, name);
+    writeFileSync(file, `#!/bin/sh\n${body}\n`);
+    chmodSync(file, 0o755);
+    return file;
+  };
+
+  beforeEach(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'vmlb-kvm-spec-'));
+    device = path.join(dir, 'kvm');
+    writeFileSync(device, '');
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('is false as soon as qemu dies by a signal, without waiting for the probe deadline', async () => {
+    // With a probe deadline of a minute, only noticing the abort ends this test within its 10 s.
+    const qemu = standIn('qemu-aborts', 'echo "failed to set MSR 0x10a" >&2; kill -ABRT $$');
+    await expect(kvmUsable({}, { device, qemu, timeoutMs: 60_000 })).resolves.toBe(false);
+  }, 10_000);
+
+  it('is false as soon as qemu exits with an error', async () => {
+    const qemu = standIn('qemu-fails', 'exit 1');
+    await expect(kvmUsable({}, { device, qemu, timeoutMs: 60_000 })).resolves.toBe(false);
+  }, 10_000);
+
+  it('is true once the firmware prints "Booting from" on the debug console', async () => {
+    const qemu = standIn('qemu-boots', 'log=$(printf "%s\\n" "$@" | sed -n "s/^file://p"); printf "Booting from Hard Disk...\\n" > "$log"; exec sleep 60');
+    await expect(kvmUsable({}, { device, qemu, timeoutMs: 60_000 })).resolves.toBe(true);
+  }, 10_000);
+
+  it('is false when the firmware says nothing before the deadline, and the probe machine is stopped', async () => {
+    const pidFile = path.join(dir, 'qemu.pid');
+    const qemu = standIn('qemu-hangs', `echo $$ > ${pidFile}; exec sleep 60`);
+    await expect(kvmUsable({}, { device, qemu, timeoutMs: 300 })).resolves.toBe(false);
+    const pid = Number(readFileSync(pidFile, 'utf8'));
+    expect(() => process.kill(pid, 0)).toThrow();
+  });
+
+  it('is false without a usable KVM device, and VMLB_ACCEL decides without a probe', async () => {
+    const qemu = standIn('qemu-never-run', `touch ${path.join(dir, 'ran')}; exit 1`);
+    await expect(kvmUsable({}, { device: path.join(dir, 'missing'), qemu })).resolves.toBe(false);
+    await expect(kvmUsable({ VMLB_ACCEL: 'kvm' }, { device: path.join(dir, 'missing'), qemu })).resolves.toBe(true);
+    await expect(kvmUsable({ VMLB_ACCEL: 'tcg' }, { device, qemu })).resolves.toBe(false);
+    expect(existsSync(path.join(dir, 'ran'))).toBe(false);
+  });
+});
