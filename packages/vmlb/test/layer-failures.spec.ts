@@ -1,4 +1,5 @@
 import { appendFileSync, chmodSync, closeSync, cpSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 import { execa } from 'execa';
 import {
@@ -204,6 +205,22 @@ describe('a failing or interrupted layer build', () => {
     expect(lastLines).toContain('output line 30');
     expect(lastLines).not.toContain('output line 10\n');
     expectNoLayerOutput('30_fail');
+    await expectHostClean();
+  }, 120_000);
+
+  it('keeps the layer it had when a rebuild fails: qcow2, digest, manifest and listing as they were', async () => {
+    expectSuccess(await nx(['build', 'image-tiny']));
+    const files = ['20_motd.qcow2', '20_motd.digest', '20_motd.manifest.json', '20_motd.snapshot.json.gz'];
+    const contents = () => Object.fromEntries(files.map((file) => [file, existsSync(dist(file)) ? createHash('sha256').update(readFileSync(dist(file))).digest('hex') : 'missing']));
+    const before = contents();
+    expect(Object.values(before)).not.toContain('missing');
+
+    writeLayer('20_motd', '#!/bin/sh\necho changed > /etc/motd\nexit 1\n');
+    const run = await nx(['build', 'image-tiny']);
+
+    expect(run.exitCode).not.toBe(0);
+    expect(run.output).toContain('Layer 20_motd of image tiny: images/tiny/20_motd/build-layer exited with code 1.');
+    expect(contents()).toEqual(before);
     await expectHostClean();
   }, 120_000);
 

@@ -131,9 +131,6 @@ async function buildLocked(plan: LayerBuildPlan, log: Log, started: number, sign
 
   const partial = partialPathFor(plan.output);
   rmSync(partial, { force: true });
-  // Written only with the new overlay: an old manifest or snapshot must not describe it.
-  rmSync(manifestPathFor(plan.output), { force: true });
-  rmSync(snapshotPathFor(plan.output), { force: true });
   let manifest: TimedManifest | undefined;
   let rootSnapshot: RootSnapshot | undefined;
   // Started before anything is created: if this process is killed, it releases what the work folder records.
@@ -181,7 +178,13 @@ async function buildLocked(plan: LayerBuildPlan, log: Log, started: number, sign
     const digestPath = digestPathFor(plan.output);
     await pausePoint('before-rename', signal, log);
     stopIfInterrupted();
+    // The layer it replaces stays whole until here, so a failed rebuild
+    // loses nothing. Its digest goes first: without it, the files beside it
+    // are the leftovers of an unfinished build (for the watcher, and for the
+    // next build). An old manifest or listing must not describe the new overlay.
     rmSync(digestPath, { force: true });
+    rmSync(manifestPathFor(plan.output), { force: true });
+    rmSync(snapshotPathFor(plan.output), { force: true });
     renameSync(partial, plan.output);
     renamed = true;
     await pausePoint('renamed', signal, log);
