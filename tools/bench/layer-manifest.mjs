@@ -14,9 +14,9 @@
 //
 // Usage: node tools/bench/layer-manifest.mjs [path/to/top-of-chain.qcow2]
 import { execFileSync } from 'node:child_process';
-import { linkSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { chainArgument, median, plugin, repo, runs as runsOr, scratchFolder, spread } from './lib.mjs';
+import { chainArgument, chainScratch, median, plugin, repo, runs as runsOr, spread } from './lib.mjs';
 
 const { buildLayer } = plugin('lib/layer-build');
 const { parseHints } = plugin('lib/hints');
@@ -24,14 +24,7 @@ const { parseHints } = plugin('lib/hints');
 const runs = runsOr(5);
 const top = chainArgument();
 
-// The chain's files, hard-linked into a scratch folder beside them (same
-// filesystem), so that overlays are written there and dist/ stays as it is.
-const chainDir = path.dirname(top);
-const { dir: work, cleanup } = scratchFolder(path.dirname(chainDir), '.bench-manifest-');
-for (const name of readdirSync(chainDir).filter((file) => /\.(qcow2|digest)$/.test(file) && file !== 'image.qcow2')) {
-  linkSync(path.join(chainDir, name), path.join(work, name));
-}
-const parent = path.join(work, path.basename(top));
+const { dir: work, parent, cleanup } = chainScratch(top, '.bench-manifest-');
 
 const scripts = {
   'empty script': 'true',

@@ -12,20 +12,16 @@
 // Usage: node tools/bench/layer-overhead.mjs [path/to/top-of-chain.qcow2]
 //        (default dist/images/tiny/20_motd.qcow2: npx nx build image-tiny first)
 import { execFileSync } from 'node:child_process';
-import { linkSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { median, plugin, repo, runs as runsOr, scratchFolder, spread } from './lib.mjs';
+import { chainScratch, median, plugin, repo, runs as runsOr, spread, takeTurns } from './lib.mjs';
 
 const { buildLayer } = plugin('lib/layer-build');
 const { parseHints } = plugin('lib/hints');
 
 const runs = runsOr(7);
 const top = path.resolve(process.argv[2] ?? path.join(repo, 'dist/images/tiny/20_motd.qcow2'));
-const chainDir = path.dirname(top);
-const { dir: work, cleanup } = scratchFolder(path.dirname(chainDir), '.bench-overhead-');
-for (const name of readdirSync(chainDir).filter((file) => /\.(qcow2|digest)$/.test(file) && file !== 'image.qcow2')) {
-  linkSync(path.join(chainDir, name), path.join(work, name));
-}
+const { dir: work, cleanup } = chainScratch(top, '.bench-overhead-');
 
 const layerDir = path.join(work, 'layers', '90_empty');
 mkdirSync(layerDir, { recursive: true });
@@ -66,11 +62,6 @@ umount bare.raw 2>/dev/null || true
 rm -f bare.qcow2 bare.raw bare.pid
 `;
 
-function timed(work) {
-  const started = process.hrtime.bigint();
-  return Promise.resolve(work()).then(() => Number(process.hrtime.bigint() - started) / 1e6);
-}
-
 try {
   const runBare = () => execFileSync('bash', ['-c', bare], { env: { ...process.env, WORK: work, PARENT: path.basename(top) }, stdio: 'inherit' });
   const runVmlb = async () => {
@@ -80,13 +71,7 @@ try {
   // Once each, untimed: warm caches, and the first vmlb build leaves the stored listing the next start from.
   runBare();
   await runVmlb();
-  const bareTimes = [];
-  const vmlbTimes = [];
-  for (let run = 0; run < runs; run++) {
-    const sides = [async () => bareTimes.push(await timed(runBare)), async () => vmlbTimes.push(await timed(runVmlb))];
-    if (run % 2) sides.reverse();
-    for (const side of sides) await side();
-  }
+  const { baseline: bareTimes, candidate: vmlbTimes } = await takeTurns(runs, runBare, runVmlb);
   console.log(`chain: ${path.relative(repo, top)}; ${runs} runs each, taking turns`);
   console.log('\n| layer with an empty script | baseline: the bare shell sequence, s | vmlb, s | ratio of medians |');
   console.log('| --- | --- | --- | --- |');

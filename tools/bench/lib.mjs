@@ -1,7 +1,7 @@
 // Shared by the node benchmarks: where the compiled plugin is, which chain
 // to measure on, a scratch folder that goes away on exit or Ctrl-C, and the
 // statistics every result table prints.
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, linkSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
 
@@ -32,6 +32,42 @@ export function scratchFolder(parent, prefix) {
     process.exit(130);
   });
   return { dir, cleanup };
+}
+
+/**
+ * A scratch folder beside the chain that ends in `top`, holding hard links to
+ * its layer files and digests (same filesystem): overlays built on it are
+ * written there, and dist/ stays as it is. Returns the folder, the parent
+ * to build on, and `cleanup()`.
+ */
+export function chainScratch(top, prefix) {
+  const chainDir = path.dirname(top);
+  const { dir, cleanup } = scratchFolder(path.dirname(chainDir), prefix);
+  for (const name of readdirSync(chainDir).filter((file) => /\.(qcow2|digest)$/.test(file) && file !== 'image.qcow2')) {
+    linkSync(path.join(chainDir, name), path.join(dir, name));
+  }
+  return { dir, parent: path.join(dir, path.basename(top)), cleanup };
+}
+
+/** Milliseconds `work` (sync or async) takes. */
+export async function timed(work) {
+  const started = process.hrtime.bigint();
+  await work();
+  return Number(process.hrtime.bigint() - started) / 1e6;
+}
+
+/**
+ * `runs` timed runs of each side, taking turns on which goes first (on this
+ * machine the second of two back-to-back runs is often the slower one).
+ */
+export async function takeTurns(runs, baseline, candidate) {
+  const times = { baseline: [], candidate: [] };
+  for (let run = 0; run < runs; run++) {
+    const sides = [async () => times.baseline.push(await timed(baseline)), async () => times.candidate.push(await timed(candidate))];
+    if (run % 2) sides.reverse();
+    for (const side of sides) await side();
+  }
+  return times;
 }
 
 export const median = (values) => {

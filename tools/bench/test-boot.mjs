@@ -12,7 +12,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { median, plugin, repo, runs as runsOr, spread } from './lib.mjs';
+import { median, plugin, repo, runs as runsOr, spread, takeTurns } from './lib.mjs';
 
 const { qemuArguments, freePort } = plugin('lib/qemu-boot');
 
@@ -67,23 +67,11 @@ function vmlbBoot() {
   if (result.status !== 0) throw new Error(`test-boot --check failed:\n${result.stdout}${result.stderr}`);
 }
 
-async function timed(work) {
-  const started = process.hrtime.bigint();
-  await work();
-  return Number(process.hrtime.bigint() - started) / 1e6;
-}
-
 try {
   // Once each, untimed: the image's layers put in place from the cache, the page cache warm.
   await bareBoot();
   vmlbBoot();
-  const bare = [];
-  const vmlb = [];
-  for (let run = 0; run < runs; run++) {
-    const sides = [async () => bare.push(await timed(bareBoot)), async () => vmlb.push(await timed(vmlbBoot))];
-    if (run % 2) sides.reverse();
-    for (const side of sides) await side();
-  }
+  const { baseline: bare, candidate: vmlb } = await takeTurns(runs, bareBoot, vmlbBoot);
   console.log(`dist/images/tiny-boot/image.qcow2 to "${marker}", TCG; ${runs} runs each, taking turns`);
   console.log('\n| boot to the marker | s | ratio of medians |');
   console.log('| --- | --- | --- |');
