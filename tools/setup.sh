@@ -14,6 +14,18 @@ cd "$(dirname "$0")/.."
 # tar: OVA exports; libxml2-utils (xmllint): the OVA test checks the OVF descriptor.
 PACKAGES=(qemu-utils qemu-system-common qemu-system-x86 extlinux syslinux-common debootstrap cloud-guest-utils openssh-client fdisk e2fsprogs fuse3 util-linux mount busybox-static xz-utils zstd time tar libxml2-utils ca-certificates)
 
+# --bench: also what `npm run bench` compares against. libguestfs-tools:
+# virt-customize; linux-image-amd64: the kernel libguestfs' appliance boots
+# (it uses the host's, and a container has none). About 575 MB.
+case "${1:-}" in
+  '') ;;
+  --bench) PACKAGES+=(libguestfs-tools linux-image-amd64) ;;
+  *)
+    echo "tools/setup.sh: unknown option '$1'. Usage: tools/setup.sh [--bench]" >&2
+    exit 2
+    ;;
+esac
+
 missing=()
 for package in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")

@@ -2,7 +2,7 @@
 // `npm run bench [-- <name>...]`: vmlb's benchmarks, one after the other,
 // each printing its own table (medians of RUNS runs, default 5, with min and
 // max, and ratios against a baseline measured in the same run). The chains
-// they measure on must be built first: `npx nx build image-tiny image-tiny-boot image-prod`
+// they measure on must be built first: `npx nx run-many -t build -p image-tiny image-tiny-boot image-prod`
 // (the suite says so when one is missing).
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -15,6 +15,7 @@ const benchmarks = {
   flatten: { script: 'flatten.mjs', needs: 'dist/images/prod/50_cleanup.qcow2', what: 'flatten against a bare qemu-img convert' },
   'test-boot': { script: 'test-boot.mjs', needs: 'dist/images/tiny-boot/image.qcow2', what: 'test-boot --check against the bare qemu command to the same marker' },
   'layer-manifest': { script: 'layer-manifest.mjs', needs: 'dist/images/prod/50_cleanup.qcow2', what: "what the layer manifest costs on a Debian root" },
+  'virt-customize': { script: 'virt-customize.mjs', needs: 'dist/images/prod/50_cleanup.qcow2', what: 'the same two layers built by virt-customize --run (libguestfs)' },
 };
 
 const asked = process.argv.slice(2);
@@ -28,7 +29,7 @@ const selected = asked.length ? asked : Object.keys(benchmarks);
 const missing = selected.filter((name) => benchmarks[name].needs && !existsSync(path.join(repo, benchmarks[name].needs)));
 if (missing.length) {
   console.error(
-    `${missing.map((name) => `${name} needs ${benchmarks[name].needs}`).join('; ')}. Build the chains first: npx nx build image-tiny image-tiny-boot image-prod`,
+    `${missing.map((name) => `${name} needs ${benchmarks[name].needs}`).join('; ')}. Build the chains first: npx nx run-many -t build -p image-tiny image-tiny-boot image-prod`,
   );
   process.exit(1);
 }
@@ -37,8 +38,10 @@ const started = Date.now();
 const failed = [];
 for (const name of selected) {
   console.log(`\n## ${name}: ${benchmarks[name].what}\n`);
+  const benchmarkStarted = Date.now();
   const result = spawnSync(process.execPath, [path.join(repo, 'tools/bench', benchmarks[name].script)], { stdio: 'inherit', env: { RUNS: '5', ...process.env } });
   if (result.status !== 0) failed.push(name);
+  console.log(`\n(${name}: ${Math.round((Date.now() - benchmarkStarted) / 1000)} s)`);
 }
 console.log(`\nsuite: ${selected.length} benchmarks in ${((Date.now() - started) / 60000).toFixed(1)} min${failed.length ? `; failed: ${failed.join(', ')}` : ''}`);
 process.exit(failed.length ? 1 : 0);
