@@ -11,6 +11,9 @@ const require = createRequire(import.meta.url);
 /** A module of the compiled plugin (npm run build), e.g. `lib/layer-build`. */
 export const plugin = (module) => require(path.join(repo, 'packages/vmlb/dist', `${module}.js`));
 
+/** Nx's CLI, run with node (no npx in between). */
+export const nxBin = path.join(repo, 'node_modules/nx/dist/bin/nx.js');
+
 export const runs = (fallback) => Number(process.env.RUNS ?? fallback);
 
 /** The top of the chain to measure on: the first argument, else images/prod's last layer. Exits when it is missing. */

@@ -13,11 +13,10 @@ import { spawnSync } from 'node:child_process';
 import { appendFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { median, repo, runs as runsOr, spread } from './lib.mjs';
+import { median, nxBin, repo, runs as runsOr, spread } from './lib.mjs';
 
 const runs = runsOr(5);
 const root = mkdtempSync(path.join(tmpdir(), 'vmlb-bench-ws-'));
-const nxBin = path.join(repo, 'node_modules/nx/dist/bin/nx.js');
 const baseEnv = { ...process.env, NX_TUI: 'false', NX_NO_CLOUD: 'true', FORCE_COLOR: '0' };
 
 function nx(args, env = {}) {

@@ -12,7 +12,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { median, plugin, repo, runs as runsOr, spread, takeTurns } from './lib.mjs';
+import { median, nxBin, plugin, repo, runs as runsOr, spread, takeTurns } from './lib.mjs';
 
 const { qemuArguments, freePort } = plugin('lib/qemu-boot');
 
@@ -24,7 +24,6 @@ if (!existsSync(disk)) {
 }
 const settings = JSON.parse(readFileSync(path.join(repo, 'images/tiny-boot/image.json'), 'utf8')).testBoot;
 const marker = settings.expect;
-const nxBin = path.join(repo, 'node_modules/nx/dist/bin/nx.js');
 const scratch = mkdtempSync(path.join(tmpdir(), 'vmlb-bench-boot-'));
 let qemuPid;
 process.on('SIGINT', () => {
