@@ -7,17 +7,35 @@
 // detach, stop the daemon by PID and remove the overlay. vmlb does more in
 // the same time: namespaces and the chroot's mounts, its state file, the
 // leftover watcher and the folder lock, the manifest, the digest. Both sides
-// run in turn, in the same folder, RUNS (default 7) times.
+// run in turn, in the same folder, RUNS (default 7) times. vmlb's runs are
+// also split at the build's phases (the performance marks its pause points
+// leave), to show where its time goes.
 //
 // Usage: node tools/bench/layer-overhead.mjs [path/to/top-of-chain.qcow2]
 //        (default dist/images/tiny/20_motd.qcow2: npx nx build image-tiny first)
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { chainScratch, median, plugin, repo, runs as runsOr, spread, takeTurns } from './lib.mjs';
 
 const { buildLayer } = plugin('lib/layer-build');
 const { parseHints } = plugin('lib/hints');
+const { BUILD_PHASES, PHASE_MARK_PREFIX } = plugin('lib/pause-point');
+
+/** What a build does between the phase before and the one named, for the breakdown. */
+const PHASE_WORK = {
+  'overlay-created': 'folder lock, leftover check, parent chain check (qemu-img info), watcher start, qemu-img create',
+  'daemon-started': 'qemu-storage-daemon exporting the overlay through FUSE',
+  'loop-attached': 'partition table read, loop device at the root partition',
+  mounted: 'mount (noatime)',
+  'script-finished': "stored listing read, policy-rc.d, the chroot's namespaces and mounts, the script",
+  teardown: 'syncfs, changed inodes from the inode tables, the new listing, unmount',
+  detached: 'loop devices detached, daemon stopped and waited for, export unmounted',
+  'before-rename': 'chain digest and sha256 of the overlay',
+  renamed: 'old digest, manifest and listing removed, rename',
+  end: 'listing, manifest and build record written, digest written, watcher stopped',
+};
 
 const runs = runsOr(7);
 const top = path.resolve(process.argv[2] ?? path.join(repo, 'dist/images/tiny/20_motd.qcow2'));
@@ -64,18 +82,37 @@ rm -f bare.qcow2 bare.raw bare.pid
 
 try {
   const runBare = () => execFileSync('bash', ['-c', bare], { env: { ...process.env, WORK: work, PARENT: path.basename(top) }, stdio: 'inherit' });
+  /** Per phase of each vmlb run, the milliseconds since the phase before it (the first: since the build started). */
+  const phaseTimes = Object.fromEntries([...BUILD_PHASES, 'end'].map((phase) => [phase, []]));
   const runVmlb = async () => {
     rmSync(plan.output, { force: true });
+    performance.clearMarks();
+    const started = performance.now();
     await buildLayer(plan, () => undefined);
+    const marks = performance.getEntriesByType('mark').filter((mark) => mark.name.startsWith(PHASE_MARK_PREFIX));
+    let previous = started;
+    for (const { name, startTime } of [...marks, { name: `${PHASE_MARK_PREFIX}end`, startTime: performance.now() }]) {
+      phaseTimes[name.slice(PHASE_MARK_PREFIX.length)].push(startTime - previous);
+      previous = startTime;
+    }
   };
   // Once each, untimed: warm caches, and the first vmlb build leaves the stored listing the next start from.
   runBare();
   await runVmlb();
+  for (const times of Object.values(phaseTimes)) times.length = 0;
   const { baseline: bareTimes, candidate: vmlbTimes } = await takeTurns(runs, runBare, runVmlb);
   console.log(`chain: ${path.relative(repo, top)}; ${runs} runs each, taking turns`);
   console.log('\n| layer with an empty script | baseline: the bare shell sequence, s | vmlb, s | ratio of medians |');
   console.log('| --- | --- | --- | --- |');
   console.log(`| build-layer, \`true\` | ${spread(bareTimes)} | ${spread(vmlbTimes)} | ${(median(vmlbTimes) / median(bareTimes)).toFixed(2)}× |`);
+  console.log("\nvmlb's runs split at the build's phases (medians of the time since the phase before, with min and max):");
+  console.log('\n| up to the phase | what happens before it | ms |');
+  console.log('| --- | --- | --- |');
+  const ms = (values) => `${median(values).toFixed(1)} (${Math.min(...values).toFixed(1)}–${Math.max(...values).toFixed(1)})`;
+  for (const [phase, times] of Object.entries(phaseTimes)) {
+    if (times.length !== runs) throw new Error(`phase ${phase} was marked ${times.length} times in ${runs} builds`);
+    console.log(`| ${phase} | ${PHASE_WORK[phase]} | ${ms(times)} |`);
+  }
 } finally {
   cleanup();
 }

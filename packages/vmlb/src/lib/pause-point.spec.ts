@@ -1,4 +1,5 @@
-import { BUILD_PHASES, pausePhase, pausePoint } from './pause-point';
+import { performance } from 'node:perf_hooks';
+import { BUILD_PHASES, PHASE_MARK_PREFIX, pausePhase, pausePoint } from './pause-point';
 
 describe('pausePhase', () => {
   it('is undefined unless VMLB_PAUSE_AT is set', () => {
@@ -28,6 +29,18 @@ describe('pausePoint', () => {
     await pausePoint('teardown', new AbortController().signal, log);
     await pausePoint('mounted', undefined, log);
     expect(log).not.toHaveBeenCalled();
+  });
+
+  it('marks each phase it passes on the performance timeline, in order, paused or not', async () => {
+    delete process.env.VMLB_PAUSE_AT;
+    performance.clearMarks();
+    const before = performance.now();
+    await pausePoint('overlay-created', new AbortController().signal, jest.fn());
+    await pausePoint('mounted', undefined, jest.fn());
+    const marks = performance.getEntriesByType('mark').filter((mark) => mark.name.startsWith(PHASE_MARK_PREFIX));
+    expect(marks.map((mark) => mark.name)).toEqual(['vmlb:overlay-created', 'vmlb:mounted']);
+    expect(marks[0].startTime).toBeGreaterThanOrEqual(before);
+    expect(marks[1].startTime).toBeGreaterThanOrEqual(marks[0].startTime);
   });
 
   it('waits at its phase, saying so, until the build is interrupted', async () => {

@@ -1,10 +1,15 @@
+import { performance } from 'node:perf_hooks';
+
 /**
  * `VMLB_PAUSE_AT=<phase>` stops a layer build at one named phase and keeps
  * it there, saying so, until the build is interrupted (Ctrl-C, SIGTERM) or
  * killed. It is for looking at the host in the middle of a build (the
  * daemon, the loop devices, the mounted root) and for proving that an
  * interruption at any phase leaves nothing behind: the fault tests stop
- * builds at every phase this way. Unset, a pause point costs one lookup.
+ * builds at every phase this way. Unset, a pause point costs one lookup
+ * and a performance mark: each phase is marked `vmlb:<phase>` on Node's
+ * performance timeline, so a process that runs builds (the benchmarks) can
+ * tell where a build's time goes.
  */
 export const BUILD_PHASES = [
   /** The new overlay file exists; nothing is attached yet. */
@@ -30,6 +35,9 @@ export type BuildPhase = (typeof BUILD_PHASES)[number];
 
 export const PAUSE_ENV = 'VMLB_PAUSE_AT';
 
+/** Performance marks of the phases are named this and the phase. */
+export const PHASE_MARK_PREFIX = 'vmlb:';
+
 /** The phase `VMLB_PAUSE_AT` names, checked: an unknown name fails the build at once rather than never pausing. */
 export function pausePhase(env: NodeJS.ProcessEnv = process.env): BuildPhase | undefined {
   const value = env[PAUSE_ENV];
@@ -47,6 +55,7 @@ export function pausePhase(env: NodeJS.ProcessEnv = process.env): BuildPhase | u
  * interrupted is paused (not, say, `diff` attaching a disk to read it).
  */
 export async function pausePoint(phase: BuildPhase, signal: AbortSignal | undefined, log: (message: string) => void): Promise<void> {
+  performance.mark(`${PHASE_MARK_PREFIX}${phase}`);
   if (!signal || pausePhase() !== phase) return;
   log(`vmlb: paused at ${phase} (${PAUSE_ENV}; pid ${process.pid}); interrupt to go on`);
   await new Promise<void>((resolve) => {
