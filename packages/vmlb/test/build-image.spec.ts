@@ -1,6 +1,8 @@
-import { appendFileSync, existsSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
 import { execa } from 'execa';
 import { fileTimesInImage, readFilesFromImage } from './support/disk-read';
+import { flipByte } from './support/file-damage';
 import { NxWorkspace, cacheHits, tasksRun } from './support/nx-workspace';
 
 const LAYERS = ['tiny-00_disk:build', 'tiny-10_hello:build', 'tiny-20_motd:build'];
@@ -134,6 +136,43 @@ describe('nx build image-tiny', () => {
       rmSync(workspace.path('images/tiny/40_stamp'), { recursive: true });
     });
   });
+
+  it('9. --verify checks every layer file against its digest; a layer restored damaged from the cache is named, with the entry to remove', async () => {
+    const verified = await workspace.nxOk(['build', 'image-tiny', '--verify']);
+    expect(verified).toContain('vmlb: image tiny: all 4 files of the chain match their digests');
+
+    // Damage 10_hello's qcow2 in Nx's cache, in its data (past the header, so
+    // qemu opens it as before); a fresh dist/ gets it back damaged.
+    const taskHash = JSON.parse(readFileSync(dist('10_hello.manifest.json'), 'utf8')).build.taskHash;
+    const entry = workspace.path('.nx/cache', taskHash);
+    const cachedLayer = path.join(entry, 'dist/images/tiny/10_hello.qcow2');
+    flipByte(cachedLayer, statSync(cachedLayer).size - 4096);
+    rmSync(workspace.path('dist'), { recursive: true });
+
+    const restoredDamaged = await workspace.nx(['build', 'image-tiny', '--verify']);
+    expect(restoredDamaged.exitCode).not.toBe(0);
+    expect(cacheHits(restoredDamaged.output)).toEqual(['image-tiny:base', ...LAYERS]);
+    expect(restoredDamaged.output).toMatch(
+      /Image tiny: dist\/images\/tiny\/10_hello\.qcow2 does not match its digest: dist\/images\/tiny\/10_hello\.digest says [0-9a-f]{12}, its bytes on top of 00_disk\.qcow2 give [0-9a-f]{12}\. The file was damaged on disk, or restored damaged from a cache\./,
+    );
+    expect(restoredDamaged.output).toContain(`rm -rf ${entry}, then nx run image-tiny:build --verify`);
+    // Nothing is linked to a chain that failed.
+    expect(existsSync(dist('image.qcow2'))).toBe(false);
+    // Without --verify the same chain is linked as it is: that is what the option is for.
+    const unverified = await workspace.nxOk(['build', 'image-tiny']);
+    expect(unverified).not.toContain('match their digests');
+
+    // The fix the message names: the entry goes, the layer and the one above it are built again.
+    rmSync(entry, { recursive: true });
+    const fixed = await workspace.nxOk(['build', 'image-tiny', '--verify']);
+    expect(cacheHits(fixed)).toEqual(['image-tiny:base', 'tiny-00_disk:build']);
+    expect(tasksRun(fixed)).toEqual(expect.arrayContaining(['tiny-10_hello:build', 'tiny-20_motd:build']));
+    expect(fixed).toContain('vmlb: image tiny: all 4 files of the chain match their digests');
+    expect(await readFilesFromImage(dist('image.qcow2'), ['/etc/hello', '/etc/motd'])).toEqual({
+      '/etc/hello': 'hello from layer 10_hello of tiny',
+      '/etc/motd': 'Welcome to tiny, built by vmlb.',
+    });
+  }, 180_000);
 });
 
 describe('8. two images built in parallel', () => {

@@ -1,7 +1,8 @@
 import { existsSync, lstatSync, readdirSync, renameSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import * as path from 'node:path';
-import type { ExecutorContext } from '@nx/devkit';
+import { cacheDir, type ExecutorContext } from '@nx/devkit';
 import { materialiseChain } from '../../lib/blob-chain';
+import { verifyChain } from '../../lib/chain-verify';
 import { openBlobStores } from '../../lib/blob-config';
 import { releaseAllLeftovers } from '../../lib/disk-attach';
 import { withInterruptSignal } from '../../lib/interrupt';
@@ -20,12 +21,13 @@ export function normalizeOptions(options: ImageExecutorSchema, workspaceRoot: st
     chain: path.resolve(workspaceRoot, options.chain),
     output: path.resolve(workspaceRoot, options.output),
     flatten: options.flatten ?? false,
+    verify: options.verify ?? false,
   };
 }
 
 export default async function imageExecutor(options: ImageExecutorSchema, context: ExecutorContext): Promise<{ success: boolean }> {
   return reportFailure(async () => {
-    const { imageName, chain, output, flatten } = normalizeOptions(options, context.root);
+    const { imageName, chain, output, flatten, verify } = normalizeOptions(options, context.root);
     const cacheWarning = process.env[REMOTE_CACHE_WARNING_ENV];
     if (cacheWarning) console.warn(`vmlb: warning: ${cacheWarning}`);
     // A layer killed mid-build and then restored from the Nx cache never ran
@@ -33,7 +35,8 @@ export default async function imageExecutor(options: ImageExecutorSchema, contex
     await releaseAllLeftovers(path.dirname(chain), (message) => console.log(message));
     reportStaleLayerFiles(imageName, path.dirname(chain), context);
     if (options.blobs) {
-      if (flatten) {
+      if (flatten || verify) {
+        // Both read every byte of the chain: its layer files must be in place first.
         await withInterruptSignal(async (signal) => materialiseChain(chain, await openBlobStores(context.root), { log: (message) => console.log(message), signal }));
       } else if (!existsSync(refPathFor(chain))) {
         throw new Error(`Image ${imageName}: the top of its chain ${path.relative(context.root, refPathFor(chain))} does not exist; build its layers first.`);
@@ -46,6 +49,15 @@ export default async function imageExecutor(options: ImageExecutorSchema, contex
       }
     }
     if (!existsSync(chain)) throw new Error(`Image ${imageName}: the top of its chain ${options.chain} does not exist; build its layers first.`);
+    if (verify) {
+      await verifyChain(chain, {
+        imageName,
+        workspaceRoot: context.root,
+        log: (message) => console.log(message),
+        buildCommand: `nx run ${context.projectName}:${context.targetName} --verify`,
+        nxCacheDir: cacheDir,
+      });
+    }
     if (flatten) {
       checkPrerequisites(['qemu-img'], { fuse: false, disks: false });
       // A qcow2 to qcow2 convert writes every layer's data into one file with no backing file.

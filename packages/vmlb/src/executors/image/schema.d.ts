@@ -3,5 +3,6 @@ export interface ImageExecutorSchema {
   chain: string;
   output: string;
   flatten?: boolean;
+  verify?: boolean;
   blobs?: boolean;
 }
