@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { execa } from 'execa';
-import { builtHere, isBuildRecord, makeBuildRecord, qcow2VirtualSize } from './build-record';
+import { builtHere, isBuildRecord, makeBuildRecord, qcow2VirtualSize, readBuildRecord } from './build-record';
 
 describe('build records', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'vmlb-record-'));
@@ -39,5 +39,18 @@ describe('build records', () => {
   it('rejects records with missing or mistyped fields', () => {
     expect(isBuildRecord({ taskHash: '1', host: 'h', workspace: '/w', finishedAt: 'x', seconds: '1', fileSize: 1, virtualSize: 1 })).toBe(false);
     expect(isBuildRecord(null)).toBe(false);
+  });
+
+  it('reads the record from a manifest file; nothing for a missing file, broken JSON or a manifest without one', () => {
+    const record = { taskHash: '42', host: 'h', workspace: '/w', finishedAt: '2026-12-01T08:00:00.000Z', seconds: 1, fileSize: 2, virtualSize: 3 };
+    const manifest = (name: string, content: string) => {
+      writeFileSync(path.join(dir, name), content);
+      return path.join(dir, name);
+    };
+    expect(readBuildRecord(manifest('with.manifest.json', JSON.stringify({ kind: 'build-layer', build: record })))).toEqual(record);
+    expect(readBuildRecord(manifest('without.manifest.json', JSON.stringify({ kind: 'build-layer' })))).toBeUndefined();
+    expect(readBuildRecord(manifest('partial.manifest.json', JSON.stringify({ build: { taskHash: '42' } })))).toBeUndefined();
+    expect(readBuildRecord(manifest('broken.manifest.json', '{"build":'))).toBeUndefined();
+    expect(readBuildRecord(path.join(dir, 'missing.manifest.json'))).toBeUndefined();
   });
 });

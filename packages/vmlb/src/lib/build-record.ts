@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 
@@ -58,6 +59,16 @@ export async function qcow2VirtualSize(file: string): Promise<number> {
     return Number(header.readBigUInt64BE(24));
   } finally {
     await handle.close();
+  }
+}
+
+/** The build record in a manifest file, or undefined when the file is missing, unreadable or has none. */
+export function readBuildRecord(manifestFile: string): BuildRecord | undefined {
+  try {
+    const build = (JSON.parse(readFileSync(manifestFile, 'utf8')) as { build?: unknown }).build;
+    return isBuildRecord(build) ? build : undefined;
+  } catch {
+    return undefined;
   }
 }
 

@@ -52,7 +52,8 @@ const options = (log: (message: string) => void = () => undefined) => ({ imageNa
 
 /** Writes the manifest a build leaves beside a layer, recording the Nx task hash it ran under. */
 function recordTaskHash(file: string, taskHash: string): void {
-  fs.writeFileSync(file.replace(/\.qcow2$/, '.manifest.json'), JSON.stringify({ kind: 'build-layer', version: 1, build: { taskHash } }));
+  const build = { taskHash, host: 'builder', workspace: '/work', finishedAt: '2026-12-01T08:00:00.000Z', seconds: 1, fileSize: 1, virtualSize: 16 * MiB };
+  fs.writeFileSync(file.replace(/\.qcow2$/, '.manifest.json'), JSON.stringify({ kind: 'build-layer', version: 1, build }));
 }
 
 describe('verifyChain', () => {

@@ -1,9 +1,11 @@
-import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { existsSync, realpathSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { ROOT_DIGEST } from './base-import';
+import { readBuildRecord } from './build-record';
 import { chainDigest, readDigest } from './digest';
 import type { Log } from './disk-attach';
 import { digestPathFor, manifestPathFor } from './dist-layout';
+import { isTaskHash, noshareEntryDir, nxCacheEntryDir } from './nx-cache-layout';
 import { backingChain } from './qcow2';
 import { formatBytes, formatDuration } from './units';
 
@@ -92,17 +94,12 @@ function fixFor(file: string, options: VerifyChainOptions): string {
  * store for `# noshare` layers (`<cacheDir>/vmlb-noshare/<hash>/`).
  */
 export function localCacheEntryOf(file: string, nxCacheDir: string, workspaceRoot: string): string | undefined {
-  let taskHash: unknown;
-  try {
-    taskHash = (JSON.parse(readFileSync(manifestPathFor(file), 'utf8')) as { build?: { taskHash?: unknown } }).build?.taskHash;
-  } catch {
-    return undefined;
-  }
+  const taskHash = readBuildRecord(manifestPathFor(file))?.taskHash;
   // A hash is a path segment here: nothing but what Nx writes.
-  if (typeof taskHash !== 'string' || !/^[A-Za-z0-9_-]{1,128}$/.test(taskHash)) return undefined;
-  const nxEntry = path.join(nxCacheDir, taskHash);
+  if (!taskHash || !isTaskHash(taskHash)) return undefined;
+  const nxEntry = nxCacheEntryDir(nxCacheDir, taskHash);
   if (existsSync(path.join(nxEntry, path.relative(workspaceRoot, file)))) return nxEntry;
-  const noshareEntry = path.join(nxCacheDir, 'vmlb-noshare', taskHash);
+  const noshareEntry = noshareEntryDir(nxCacheDir, taskHash);
   if (existsSync(path.join(noshareEntry, 'layer'))) return noshareEntry;
   return undefined;
 }

@@ -5,6 +5,7 @@ import { isDigest } from './digest';
 import { digestPathFor, manifestPathFor } from './dist-layout';
 import { type LayerManifest, summarizeManifest } from './layer-manifest';
 import { refPathFor } from './layer-ref';
+import { isTaskHash, noshareEntryDir, nxCacheEntryDir } from './nx-cache-layout';
 
 /**
  * Where each layer of an image stands, base first, without building or
@@ -168,14 +169,14 @@ function readDist(layer: StatusLayer, sources: StatusSources): (Found & { fileSi
  * or, for a noshare layer, in vmlb's store beside it.
  */
 function readLocalCache(layer: StatusLayer, hash: string, sources: StatusSources): Found | undefined {
-  if (!/^[A-Za-z0-9_-]+$/.test(hash)) return undefined;
+  if (!isTaskHash(hash)) return undefined;
   if (layer.cacheability === 'noshare') {
-    const entry = path.join(sources.nxCacheDir, 'vmlb-noshare', hash);
+    const entry = noshareEntryDir(sources.nxCacheDir, hash);
     const digest = readDigestFile(path.join(entry, 'layer.digest'));
     return digest ? { digest, manifest: readManifest(path.join(entry, 'layer.manifest.json')) } : undefined;
   }
   if (layer.cacheability === 'nocache') return undefined;
-  const entry = path.join(sources.nxCacheDir, hash);
+  const entry = nxCacheEntryDir(sources.nxCacheDir, hash);
   const inEntry = (file: string) => path.join(entry, path.relative(sources.workspaceRoot, file));
   const digest = readDigestFile(inEntry(digestPathFor(layer.qcow2)));
   return digest ? { digest, manifest: readManifest(inEntry(manifestPathFor(layer.qcow2))) } : undefined;

@@ -3,6 +3,7 @@ import { constants as fsConstants } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { isDigest, readDigest, writeDigest } from './digest';
+import { isTaskHash, noshareStoreDir } from './nx-cache-layout';
 
 /**
  * This machine's store for `# noshare` layers.
@@ -56,8 +57,6 @@ export type RestoreOutcome =
 /** Entries kept per layer project; older ones are removed when a new one is stored. */
 export const DEFAULT_ENTRIES_PER_LAYER = 5;
 
-const TASK_HASH_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
-
 export class LocalLayerStore {
   constructor(
     readonly root: string,
@@ -66,7 +65,7 @@ export class LocalLayerStore {
 
   /** The store of a workspace whose Nx cache directory is `nxCacheDir`. */
   static inNxCacheDir(nxCacheDir: string): LocalLayerStore {
-    return new LocalLayerStore(path.join(nxCacheDir, 'vmlb-noshare'));
+    return new LocalLayerStore(noshareStoreDir(nxCacheDir));
   }
 
   /**
@@ -138,7 +137,7 @@ export class LocalLayerStore {
       throw error;
     }
     const found = [];
-    for (const key of names.filter((name) => TASK_HASH_PATTERN.test(name))) {
+    for (const key of names.filter(isTaskHash)) {
       const dir = path.join(this.root, key);
       const entry = await this.readEntry(dir);
       if (!entry) continue;
@@ -169,7 +168,7 @@ export class LocalLayerStore {
   }
 
   private entryDir(key: string): string {
-    if (!TASK_HASH_PATTERN.test(key)) throw new Error(`Local layer store: '${key}' is not a task hash (letters, digits, - and _ only).`);
+    if (!isTaskHash(key)) throw new Error(`Local layer store: '${key}' is not a task hash (letters, digits, - and _ only).`);
     return path.join(this.root, key);
   }
 

@@ -3,6 +3,7 @@ import { cacheDir, type ExecutorContext } from '@nx/devkit';
 import fg from 'fast-glob';
 import { LocalBlobCache } from '../../lib/blob-cache';
 import { reportFailure } from '../../lib/executor-errors';
+import { NOSHARE_STORE_FOLDER } from '../../lib/nx-cache-layout';
 import { formatBytes } from '../../lib/units';
 import type { GcExecutorSchema } from './schema';
 
@@ -14,7 +15,7 @@ import type { GcExecutorSchema } from './schema';
 export async function referencedBlobs(workspaceRoot: string, nxCacheDir: string): Promise<Set<string>> {
   const refFiles = [
     ...(await fg('dist/**/*.ref', { cwd: workspaceRoot, absolute: true, dot: false, followSymbolicLinks: false })),
-    ...(await fg(['*/**/*.ref', 'vmlb-noshare/*/layer'], { cwd: nxCacheDir, absolute: true, followSymbolicLinks: false })),
+    ...(await fg(['*/**/*.ref', `${NOSHARE_STORE_FOLDER}/*/layer`], { cwd: nxCacheDir, absolute: true, followSymbolicLinks: false })),
   ];
   const referenced = new Set<string>();
   for (const file of refFiles) {

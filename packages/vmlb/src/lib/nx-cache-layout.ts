@@ -1,0 +1,38 @@
+import * as path from 'node:path';
+
+/**
+ * Where a task's outputs sit in Nx's local cache directory, as vmlb reads
+ * them (the `layers` table, `--verify`'s advice), and where vmlb keeps
+ * `# noshare` layers beside them (see local-layer-store).
+ *
+ *   <cacheDir>/<task hash>/<workspace-relative output paths>   Nx's entry
+ *   <cacheDir>/vmlb-noshare/<task hash>/                       a noshare layer
+ */
+export const NOSHARE_STORE_FOLDER = 'vmlb-noshare';
+
+const TASK_HASH_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
+
+/** Whether `text` can be a task hash, and so a path segment: letters, digits, - and _ only. */
+export function isTaskHash(text: string): boolean {
+  return TASK_HASH_PATTERN.test(text);
+}
+
+/** Nx's entry for the task that ran under `taskHash`. */
+export function nxCacheEntryDir(nxCacheDir: string, taskHash: string): string {
+  return path.join(nxCacheDir, checked(taskHash));
+}
+
+/** vmlb's store of noshare layers inside Nx's cache directory. */
+export function noshareStoreDir(nxCacheDir: string): string {
+  return path.join(nxCacheDir, NOSHARE_STORE_FOLDER);
+}
+
+/** The noshare store's entry for the layer built under `taskHash`. */
+export function noshareEntryDir(nxCacheDir: string, taskHash: string): string {
+  return path.join(noshareStoreDir(nxCacheDir), checked(taskHash));
+}
+
+function checked(taskHash: string): string {
+  if (!isTaskHash(taskHash)) throw new Error(`'${taskHash}' is not a task hash (letters, digits, - and _ only).`);
+  return taskHash;
+}
