@@ -1,6 +1,6 @@
 // `npm test`: every package's unit and integration specs.
 module.exports = {
-  projects: ['<rootDir>/packages/*/jest.config.js', '<rootDir>/tools/cache-server/jest.config.js'],
+  projects: ['<rootDir>/packages/*/jest.config.js', '<rootDir>/tools/cache-server/jest.config.js', '<rootDir>/tools/lockfile/jest.config.js'],
   // Integration specs run real nx, qemu and chroots.
   testTimeout: 600_000,
   // Two suites at a time on a 2-core machine (Jest's default would be one):
