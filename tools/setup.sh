@@ -48,11 +48,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
   fi
 fi
 
-# Installing builds the plugin too (the root package's prepare script).
-# npm ci refuses a lockfile that lacks nx's native packages for other
-# platforms, which registry mirrors that carry only this platform's cannot
-# supply; npm install then keeps every locked version and skips them.
+# npm ci builds the plugin too (the root package's prepare script).
 if ! npm ci --no-audit --no-fund; then
-  echo "tools/setup.sh: npm ci could not use package-lock.json as it is; installing with npm install (locked versions kept)."
-  npm install --no-audit --no-fund
+  echo "tools/setup.sh: npm ci failed. If it says a package is \"Missing: ... from lock file\", package-lock.json lacks an optional (other platform's) package: add it with 'node tools/lockfile/complete-optional.mjs' and commit package-lock.json." >&2
+  exit 1
 fi
