@@ -33,6 +33,19 @@ describe('parseHints', () => {
     expect(describeHints(hints)).toEqual(['disk-size 20 GiB']);
   });
 
+  it.each([
+    ['12h', 12 * 3600, '12h'],
+    ['7d', 7 * 86_400, '7d'],
+    ['2w', 14 * 86_400, '14d'],
+    ['36h', 36 * 3600, '36h'],
+  ])('reads # rebuild-every %s as %i seconds, in either kind of script', (period, seconds, label) => {
+    for (const kind of ['build-layer', 'modify-disk'] as const) {
+      const hints = parseHints(script(`# rebuild-every ${period}`), 'x', kind);
+      expect(hints.rebuildEvery).toBe(seconds);
+      expect(describeHints(hints)).toEqual([`rebuild-every ${label}`]);
+    }
+  });
+
   it('ignores words that only start like a hint, and hints not at the start of a comment', () => {
     const hints = parseHints(script('# nocaches are fine', 'echo "# nocache"', '# see nocache below'), 'x', 'build-layer');
     expect(hints.nocache).toBe(false);
@@ -51,6 +64,11 @@ describe('parseHints', () => {
     ['# chroot-mount boot /boot', 'build-layer', /'boot' is not a partition number/],
     ['# chroot-mount 0 /boot', 'build-layer', /'0' is not a partition number/],
     ['# chroot-mount 2 /boot', 'modify-disk', /only applies to build-layer scripts/],
+    ['# rebuild-every', 'build-layer', /'rebuild-every' takes one period, got 0 arguments/],
+    ['# rebuild-every 7', 'build-layer', /'7' is not a period \(usage: # rebuild-every <period>, e.g. # rebuild-every 7d/],
+    ['# rebuild-every 0d', 'build-layer', /'0d' is not a period/],
+    ['# rebuild-every 30m', 'build-layer', /'30m' is not a period.*units: h, d, w/],
+    ['# rebuild-every 1d 2d', 'build-layer', /takes one period, got 2 arguments/],
   ] as const)('rejects %p in a %s script', (line, kind, message) => {
     expect(() => parseHints(script(line), 'x/script', kind)).toThrow(HintError);
     expect(() => parseHints(script(line), 'x/script', kind)).toThrow(message);

@@ -35,9 +35,11 @@ export interface ScriptHints {
   bindMounts: BindMountHint[];
   /** `# chroot-mount <partition> <dst>` (build-layer). */
   partitionMounts: PartitionMountHint[];
+  /** `# rebuild-every 7d`: the layer's key changes once per this many seconds. */
+  rebuildEvery?: number;
 }
 
-export const HINT_NAMES = ['nocache', 'noshare', 'disk-size', 'chroot-bind-mount', 'chroot-mount'] as const;
+export const HINT_NAMES = ['nocache', 'noshare', 'disk-size', 'chroot-bind-mount', 'chroot-mount', 'rebuild-every'] as const;
 type HintName = (typeof HINT_NAMES)[number];
 
 const HINT_LINE = new RegExp(`^#\\s*(${HINT_NAMES.join('|')})(?=\\s|$)(.*)$`);
@@ -48,7 +50,11 @@ const HINT_USAGE: Record<HintName, string> = {
   'disk-size': '# disk-size <size>, e.g. # disk-size 20G',
   'chroot-bind-mount': '# chroot-bind-mount <path in layer folder> <absolute path in image>',
   'chroot-mount': '# chroot-mount <partition number> <absolute path in image>',
+  'rebuild-every': '# rebuild-every <period>, e.g. # rebuild-every 7d (units: h, d, w)',
 };
+
+/** Seconds in each unit a `# rebuild-every` period may use. */
+const PERIOD_UNITS: Record<string, number> = { h: 3600, d: 86_400, w: 604_800 };
 
 const HINT_KINDS: Partial<Record<HintName, ScriptKind>> = {
   'disk-size': 'modify-disk',
@@ -113,9 +119,20 @@ export function parseHints(scriptText: string, scriptPath: string, kind: ScriptK
         hints.partitionMounts.push({ partition, target: checkImagePath(args[1], fail) });
         break;
       }
+      case 'rebuild-every': {
+        if (args.length !== 1) fail(`'rebuild-every' takes one period, got ${args.length} arguments`);
+        hints.rebuildEvery = parsePeriod(args[0]) ?? fail(`'${args[0]}' is not a period`);
+        break;
+      }
     }
   });
   return hints;
+}
+
+/** A period such as `7d` in seconds; undefined when it is not one. */
+export function parsePeriod(text: string): number | undefined {
+  const match = /^([1-9][0-9]*)([hdw])$/.exec(text);
+  return match ? Number(match[1]) * PERIOD_UNITS[match[2]] : undefined;
 }
 
 function checkImagePath(target: string, fail: (problem: string) => never): string {
@@ -133,5 +150,11 @@ export function describeHints(hints: ScriptHints): string[] {
   if (hints.diskSize !== undefined) labels.push(`disk-size ${formatBytes(hints.diskSize)}`);
   for (const mount of hints.bindMounts) labels.push(`chroot-bind-mount ${mount.source} ${mount.target}`);
   for (const mount of hints.partitionMounts) labels.push(`chroot-mount ${mount.partition} ${mount.target}`);
+  if (hints.rebuildEvery !== undefined) labels.push(`rebuild-every ${formatPeriod(hints.rebuildEvery)}`);
   return labels;
+}
+
+/** A period in seconds, in days where it is whole days (`7d`, `14d`), else in hours (`12h`). */
+export function formatPeriod(seconds: number): string {
+  return seconds % PERIOD_UNITS.d === 0 ? `${seconds / PERIOD_UNITS.d}d` : `${seconds / PERIOD_UNITS.h}h`;
 }

@@ -21,6 +21,8 @@ export interface TestBootConfig {
 export interface ImageConfig {
   base: BaseSpec;
   rootPartition?: number;
+  /** Part of every layer's cache key: change it to rebuild all the image's layers on purpose. */
+  cacheSalt?: string;
   testBoot: TestBootConfig;
 }
 
@@ -59,11 +61,13 @@ export function parseImageConfig(text: string, displayPath: string): ImageConfig
   const config = raw as {
     base: { url?: string; sha256?: string; path?: string; empty?: string };
     rootPartition?: number;
+    cacheSalt?: string;
     testBoot?: TestBootConfig;
   };
   return {
     base: normalizeBase(config.base, displayPath),
     ...(config.rootPartition !== undefined ? { rootPartition: config.rootPartition } : {}),
+    ...(config.cacheSalt !== undefined ? { cacheSalt: config.cacheSalt } : {}),
     testBoot: config.testBoot ?? {},
   };
 }
