@@ -1,4 +1,7 @@
 import type { CreateNodesContext, CreateNodesResult } from '@nx/devkit';
+import type { ExecutorContext } from '@nx/devkit';
+import { LAYER_FORMAT } from '../lib/cache-identity/task-key';
+import { checkTargetDefaults, targetDefaultsProblem } from '../lib/cache-identity/target-defaults-guard';
 import { TempWorkspace } from '../testing/temp-workspace';
 
 // The plugin keeps its inference cache in Nx's workspace data folder, which
@@ -68,8 +71,7 @@ describe('vmlb plugin createNodes', () => {
   "targets": undefined,
 }
 `);
-    expect(layer.targets!.build).toMatchInlineSnapshot(
-  { options: { vmlbVersion: expect.any(String) } }, `
+    expect(layer.targets!.build).toMatchInlineSnapshot(`
 {
   "cache": false,
   "dependsOn": [
@@ -86,6 +88,9 @@ describe('vmlb plugin createNodes', () => {
     {
       "dependentTasksOutputFiles": "**/*.digest",
       "transitive": true,
+    },
+    {
+      "externalDependencies": [],
     },
   ],
   "metadata": {
@@ -106,10 +111,10 @@ describe('vmlb plugin createNodes', () => {
     "imageName": "demo",
     "layer": "10_app",
     "layerDir": "images/demo/10_app",
+    "layerFormat": 1,
     "output": "dist/images/demo/10_app.qcow2",
     "parent": "dist/images/demo/00_disk.qcow2",
     "script": "images/demo/10_app/build-layer",
-    "vmlbVersion": Any<String>,
   },
   "outputs": [
     "{workspaceRoot}/dist/images/demo/10_app.qcow2",
@@ -134,9 +139,9 @@ describe('vmlb plugin createNodes', () => {
     expect(image.targets!.base).toMatchObject({
       executor: 'vmlb:base',
       cache: true,
-      inputs: [{ json: '{projectRoot}/image.json', fields: ['base'] }],
+      inputs: [{ json: '{projectRoot}/image.json', fields: ['base'] }, { externalDependencies: [] }],
       outputs: ['{workspaceRoot}/dist/images/demo/base.qcow2', '{workspaceRoot}/dist/images/demo/base.digest', '{workspaceRoot}/dist/images/demo/base.manifest.json'],
-      options: { imageName: 'demo', base: { empty: '1G' }, output: 'dist/images/demo/base.qcow2' },
+      options: { imageName: 'demo', base: { empty: '1G' }, output: 'dist/images/demo/base.qcow2', layerFormat: LAYER_FORMAT },
     });
     expect(image.targets!.build).toMatchObject({
       executor: 'vmlb:image',
@@ -147,6 +152,79 @@ describe('vmlb plugin createNodes', () => {
     for (const [name, target] of Object.entries(image.targets!)) {
       expect([name, typeof target.metadata?.description]).toEqual([name, 'string']);
     }
+  });
+
+  it('keys layers, the base and exports on what decides their bytes: no npm package, no package version', async () => {
+    workspace.write('images/demo/image.json', JSON.stringify({ base: { empty: '1G' } }));
+    workspace.script('images/demo/00_a/build-layer');
+    const [[, { projects }]] = await run(['images/demo/image.json', 'images/demo/00_a/build-layer']);
+    const targets = [projects!['images/demo/00_a'].targets!.build, projects!['images/demo'].targets!.base, projects!['images/demo'].targets!.flatten];
+    for (const target of targets) {
+      expect(target.inputs).toContainEqual({ externalDependencies: [] });
+      expect(target.options.layerFormat).toBe(LAYER_FORMAT);
+      expect(JSON.stringify(target)).not.toMatch(/vmlbVersion|0\.1\.0/);
+    }
+  });
+
+  it('rebuilds a # rebuild-every layer once a period, and every layer of an image whose cacheSalt changes', async () => {
+    workspace.write('images/demo/image.json', JSON.stringify({ base: { empty: '1G' }, cacheSalt: '2026-12' }));
+    workspace.script('images/demo/00_a/build-layer', '# rebuild-every 7d');
+    workspace.script('images/demo/10_b/build-layer');
+    workspace.write('images/other/image.json', JSON.stringify({ base: { empty: '1G' } }));
+    workspace.script('images/other/00_a/build-layer');
+    const results = await run(['images/demo/image.json', 'images/demo/00_a/build-layer', 'images/demo/10_b/build-layer', 'images/other/image.json', 'images/other/00_a/build-layer']);
+    const projects = Object.assign({}, ...results.map(([, result]) => result.projects));
+    const runtime = (root: string) => projects[root].targets.build.inputs.filter((input: string | object) => typeof input === 'object' && 'runtime' in input);
+    expect(runtime('images/demo/00_a')).toEqual([{ runtime: 'echo "rebuild period $(( ${VMLB_NOW:-$(date -u +%s)} / 604800 )) of 604800 s"' }]);
+    expect(runtime('images/demo/10_b')).toEqual([]);
+    expect(projects['images/demo/00_a'].targets.build.metadata.description).toContain('rebuild-every 7d');
+    expect(projects['images/demo/00_a'].targets.build.options.cacheSalt).toBe('2026-12');
+    expect(projects['images/demo/10_b'].targets.build.options.cacheSalt).toBe('2026-12');
+    expect(projects['images/demo'].targets.base.options.cacheSalt).toBeUndefined();
+    expect(projects['images/other/00_a'].targets.build.options.cacheSalt).toBeUndefined();
+  });
+
+  describe("nx.json's targetDefaults", () => {
+    const build = { dependsOn: ['^build'], inputs: ['production', '^production'], cache: true };
+    const shields = { 'vmlb:layer': {}, 'vmlb:base': {}, 'vmlb:image': {}, 'vmlb:flatten': {} };
+    /** The problem the plugin warns of for these defaults, or undefined; and whether a layer's task stops on it. */
+    const check = async (targetDefaults: object): Promise<{ problem?: string; layerStops: boolean }> => {
+      workspace.write('images/demo/image.json', JSON.stringify({ base: { empty: '1G' } }));
+      workspace.script('images/demo/00_a/build-layer');
+      const results = await run(['images/demo/image.json', 'images/demo/00_a/build-layer']);
+      const nxJson = { targetDefaults } as CreateNodesContext['nxJsonConfiguration'];
+      const problem = targetDefaultsProblem(nxJson, results);
+      const project = results[0][1].projects!['images/demo/00_a'];
+      const context = { projectName: project.name, nxJsonConfiguration: nxJson, projectsConfigurations: { version: 2, projects: { [project.name!]: project } } };
+      let layerStops = false;
+      try {
+        checkTargetDefaults(context as unknown as ExecutorContext);
+      } catch (error) {
+        layerStops = (error as Error).message.includes('vmlb:layer');
+      }
+      return { problem: problem?.message, layerStops };
+    };
+    const problemWith = async (targetDefaults: object) => (await check(targetDefaults)).problem;
+
+    it('names the build default that would replace what a layer needs, and the fix', async () => {
+      const { problem, layerStops } = await check({ build });
+      expect(layerStops).toBe(true);
+      expect(problem).toContain('nx.json: targetDefaults["build"] sets cache, dependsOn, inputs for the build targets vmlb infers (vmlb:image, vmlb:layer)');
+      expect(problem).toContain('add "vmlb:layer": {}, "vmlb:base": {}, "vmlb:image": {}, "vmlb:flatten": {} to targetDefaults (npx nx g vmlb:init adds them)');
+    });
+
+    it('takes an empty entry per vmlb executor as the fix, and harmless settings as they are', async () => {
+      expect(await check({ build, ...shields })).toEqual({ problem: undefined, layerStops: false });
+      expect(await problemWith({ build, ...shields, 'vmlb:layer': { parallelism: false } })).toBeUndefined();
+      expect(await problemWith({ test: { cache: true }, lint: { inputs: ['default'] } })).toBeUndefined();
+    });
+
+    it("names a vmlb executor's own entry that sets what vmlb decides, and a glob that reaches its other targets", async () => {
+      const problem = await problemWith({ ...shields, 'vmlb:layer': { inputs: ['default'] }, '*': { cache: true } });
+      expect(problem).toContain('targetDefaults["vmlb:layer"] sets inputs for the build targets vmlb infers (vmlb:layer). ');
+      expect(problem).toContain('Remove them from that entry');
+      expect(problem).toMatch(/targetDefaults\["\*"\] sets cache for the diff, layers, test-boot targets/);
+    });
   });
 
   it('tracks a local base file by size and time, never by content, and resolves it from the image folder', async () => {

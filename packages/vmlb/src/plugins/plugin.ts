@@ -17,8 +17,9 @@ import { describeHints } from '../lib/hints';
 import { refPathFor } from '../lib/layer-ref';
 import { type ImageInfo, IMAGE_CONFIG_FILE, ImageDefinitionError, discoverImage } from '../lib/layer-discovery';
 import { imageProjectName, layerProjectName } from '../lib/project-names';
-import { shellQuote } from '../lib/shell-quote';
 import { VMLB_VERSION } from '../lib/version';
+import { LAYER_FORMAT, baseInputs, exportInputs, layerInputs, layerKeyOptions } from '../lib/cache-identity/task-key';
+import { targetDefaultsProblem } from '../lib/cache-identity/target-defaults-guard';
 
 /** Options of the vmlb entry in nx.json's `plugins`. */
 export interface VmlbPluginOptions {
@@ -77,7 +78,7 @@ export const createNodes: CreateNodes<VmlbPluginOptions> = [
     const options = normalizeOptions(rawOptions);
     const imageRoots = groupFilesByImage(files);
     const roots = [...imageRoots.keys()];
-    const contentHashes = await calculateHashesForCreateNodes(roots, { options, VMLB_VERSION }, context);
+    const contentHashes = await calculateHashesForCreateNodes(roots, { options, VMLB_VERSION, LAYER_FORMAT }, context);
     const cache = new PluginCache<ImageNodes>(path.join(workspaceDataDirectory, `vmlb-${hashArray([JSON.stringify(options)])}.hash`));
 
     const results: Array<readonly [string, CreateNodesResult]> = [];
@@ -102,6 +103,8 @@ export const createNodes: CreateNodes<VmlbPluginOptions> = [
     cache.writeToDisk();
 
     findNameClashes(results).forEach((clash) => errors.push(clash));
+    const defaultsProblem = targetDefaultsProblem(context.nxJsonConfiguration, results);
+    if (defaultsProblem) logger.warn(`vmlb: ${defaultsProblem.message}`);
     if (errors.length) throw new AggregateCreateNodesError(errors, results);
     return results;
   },
@@ -174,14 +177,7 @@ export function inferImageNodes(image: ImageInfo, options: NormalizedOptions): I
           ? { target: options.buildTargetName, projects: [parentProject] }
           : { target: options.baseTargetName, projects: [imageProject] },
       ],
-      inputs: [
-        '{projectRoot}/**/*',
-        // The parent chain enters the hash through its small digest files,
-        // never through the qcow2 files themselves (Nx would read them whole).
-        // Transitive: an overlay records its parent's name, not its bytes, so
-        // a grandparent change must reach the hash directly.
-        { dependentTasksOutputFiles: '**/*.digest', transitive: true },
-      ],
+      inputs: layerInputs(layer.hints.rebuildEvery),
       outputs: [...chainFileOutputs(output, options), `{workspaceRoot}/${manifestPathFor(output)}`, `{workspaceRoot}/${snapshotPathFor(output)}`],
       options: {
         imageName: image.name,
@@ -191,9 +187,7 @@ export function inferImageNodes(image: ImageInfo, options: NormalizedOptions): I
         parent: parentFile,
         output,
         ...(image.config.rootPartition !== undefined ? { rootPartition: image.config.rootPartition } : {}),
-        // Part of the task hash (Nx hashes project configuration), so a new
-        // vmlb version, which may build layers differently, rebuilds them.
-        vmlbVersion: VMLB_VERSION,
+        ...layerKeyOptions(image.config.cacheSalt),
         ...blobOption(options),
       },
       metadata: {
@@ -246,20 +240,13 @@ export function inferImageNodes(image: ImageInfo, options: NormalizedOptions): I
       [options.baseTargetName]: {
         executor: 'vmlb:base',
         cache: true,
-        inputs: [
-          { json: `{projectRoot}/${IMAGE_CONFIG_FILE}`, fields: ['base'] },
-          // A local base file is identified by size and modification time:
-          // hashing a multi-GB disk on every run would cost more than it saves.
-          ...(image.config.base.kind === 'path'
-            ? [{ runtime: `stat -L -c '%s %Y' ${shellQuote(resolveBasePath(image))}` }]
-            : []),
-        ],
+        inputs: baseInputs(IMAGE_CONFIG_FILE, image.config.base.kind === 'path' ? resolveBasePath(image) : undefined),
         outputs: [...chainFileOutputs(layout.base, options), `{workspaceRoot}/${manifestPathFor(layout.base)}`],
         options: {
           imageName: image.name,
           base: baseOption(image),
           output: layout.base,
-          vmlbVersion: VMLB_VERSION,
+          layerFormat: LAYER_FORMAT,
           ...blobOption(options),
         },
         metadata: {
@@ -287,9 +274,9 @@ export function inferImageNodes(image: ImageInfo, options: NormalizedOptions): I
         // Nx's cache and remote cache, which blob mode exists to avoid.
         cache: !options.blobs,
         dependsOn: [lastBuild],
-        inputs: [{ dependentTasksOutputFiles: '**/*.digest', transitive: true }],
+        inputs: exportInputs(),
         outputs: [`{workspaceRoot}/${layout.dir}/export/{options.format}`],
-        options: { ...chainOptions, outputDir: path.posix.join(layout.dir, 'export'), format: 'qcow2', vmlbVersion: VMLB_VERSION },
+        options: { ...chainOptions, outputDir: path.posix.join(layout.dir, 'export'), format: 'qcow2', layerFormat: LAYER_FORMAT },
         metadata: {
           technologies: ['vmlb'],
           description: `Write image ${image.name} as one standalone disk file: qcow2, raw, vmdk, vhdx, vdi, vpc or ova, with a .sha256 (into ${layout.dir}/export/<format>/)`,

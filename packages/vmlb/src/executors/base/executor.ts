@@ -13,6 +13,7 @@ import { IMAGE_CONFIG_FILE } from '../../lib/layer-discovery';
 import { refPathFor } from '../../lib/layer-ref';
 import { checkPrerequisites } from '../../lib/prerequisites';
 import type { BaseExecutorSchema } from './schema';
+import { checkTargetDefaults } from '../../lib/cache-identity/target-defaults-guard';
 
 export interface NormalizedBaseOptions {
   imageName: string;
@@ -48,6 +49,7 @@ export function normalizeOptions(options: BaseExecutorSchema, workspaceRoot: str
 
 export default async function baseExecutor(options: BaseExecutorSchema, context: ExecutorContext): Promise<{ success: boolean }> {
   return reportFailure(async () => {
+    checkTargetDefaults(context);
     const normalized = normalizeOptions(options, context.root);
     checkPrerequisites(['qemu-img'], { fuse: false, disks: false });
     const log = (message: string) => console.log(message);

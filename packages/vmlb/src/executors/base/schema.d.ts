@@ -3,6 +3,6 @@ export interface BaseExecutorSchema {
   base: { url?: string; sha256?: string; path?: string; empty?: string };
   output: string;
   downloadCache?: string;
-  vmlbVersion?: string;
+  layerFormat?: number;
   blobs?: boolean;
 }

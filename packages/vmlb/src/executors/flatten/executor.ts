@@ -10,6 +10,7 @@ import { checkPrerequisites } from '../../lib/prerequisites';
 import { imageInfo } from '../../lib/qcow2';
 import { formatBytes, formatDuration } from '../../lib/units';
 import type { FlattenExecutorSchema } from './schema';
+import { checkTargetDefaults } from '../../lib/cache-identity/target-defaults-guard';
 
 export interface FlattenPlan extends Omit<ExportOptions, 'signal'> {
   imageName: string;
@@ -52,6 +53,7 @@ export function normalizeOptions(options: FlattenExecutorSchema, workspaceRoot: 
 export default async function flattenExecutor(options: FlattenExecutorSchema, context: ExecutorContext): Promise<{ success: boolean }> {
   return reportFailure(() =>
     withInterruptSignal(async (signal) => {
+      checkTargetDefaults(context);
       const plan = normalizeOptions(options, context.root);
       checkPrerequisites(plan.format === 'ova' ? ['qemu-img', 'tar'] : ['qemu-img'], { fuse: false, disks: false });
       const log = (message: string) => console.log(message);

@@ -10,6 +10,6 @@ export interface FlattenExecutorSchema {
   sha256?: boolean;
   cpus?: number;
   memory?: number;
-  vmlbVersion?: string;
+  layerFormat?: number;
   blobs?: boolean;
 }

@@ -7,6 +7,7 @@ import { openBlobStores } from '../../lib/blob-config';
 import { releaseAllLeftovers } from '../../lib/disk-attach';
 import { withInterruptSignal } from '../../lib/interrupt';
 import { refPathFor } from '../../lib/layer-ref';
+import { discoverImage } from '../../lib/layer-discovery';
 import { reportFailure } from '../../lib/executor-errors';
 import { checkPrerequisites } from '../../lib/prerequisites';
 import { exportDisk } from '../../lib/disk-export';
@@ -14,6 +15,7 @@ import { staleLayerFiles } from '../../lib/dist-layout';
 import { formatBytes } from '../../lib/units';
 import { REMOTE_CACHE_WARNING_ENV } from '../../lib/remote-cache-probe';
 import type { ImageExecutorSchema } from './schema';
+import { checkTargetDefaults } from '../../lib/cache-identity/target-defaults-guard';
 
 export function normalizeOptions(options: ImageExecutorSchema, workspaceRoot: string) {
   return {
@@ -25,11 +27,24 @@ export function normalizeOptions(options: ImageExecutorSchema, workspaceRoot: st
   };
 }
 
+/**
+ * The image folder's warnings (a folder that looks like a layer but is
+ * not one), again: with the Nx daemon on, the plugin's own warnings go to
+ * the daemon's log, never to the user's terminal.
+ */
+function reportImageWarnings(context: ExecutorContext): void {
+  const root = context.projectsConfigurations.projects[context.projectName!]?.root;
+  if (!root) return;
+  discoverImage(context.root, root).warnings.forEach((warning) => console.warn(`vmlb: warning: ${warning}`));
+}
+
 export default async function imageExecutor(options: ImageExecutorSchema, context: ExecutorContext): Promise<{ success: boolean }> {
   return reportFailure(async () => {
+    checkTargetDefaults(context);
     const { imageName, chain, output, flatten, verify } = normalizeOptions(options, context.root);
     const cacheWarning = process.env[REMOTE_CACHE_WARNING_ENV];
     if (cacheWarning) console.warn(`vmlb: warning: ${cacheWarning}`);
+    reportImageWarnings(context);
     // A layer killed mid-build and then restored from the Nx cache never ran
     // again to release what it left attached; do it here (this target always runs).
     await releaseAllLeftovers(path.dirname(chain), (message) => console.log(message));

@@ -15,6 +15,7 @@ import { withInterruptSignal } from '../../lib/interrupt';
 import { type LayerBuildPlan, buildLayer } from '../../lib/layer-build';
 import { checkPrerequisites, layerBuildTools } from '../../lib/prerequisites';
 import type { LayerExecutorSchema } from './schema';
+import { checkTargetDefaults } from '../../lib/cache-identity/target-defaults-guard';
 
 /** Options resolved once: absolute paths, script kind and hints read from the script. */
 export function normalizeOptions(options: LayerExecutorSchema, workspaceRoot: string, env: NodeJS.ProcessEnv = process.env): LayerBuildPlan {
@@ -61,6 +62,7 @@ export function normalizeOptions(options: LayerExecutorSchema, workspaceRoot: st
 
 export default async function layerExecutor(options: LayerExecutorSchema, context: ExecutorContext): Promise<{ success: boolean }> {
   return reportFailure(async () => {
+    checkTargetDefaults(context);
     const plan = normalizeOptions(options, context.root);
     const log = (message: string) => console.log(message);
     const stores = options.blobs ? await openBlobStores(context.root) : undefined;

@@ -7,6 +7,7 @@ export interface LayerExecutorSchema {
   output: string;
   rootPartition?: number;
   nbd?: string;
-  vmlbVersion?: string;
+  layerFormat?: number;
+  cacheSalt?: string;
   blobs?: boolean;
 }

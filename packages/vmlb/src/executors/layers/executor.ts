@@ -84,6 +84,9 @@ export function formatStatusTable(rows: LayerStatus[]): string {
 export default async function layersExecutor(options: LayersExecutorSchema, context: ExecutorContext): Promise<{ success: boolean }> {
   return reportFailure(async () => {
     const layers = statusLayers(options, context.root, context.projectGraph);
+    const { warnings, config } = discoverImage(context.root, options.imageRoot);
+    // On stderr, so that --json stays one JSON document; with the Nx daemon on, this is where the user sees them.
+    warnings.forEach((warning) => console.warn(`vmlb: warning: ${warning}`));
     const outputDir = path.posix.join(options.distDir, options.imageName);
     const hashes = await NxTaskHashes.open(
       context.root,
@@ -106,7 +109,9 @@ export default async function layersExecutor(options: LayersExecutorSchema, cont
       console.log(JSON.stringify(rows, null, 2));
       return;
     }
-    console.log(`Layers of image ${options.imageName} (base first); nothing was built or restored to list them.\n`);
+    console.log(`Layers of image ${options.imageName} (base first); nothing was built or restored to list them.`);
+    if (config.cacheSalt !== undefined) console.log(`Every layer's cache key includes image.json's cacheSalt '${config.cacheSalt}'.`);
+    console.log('');
     console.log(formatStatusTable(rows));
   });
 }

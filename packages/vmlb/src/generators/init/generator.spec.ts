@@ -56,6 +56,21 @@ describe('vmlb:init', () => {
       expect(readJson(tree, 'nx.json')).toEqual({
         $schema: './node_modules/nx/schemas/nx-schema.json',
         plugins: [{ plugin: 'vmlb', options: {} }],
+        targetDefaults: { 'vmlb:layer': {}, 'vmlb:base': {}, 'vmlb:image': {}, 'vmlb:flatten': {} },
+      });
+    });
+
+    it("gives each vmlb executor an empty targetDefaults entry, which Nx prefers to the workspace's build defaults", async () => {
+      const build = { dependsOn: ['^build'], inputs: ['production', '^production'], cache: true };
+      updateNxJson(tree, { ...readNxJson(tree), targetDefaults: { build, 'vmlb:flatten': { parallelism: false } } });
+      await initGenerator(tree, {});
+      await initGenerator(tree, {});
+      expect(readNxJson(tree)?.targetDefaults).toEqual({
+        build,
+        'vmlb:flatten': { parallelism: false },
+        'vmlb:layer': {},
+        'vmlb:base': {},
+        'vmlb:image': {},
       });
     });
   });

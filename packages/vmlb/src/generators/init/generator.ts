@@ -7,6 +7,7 @@ import {
   updateNxJson,
   writeJson,
 } from '@nx/devkit';
+import { SHIELDED_EXECUTORS } from '../../lib/cache-identity/target-defaults-guard';
 import { formatFilesKeepingModes } from '../generator-utils';
 import type { InitGeneratorSchema } from './schema';
 
@@ -28,10 +29,11 @@ function normalizeOptions(options: InitGeneratorSchema): NormalizedInitOptions {
   return { skipFormat: options.skipFormat ?? false };
 }
 
-/** `nx g vmlb:init` (and `nx add vmlb`): registers the plugin and ignores its outputs. Idempotent. */
+/** `nx g vmlb:init` (and `nx add vmlb`): registers the plugin, keeps target defaults off its targets, ignores its outputs. Idempotent. */
 export async function initGenerator(tree: Tree, schema: InitGeneratorSchema = {}): Promise<void> {
   const options = normalizeOptions(schema);
   registerPlugin(tree);
+  shieldFromTargetDefaults(tree);
   ignoreBuildOutputs(tree);
   if (!options.skipFormat) await formatFilesKeepingModes(tree);
 }
@@ -56,6 +58,21 @@ function registerPlugin(tree: Tree): void {
   // include/exclude) is theirs: keep it as it is.
   if (nxJson.plugins?.some(isVmlbPluginEntry)) return;
   updateNxJson(tree, { ...nxJson, plugins: [...(nxJson.plugins ?? []), entry] });
+}
+
+/**
+ * An empty targetDefaults entry per vmlb executor: Nx prefers it to a
+ * target name's entry, so the workspace's `build` defaults (dependsOn,
+ * inputs, cache) never replace what vmlb infers. Entries the user wrote stay.
+ */
+function shieldFromTargetDefaults(tree: Tree): void {
+  const nxJson = readNxJson(tree);
+  if (!nxJson) return;
+  const targetDefaults = { ...(nxJson.targetDefaults ?? {}) };
+  const missing = SHIELDED_EXECUTORS.filter((executor) => !(executor in targetDefaults));
+  if (missing.length === 0) return;
+  missing.forEach((executor) => (targetDefaults[executor] = {}));
+  updateNxJson(tree, { ...nxJson, targetDefaults });
 }
 
 function ignoreBuildOutputs(tree: Tree): void {

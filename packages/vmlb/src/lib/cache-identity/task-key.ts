@@ -1,0 +1,74 @@
+import type { TargetConfiguration } from '@nx/devkit';
+
+/** One entry of a target's inputs. */
+type Input = NonNullable<TargetConfiguration['inputs']>[number];
+import { shellQuote } from '../shell-quote';
+
+/**
+ * What enters the Nx task hash of a layer, a base import and an export:
+ * the one place that decides it (docs/layer-lifecycle.md, "What goes into
+ * a layer's cache key", lists each part and where it is added).
+ *
+ * Nx adds to every task's hash, whatever a plugin says: nx.json,
+ * .gitignore, .nxignore, the root tsconfig's compilerOptions, the
+ * NX_CLOUD_ENCRYPTION_KEY variable, and the target configurations of the
+ * task's project. Everything else is chosen here.
+ */
+
+/**
+ * The layer format: bumped by hand when a change in vmlb changes the bytes
+ * a build writes for the same inputs. It replaces the package version,
+ * which changed every layer's key on every release.
+ */
+export const LAYER_FORMAT = 1;
+
+/** Layer scripts run in the image, not in node_modules: no npm package is part of a key (Nx would hash the whole lockfile). */
+const NO_NPM_PACKAGES: Input = { externalDependencies: [] };
+
+/** The parent chain, through its small digest files; transitive, since an overlay records its parent's name, not its bytes. */
+const PARENT_CHAIN_DIGESTS: Input = { dependentTasksOutputFiles: '**/*.digest', transitive: true };
+
+/** Seconds since the epoch, from VMLB_NOW when set (tests move the clock with it). */
+const NOW_SECONDS = '${VMLB_NOW:-$(date -u +%s)}';
+
+/** The inputs of a layer's build target. */
+export function layerInputs(rebuildEverySeconds?: number): Input[] {
+  return [
+    '{projectRoot}/**/*',
+    PARENT_CHAIN_DIGESTS,
+    NO_NPM_PACKAGES,
+    ...(rebuildEverySeconds !== undefined ? [rebuildPeriodInput(rebuildEverySeconds)] : []),
+  ];
+}
+
+/**
+ * `# rebuild-every <period>`: the number of the current period since the
+ * epoch (UTC), so the key changes once a period, at the same moment on
+ * every machine, and CI and laptops still share within it.
+ */
+export function rebuildPeriodInput(periodSeconds: number): Input {
+  return { runtime: `echo "rebuild period $(( ${NOW_SECONDS} / ${periodSeconds} )) of ${periodSeconds} s"` };
+}
+
+/** The options of a layer target that exist only to be part of its key. */
+export function layerKeyOptions(cacheSalt: string | undefined): { layerFormat: number; cacheSalt?: string } {
+  return { layerFormat: LAYER_FORMAT, ...(cacheSalt !== undefined ? { cacheSalt } : {}) };
+}
+
+/**
+ * The inputs of an image's base import: image.json's `base` only, and for
+ * a local disk its size and modification time (hashing a multi-GB disk on
+ * every run would cost more than it saves).
+ */
+export function baseInputs(imageConfigFile: string, localBasePath?: string): Input[] {
+  return [
+    { json: `{projectRoot}/${imageConfigFile}`, fields: ['base'] },
+    NO_NPM_PACKAGES,
+    ...(localBasePath !== undefined ? [{ runtime: `stat -L -c '%s %Y' ${shellQuote(localBasePath)}` }] : []),
+  ];
+}
+
+/** The inputs of an export (flatten): the chain's digests; the format and other options enter as options. */
+export function exportInputs(): Input[] {
+  return [PARENT_CHAIN_DIGESTS, NO_NPM_PACKAGES];
+}
