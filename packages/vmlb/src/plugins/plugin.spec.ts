@@ -1,6 +1,7 @@
 import type { CreateNodesContext, CreateNodesResult } from '@nx/devkit';
 import type { ExecutorContext } from '@nx/devkit';
 import { LAYER_FORMAT } from '../lib/cache-identity/task-key';
+import { chainTop } from '../lib/image-chain';
 import { checkTargetDefaults, targetDefaultsProblem } from '../lib/cache-identity/target-defaults-guard';
 import { TempWorkspace } from '../testing/temp-workspace';
 
@@ -146,9 +147,9 @@ describe('vmlb plugin createNodes', () => {
     expect(image.targets!.build).toMatchObject({
       executor: 'vmlb:image',
       dependsOn: [{ target: 'build', projects: ['demo-20_clean'] }],
-      options: { chain: 'dist/images/demo/20_clean.qcow2', output: 'dist/images/demo/image.qcow2' },
+      options: { imageRoot: 'images/demo', distDir: 'dist/images', output: 'dist/images/demo/image.qcow2' },
     });
-    expect(image.targets!['test-boot'].options).toMatchObject({ memory: '512M', cloudInitDir: 'images/demo/test-boot' });
+    expect(image.targets!['test-boot'].options).toEqual({ imageName: 'demo', imageRoot: 'images/demo', distDir: 'dist/images', cloudInitDir: 'images/demo/test-boot' });
     for (const [name, target] of Object.entries(image.targets!)) {
       expect([name, typeof target.metadata?.description]).toEqual([name, 'string']);
     }
@@ -164,6 +165,20 @@ describe('vmlb plugin createNodes', () => {
       expect(target.options.layerFormat).toBe(LAYER_FORMAT);
       expect(JSON.stringify(target)).not.toMatch(/vmlbVersion|0\.1\.0/);
     }
+  });
+
+  it("keeps the image project's target options, which Nx hashes into the base import's key, the same when a layer is added or testBoot changes", async () => {
+    const files = ['images/demo/image.json', 'images/demo/00_a/build-layer'];
+    workspace.write('images/demo/image.json', JSON.stringify({ base: { empty: '1G' } }));
+    workspace.script('images/demo/00_a/build-layer');
+    const before = (await run(files))[0][1].projects!['images/demo'].targets;
+    workspace.write('images/demo/image.json', JSON.stringify({ base: { empty: '1G' }, testBoot: { memory: '2G' } }));
+    workspace.script('images/demo/10_b/build-layer');
+    const after = (await run([...files, 'images/demo/10_b/build-layer']))[0][1].projects!['images/demo'].targets!;
+    expect(Object.fromEntries(Object.entries(after).map(([name, target]) => [name, target.options]))).toEqual(
+      Object.fromEntries(Object.entries(before!).map(([name, target]) => [name, name === 'diff' ? after.diff.options : target.options])),
+    );
+    expect(chainTop(after.build.options, workspace.root)).toBe('dist/images/demo/10_b.qcow2');
   });
 
   it('rebuilds a # rebuild-every layer once a period, and every layer of an image whose cacheSalt changes', async () => {
@@ -240,7 +255,7 @@ describe('vmlb plugin createNodes', () => {
     const [[, { projects }]] = await run(['images/bare/image.json']);
     expect(Object.keys(projects!)).toEqual(['images/bare']);
     expect(projects!['images/bare'].targets!.build.dependsOn).toEqual([{ target: 'base' }]);
-    expect(projects!['images/bare'].targets!.build.options.chain).toBe('dist/images/bare/base.qcow2');
+    expect(chainTop(projects!['images/bare'].targets!.build.options, workspace.root)).toBe('dist/images/bare/base.qcow2');
   });
 
   it('honours target names and the output folder from the plugin options', async () => {

@@ -17,7 +17,7 @@ import { describeHints } from '../lib/hints';
 import { refPathFor } from '../lib/layer-ref';
 import { type ImageInfo, IMAGE_CONFIG_FILE, ImageDefinitionError, discoverImage } from '../lib/layer-discovery';
 import { imageProjectName, layerProjectName } from '../lib/project-names';
-import { VMLB_VERSION } from '../lib/version';
+import { vmlbCodeId } from '../lib/version';
 import { LAYER_FORMAT, baseInputs, exportInputs, layerInputs, layerKeyOptions } from '../lib/cache-identity/task-key';
 import { targetDefaultsProblem } from '../lib/cache-identity/target-defaults-guard';
 
@@ -78,7 +78,7 @@ export const createNodes: CreateNodes<VmlbPluginOptions> = [
     const options = normalizeOptions(rawOptions);
     const imageRoots = groupFilesByImage(files);
     const roots = [...imageRoots.keys()];
-    const contentHashes = await calculateHashesForCreateNodes(roots, { options, VMLB_VERSION, LAYER_FORMAT }, context);
+    const contentHashes = await calculateHashesForCreateNodes(roots, { options, code: vmlbCodeId() }, context);
     const cache = new PluginCache<ImageNodes>(path.join(workspaceDataDirectory, `vmlb-${hashArray([JSON.stringify(options)])}.hash`));
 
     const results: Array<readonly [string, CreateNodesResult]> = [];
@@ -221,9 +221,12 @@ export function inferImageNodes(image: ImageInfo, options: NormalizedOptions): I
   const lastBuild = parentProject
     ? { target: options.buildTargetName, projects: [parentProject] }
     : { target: options.baseTargetName };
+  // No chain top, no image.json testBoot settings here: Nx hashes every target
+  // of the image project into its base import's key; the tasks find both at run time.
   const chainOptions = {
     imageName: image.name,
-    chain: parentFile,
+    imageRoot: image.root,
+    distDir: options.distDir,
     ...blobOption(options),
   };
   projects[image.root] = {
@@ -287,13 +290,7 @@ export function inferImageNodes(image: ImageInfo, options: NormalizedOptions): I
         executor: 'vmlb:test-boot',
         cache: false,
         dependsOn: [lastBuild],
-        options: {
-          imageName: image.name,
-          chain: parentFile,
-          ...blobOption(options),
-          cloudInitDir: path.posix.join(image.root, 'test-boot'),
-          ...image.config.testBoot,
-        },
+        options: { ...chainOptions, cloudInitDir: path.posix.join(image.root, 'test-boot') },
         metadata: {
           technologies: ['vmlb'],
           description: `Boot image ${image.name} under qemu without changing it: on the console when interactive, or --check for a scripted pass/fail`,
@@ -326,7 +323,7 @@ export function inferImageNodes(image: ImageInfo, options: NormalizedOptions): I
           },
         },
       },
-      ...(options.blobs ? blobTargets(image.name, imageProject, parentFile, lastBuild) : {}),
+      ...(options.blobs ? blobTargets(imageProject, chainOptions, lastBuild) : {}),
     },
   };
   return { projects, warnings: image.warnings };
@@ -343,13 +340,18 @@ function blobOption(options: NormalizedOptions): { blobs?: true } {
 }
 
 /** The image targets that exist only in blob mode. */
-function blobTargets(imageName: string, imageProject: string, chain: string, lastBuild: TargetDependencyConfig): Record<string, TargetConfiguration> {
+function blobTargets(
+  imageProject: string,
+  chainOptions: { imageName: string; imageRoot: string; distDir: string },
+  lastBuild: TargetDependencyConfig,
+): Record<string, TargetConfiguration> {
+  const { imageName } = chainOptions;
   return {
     pull: {
       executor: 'vmlb:pull',
       cache: false,
       dependsOn: [lastBuild],
-      options: { imageName, chain },
+      options: { imageName, imageRoot: chainOptions.imageRoot, distDir: chainOptions.distDir },
       metadata: {
         technologies: ['vmlb'],
         description: `Put every layer file of image ${imageName} in place in dist/ (blob mode): linked from this machine's blob cache, or downloaded from the blob store`,

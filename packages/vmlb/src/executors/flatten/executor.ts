@@ -11,6 +11,7 @@ import { imageInfo } from '../../lib/qcow2';
 import { formatBytes, formatDuration } from '../../lib/units';
 import type { FlattenExecutorSchema } from './schema';
 import { checkTargetDefaults } from '../../lib/cache-identity/target-defaults-guard';
+import { chainTop } from '../../lib/image-chain';
 
 export interface FlattenPlan extends Omit<ExportOptions, 'signal'> {
   imageName: string;
@@ -38,7 +39,7 @@ export function normalizeOptions(options: FlattenExecutorSchema, workspaceRoot: 
   if (!Number.isInteger(memoryMiB) || memoryMiB < 16) throw new Error(`--memory is in MiB and must be a whole number of 16 or more, got ${JSON.stringify(options.memory)}.`);
   return {
     imageName: options.imageName,
-    chain: path.resolve(workspaceRoot, options.chain),
+    chain: path.resolve(workspaceRoot, chainTop(options, workspaceRoot)),
     output: path.resolve(workspaceRoot, options.outputDir, format, `${options.imageName}.${EXPORT_EXTENSIONS[format]}`),
     format,
     compress: options.compress === true,

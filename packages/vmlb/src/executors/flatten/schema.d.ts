@@ -2,7 +2,9 @@ import type { ExportFormat } from '../../lib/disk-export';
 
 export interface FlattenExecutorSchema {
   imageName: string;
-  chain: string;
+  chain?: string;
+  imageRoot?: string;
+  distDir?: string;
   outputDir: string;
   format?: ExportFormat;
   compress?: boolean;

@@ -16,11 +16,12 @@ import { formatBytes } from '../../lib/units';
 import { REMOTE_CACHE_WARNING_ENV } from '../../lib/remote-cache-probe';
 import type { ImageExecutorSchema } from './schema';
 import { checkTargetDefaults } from '../../lib/cache-identity/target-defaults-guard';
+import { chainTop } from '../../lib/image-chain';
 
 export function normalizeOptions(options: ImageExecutorSchema, workspaceRoot: string) {
   return {
     imageName: options.imageName,
-    chain: path.resolve(workspaceRoot, options.chain),
+    chain: path.resolve(workspaceRoot, chainTop(options, workspaceRoot)),
     output: path.resolve(workspaceRoot, options.output),
     flatten: options.flatten ?? false,
     verify: options.verify ?? false,
@@ -63,7 +64,7 @@ export default async function imageExecutor(options: ImageExecutorSchema, contex
         return;
       }
     }
-    if (!existsSync(chain)) throw new Error(`Image ${imageName}: the top of its chain ${options.chain} does not exist; build its layers first.`);
+    if (!existsSync(chain)) throw new Error(`Image ${imageName}: the top of its chain ${path.relative(context.root, chain)} does not exist; build its layers first.`);
     if (verify) {
       await verifyChain(chain, {
         imageName,

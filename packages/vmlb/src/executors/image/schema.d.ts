@@ -1,6 +1,8 @@
 export interface ImageExecutorSchema {
   imageName: string;
-  chain: string;
+  chain?: string;
+  imageRoot?: string;
+  distDir?: string;
   output: string;
   flatten?: boolean;
   verify?: boolean;

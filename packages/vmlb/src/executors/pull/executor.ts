@@ -6,10 +6,11 @@ import { reportFailure } from '../../lib/executor-errors';
 import { withInterruptSignal } from '../../lib/interrupt';
 import { formatBytes } from '../../lib/units';
 import type { PullExecutorSchema } from './schema';
+import { chainTop } from '../../lib/image-chain';
 
 export default async function pullExecutor(options: PullExecutorSchema, context: ExecutorContext): Promise<{ success: boolean }> {
   return reportFailure(async () => {
-    const chain = path.resolve(context.root, options.chain);
+    const chain = path.resolve(context.root, chainTop(options, context.root));
     const stores = await openBlobStores(context.root);
     const started = Date.now();
     const counts = await withInterruptSignal((signal) => materialiseChain(chain, stores, { log: (message) => console.log(message), signal }));

@@ -1,4 +1,6 @@
 export interface PullExecutorSchema {
   imageName: string;
-  chain: string;
+  chain?: string;
+  imageRoot?: string;
+  distDir?: string;
 }

@@ -28,6 +28,20 @@ describe('test-boot options', () => {
     });
   });
 
+  it("finds the chain from the image folder when the task runs, and takes image.json's testBoot settings under the command line's", () => {
+    workspace.write('images/demo/image.json', JSON.stringify({ base: { empty: '1G' }, testBoot: { memory: '2G', cpus: 1, expect: 'ready' } }));
+    workspace.script('images/demo/20_top/build-layer');
+    const fromImage = { imageName: 'demo', imageRoot: 'images/demo', distDir: 'dist/images' };
+    expect(normalizeOptions(fromImage, workspace.root, terminal)).toMatchObject({
+      memory: '2G',
+      cpus: 1,
+      expect: /ready/,
+      timeoutMs: 300_000,
+      disk: `${workspace.root}/dist/images/demo/20_top.qcow2`,
+    });
+    expect(normalizeOptions({ ...fromImage, memory: '512M', cpus: undefined }, workspace.root, terminal)).toMatchObject({ memory: '512M', cpus: 1 });
+  });
+
   it.each([
     [{ expect: '([' }, "--expect '([' is not a regular expression"],
     [{ memory: 'lots' }, "--memory 'lots' is not a memory size"],

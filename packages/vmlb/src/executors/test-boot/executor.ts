@@ -11,6 +11,7 @@ import { generateSshKey, serveNoCloudSeed, sshRun } from '../../lib/cloud-init-s
 import { tail } from '../../lib/exec';
 import { bootAndCheck, bootInteractive, freePort, kvmUsable, withThrowawayOverlay } from '../../lib/qemu-boot';
 import type { TestBootExecutorSchema } from './schema';
+import { chainTop, imageTestBootSettings } from '../../lib/image-chain';
 
 export interface NormalizedTestBootOptions {
   imageName: string;
@@ -33,10 +34,13 @@ export interface NormalizedTestBootOptions {
  * one unless --tui=false).
  */
 export function normalizeOptions(
-  options: TestBootExecutorSchema,
+  given: TestBootExecutorSchema,
   workspaceRoot: string,
   terminal = { stdinIsTTY: process.stdin.isTTY === true, ci: Boolean(isCI()) },
 ): NormalizedTestBootOptions {
+  // image.json's testBoot settings under the command line's.
+  const options = { ...imageTestBootSettings(given.imageRoot, workspaceRoot), ...definedOnly(given) };
+  const chain = chainTop(options, workspaceRoot);
   const cloudInitDir =
     options.cloudInitDir && existsSync(path.resolve(workspaceRoot, options.cloudInitDir, 'user-data')) ? path.resolve(workspaceRoot, options.cloudInitDir) : undefined;
   if (options.ssh !== undefined && !cloudInitDir) {
@@ -45,10 +49,10 @@ export function normalizeOptions(
         `with a user whose ssh_authorized_keys lists \${VMLB_SSH_PUBLIC_KEY}.`,
     );
   }
-  const disk = path.resolve(workspaceRoot, options.image ?? options.chain);
+  const disk = path.resolve(workspaceRoot, options.image ?? chain);
   if (!existsSync(disk)) {
     throw new Error(
-      options.image ? `--image ${options.image} does not exist.` : `Image ${options.imageName} is not built (${options.chain} is missing): nx build image-${options.imageName}`,
+      options.image ? `--image ${options.image} does not exist.` : `Image ${options.imageName} is not built (${chain} is missing): nx build image-${options.imageName}`,
     );
   }
   let expect: RegExp;
@@ -65,7 +69,7 @@ export function normalizeOptions(
     cloudInitDir,
     ssh: options.ssh,
     sshUser: options.sshUser ?? 'vmlb',
-    logFile: path.join(path.dirname(path.resolve(workspaceRoot, options.chain)), 'test-boot.log'),
+    logFile: path.join(path.dirname(path.resolve(workspaceRoot, chain)), 'test-boot.log'),
     check: options.check === true || terminal.ci || !terminal.stdinIsTTY,
     expect,
     timeoutMs: (options.timeout ?? 300) * 1000,
@@ -75,6 +79,11 @@ export function normalizeOptions(
   };
 }
 
+/** The options that were given: an undefined one must not hide image.json's setting. */
+function definedOnly(options: TestBootExecutorSchema): TestBootExecutorSchema {
+  return Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) as TestBootExecutorSchema;
+}
+
 export default async function testBootExecutor(options: TestBootExecutorSchema, context: ExecutorContext): Promise<{ success: boolean }> {
   // One interrupt handler for the whole run: Nx forwards the signal to the task
   // after the terminal sent it to the group, and a second signal must not cut
@@ -82,7 +91,7 @@ export default async function testBootExecutor(options: TestBootExecutorSchema, 
   return reportFailure(() => withInterruptSignal(async (signal) => {
     if (options.blobs && !options.image) {
       // Blob mode: the layers may be refs only so far (cache hits); put their files in place first.
-      const chain = path.resolve(context.root, options.chain);
+      const chain = path.resolve(context.root, chainTop(options, context.root));
       await materialiseChain(chain, await openBlobStores(context.root), { log: (message) => console.log(message), signal });
     }
     const boot = normalizeOptions(options, context.root);

@@ -1,6 +1,8 @@
 export interface TestBootExecutorSchema {
   imageName: string;
-  chain: string;
+  chain?: string;
+  imageRoot?: string;
+  distDir?: string;
   image?: string;
   cloudInitDir?: string;
   check?: boolean;
