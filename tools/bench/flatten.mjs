@@ -21,11 +21,11 @@ import { rmSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { chainArgument, median, plugin, repo, runs as runsOr, scratchFolder, spread } from './lib.mjs';
 
-const { exportDisk } = plugin('lib/disk-export');
+const { exportDisk } = plugin('lib/export/disk-export');
 // Every qemu-img vmlb runs goes through lib/exec's run(); timing it there
 // splits each vmlb run into the conversion itself and vmlb's own time around
 // it, within the same run, free of the noise between two runs.
-const exec = plugin('lib/exec');
+const exec = plugin('lib/util/exec');
 const originalRun = exec.run;
 let convertMs = 0;
 exec.run = async (file, args, options) => {

@@ -18,8 +18,8 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { chainArgument, chainScratch, median, plugin, repo, runs as runsOr, spread } from './lib.mjs';
 
-const { buildLayer } = plugin('lib/layer-build');
-const { parseHints } = plugin('lib/hints');
+const { buildLayer } = plugin('lib/build/layer-build');
+const { parseHints } = plugin('lib/image/hints');
 
 const runs = runsOr(5);
 const top = chainArgument();

@@ -19,9 +19,9 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { chainScratch, median, plugin, repo, runs as runsOr, spread, takeTurns } from './lib.mjs';
 
-const { buildLayer } = plugin('lib/layer-build');
-const { parseHints } = plugin('lib/hints');
-const { BUILD_PHASES, PHASE_MARK_PREFIX } = plugin('lib/pause-point');
+const { buildLayer } = plugin('lib/build/layer-build');
+const { parseHints } = plugin('lib/image/hints');
+const { BUILD_PHASES, PHASE_MARK_PREFIX } = plugin('lib/util/pause-point');
 
 /** What a build does between the phase before and the one named, for the breakdown. */
 const PHASE_WORK = {

@@ -8,8 +8,14 @@ import * as path from 'node:path';
 export const repo = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 
 const require = createRequire(import.meta.url);
-/** A module of the compiled plugin (npm run build), e.g. `lib/layer-build`. */
-export const plugin = (module) => require(path.join(repo, 'packages/vmlb/dist', `${module}.js`));
+/** A module of the compiled plugin (npm run build), e.g. `lib/build/layer-build`; stops at once, naming it, when its source moved. */
+export const plugin = (module) => {
+  const source = path.join(repo, 'packages/vmlb/src', `${module}.ts`);
+  if (!existsSync(source)) {
+    throw new Error(`tools/bench: packages/vmlb/src/${module}.ts does not exist: the module moved or was renamed; update the benchmark that loads '${module}'.`);
+  }
+  return require(path.join(repo, 'packages/vmlb/dist', `${module}.js`));
+};
 
 /** Nx's CLI, run with node (no npx in between). */
 export const nxBin = path.join(repo, 'node_modules/nx/dist/bin/nx.js');

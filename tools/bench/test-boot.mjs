@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { median, nxBin, plugin, repo, runs as runsOr, spread, takeTurns } from './lib.mjs';
 
-const { qemuArguments, freePort } = plugin('lib/qemu-boot');
+const { qemuArguments, freePort } = plugin('lib/boot/qemu-boot');
 
 const runs = runsOr(5);
 const disk = path.join(repo, 'dist/images/tiny-boot/image.qcow2');

@@ -22,9 +22,9 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { chainArgument, chainScratch, median, plugin, repo, runs as runsOr, spread, takeTurns } from './lib.mjs';
 
-const { buildLayer } = plugin('lib/layer-build');
-const { parseHints } = plugin('lib/hints');
-const { kvmUsable } = plugin('lib/qemu-boot');
+const { buildLayer } = plugin('lib/build/layer-build');
+const { parseHints } = plugin('lib/image/hints');
+const { kvmUsable } = plugin('lib/boot/qemu-boot');
 
 if (spawnSync('virt-customize', ['--version'], { stdio: 'ignore' }).status !== 0) {
   console.error('virt-customize is not installed: tools/setup.sh --bench installs libguestfs-tools and the kernel its appliance boots (linux-image-amd64).');

@@ -4,8 +4,8 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { execa } from 'execa';
-import { ROOT_DIGEST, importBase } from '../src/lib/base-import';
-import { chainDigest, sha256File } from '../src/lib/digest';
+import { importBase } from '../src/lib/build/base-import';
+import { ROOT_DIGEST, chainDigest, sha256File } from '../src/lib/cache-identity/digest';
 
 /**
  * Base import on real disks: a raw disk with a known pattern is served as a

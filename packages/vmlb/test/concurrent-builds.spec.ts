@@ -2,7 +2,7 @@ import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } fr
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { execa } from 'execa';
-import { chainDigest } from '../src/lib/digest';
+import { chainDigest } from '../src/lib/cache-identity/digest';
 import { readFilesFromImage } from './support/disk-read';
 import { describeLeftovers, findLeftovers } from './support/host-state';
 import { NxWorkspace, cacheHits, startNx } from './support/nx-workspace';

@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } 
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { execa } from 'execa';
-import { sha256File } from '../src/lib/digest';
+import { sha256File } from '../src/lib/cache-identity/digest';
 import { readFilesFromImage } from './support/disk-read';
 import { describeLeftovers, findLeftovers, waitForProcessGroupExit } from './support/host-state';
 import { NxWorkspace, cacheHits, startNx } from './support/nx-workspace';

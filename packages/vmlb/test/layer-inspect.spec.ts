@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { execa } from 'execa';
 import { type RunningCacheServer, startCacheServer } from '../../../tools/cache-server/src/server';
-import { sha256File } from '../src/lib/digest';
+import { sha256File } from '../src/lib/cache-identity/digest';
 import { findLeftovers, describeLeftovers } from './support/host-state';
 import { NxWorkspace, remoteCacheHits } from './support/nx-workspace';
 

@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { sha256File } from '../src/lib/digest';
+import { sha256File } from '../src/lib/cache-identity/digest';
 import { NxWorkspace, startNx } from './support/nx-workspace';
 import { waitForProcessGroupExit } from './support/host-state';
 

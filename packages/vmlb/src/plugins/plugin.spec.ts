@@ -1,7 +1,7 @@
 import type { CreateNodesContext, CreateNodesResult } from '@nx/devkit';
 import type { ExecutorContext } from '@nx/devkit';
 import { LAYER_FORMAT } from '../lib/cache-identity/task-key';
-import { chainTop } from '../lib/image-chain';
+import { chainTop } from '../lib/image/image-chain';
 import { checkTargetDefaults, targetDefaultsProblem } from '../lib/cache-identity/target-defaults-guard';
 import { TempWorkspace } from '../testing/temp-workspace';
 

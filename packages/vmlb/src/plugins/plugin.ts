@@ -11,13 +11,13 @@ import {
   logger,
 } from '@nx/devkit';
 import { calculateHashesForCreateNodes, PluginCache, workspaceDataDirectory } from '@nx/devkit/internal';
-import { DEFAULT_DIST_DIR, ImageLayout, digestPathFor, manifestPathFor, snapshotPathFor } from '../lib/dist-layout';
-import { blobModeSetting } from '../lib/blob-config';
-import { describeHints } from '../lib/hints';
-import { refPathFor } from '../lib/layer-ref';
-import { type ImageInfo, IMAGE_CONFIG_FILE, ImageDefinitionError, discoverImage } from '../lib/layer-discovery';
-import { imageProjectName, layerProjectName } from '../lib/project-names';
-import { vmlbCodeId } from '../lib/version';
+import { DEFAULT_DIST_DIR, ImageLayout, digestPathFor, manifestPathFor, snapshotPathFor } from '../lib/image/dist-layout';
+import { blobModeSetting } from '../lib/blob/config';
+import { describeHints } from '../lib/image/hints';
+import { refPathFor } from '../lib/blob/layer-ref';
+import { type ImageInfo, IMAGE_CONFIG_FILE, ImageDefinitionError, discoverImage } from '../lib/image/layer-discovery';
+import { imageProjectName, layerProjectName } from '../lib/image/project-names';
+import { vmlbCodeId } from '../lib/util/version';
 import { LAYER_FORMAT, baseInputs, exportInputs, layerInputs, layerKeyOptions } from '../lib/cache-identity/task-key';
 import { targetDefaultsProblem } from '../lib/cache-identity/target-defaults-guard';
 

@@ -1,17 +1,17 @@
 import type { ExecutorContext } from '@nx/devkit';
 import { rm } from 'node:fs/promises';
 import * as path from 'node:path';
-import { type BaseSource, defaultDownloadCache, importBase } from '../../lib/base-import';
-import { publishLayerFile } from '../../lib/blob-chain';
-import { openBlobStores } from '../../lib/blob-config';
-import { reportFailure } from '../../lib/executor-errors';
-import { withInterruptSignal } from '../../lib/interrupt';
-import { writeFileAtomic } from '../../lib/atomic-file';
-import { makeBuildRecord } from '../../lib/build-record';
-import { manifestPathFor } from '../../lib/dist-layout';
-import { IMAGE_CONFIG_FILE } from '../../lib/layer-discovery';
-import { refPathFor } from '../../lib/layer-ref';
-import { checkPrerequisites } from '../../lib/prerequisites';
+import { type BaseSource, defaultDownloadCache, importBase } from '../../lib/build/base-import';
+import { publishLayerFile } from '../../lib/blob/chain';
+import { openBlobStores } from '../../lib/blob/config';
+import { reportFailure } from '../../lib/util/executor-errors';
+import { withInterruptSignal } from '../../lib/util/interrupt';
+import { writeFileAtomic } from '../../lib/util/atomic-file';
+import { makeBuildRecord } from '../../lib/cache-identity/build-record';
+import { manifestPathFor } from '../../lib/image/dist-layout';
+import { IMAGE_CONFIG_FILE } from '../../lib/image/layer-discovery';
+import { refPathFor } from '../../lib/blob/layer-ref';
+import { checkPrerequisites } from '../../lib/build/prerequisites';
 import type { BaseExecutorSchema } from './schema';
 import { checkTargetDefaults } from '../../lib/cache-identity/target-defaults-guard';
 

@@ -1,17 +1,17 @@
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import type { ExecutorContext } from '@nx/devkit';
-import { materialiseChain } from '../../lib/blob-chain';
-import { openBlobStores } from '../../lib/blob-config';
-import { EXPORT_EXTENSIONS, EXPORT_FORMATS, type ExportOptions, exportDisk } from '../../lib/disk-export';
-import { reportFailure } from '../../lib/executor-errors';
-import { withInterruptSignal } from '../../lib/interrupt';
-import { checkPrerequisites } from '../../lib/prerequisites';
-import { imageInfo } from '../../lib/qcow2';
-import { formatBytes, formatDuration } from '../../lib/units';
+import { materialiseChain } from '../../lib/blob/chain';
+import { openBlobStores } from '../../lib/blob/config';
+import { EXPORT_EXTENSIONS, EXPORT_FORMATS, type ExportOptions, exportDisk } from '../../lib/export/disk-export';
+import { reportFailure } from '../../lib/util/executor-errors';
+import { withInterruptSignal } from '../../lib/util/interrupt';
+import { checkPrerequisites } from '../../lib/build/prerequisites';
+import { imageInfo } from '../../lib/disk/qcow2';
+import { formatBytes, formatDuration } from '../../lib/util/units';
 import type { FlattenExecutorSchema } from './schema';
 import { checkTargetDefaults } from '../../lib/cache-identity/target-defaults-guard';
-import { chainTop } from '../../lib/image-chain';
+import { chainTop } from '../../lib/image/image-chain';
 
 export interface FlattenPlan extends Omit<ExportOptions, 'signal'> {
   imageName: string;

@@ -1,4 +1,4 @@
-import type { ExportFormat } from '../../lib/disk-export';
+import type { ExportFormat } from '../../lib/export/disk-export';
 
 export interface FlattenExecutorSchema {
   imageName: string;

@@ -1,10 +1,10 @@
 import * as fs from 'node:fs/promises';
 import { cacheDir, type ExecutorContext } from '@nx/devkit';
 import fg from 'fast-glob';
-import { LocalBlobCache } from '../../lib/blob-cache';
-import { reportFailure } from '../../lib/executor-errors';
-import { NOSHARE_STORE_FOLDER } from '../../lib/nx-cache-layout';
-import { formatBytes } from '../../lib/units';
+import { LocalBlobCache } from '../../lib/blob/local-cache';
+import { reportFailure } from '../../lib/util/executor-errors';
+import { NOSHARE_STORE_FOLDER } from '../../lib/cache-identity/nx-cache-layout';
+import { formatBytes } from '../../lib/util/units';
 import type { GcExecutorSchema } from './schema';
 
 /**

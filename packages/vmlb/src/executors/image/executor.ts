@@ -1,22 +1,22 @@
 import { existsSync, lstatSync, readdirSync, renameSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import * as path from 'node:path';
 import { cacheDir, type ExecutorContext } from '@nx/devkit';
-import { materialiseChain } from '../../lib/blob-chain';
-import { verifyChain } from '../../lib/chain-verify';
-import { openBlobStores } from '../../lib/blob-config';
-import { releaseAllLeftovers } from '../../lib/disk-attach';
-import { withInterruptSignal } from '../../lib/interrupt';
-import { refPathFor } from '../../lib/layer-ref';
-import { discoverImage } from '../../lib/layer-discovery';
-import { reportFailure } from '../../lib/executor-errors';
-import { checkPrerequisites } from '../../lib/prerequisites';
-import { exportDisk } from '../../lib/disk-export';
-import { staleLayerFiles } from '../../lib/dist-layout';
-import { formatBytes } from '../../lib/units';
-import { REMOTE_CACHE_WARNING_ENV } from '../../lib/remote-cache-probe';
+import { materialiseChain } from '../../lib/blob/chain';
+import { verifyChain } from '../../lib/cache-identity/chain-verify';
+import { openBlobStores } from '../../lib/blob/config';
+import { releaseAllLeftovers } from '../../lib/disk/disk-attach';
+import { withInterruptSignal } from '../../lib/util/interrupt';
+import { refPathFor } from '../../lib/blob/layer-ref';
+import { discoverImage } from '../../lib/image/layer-discovery';
+import { reportFailure } from '../../lib/util/executor-errors';
+import { checkPrerequisites } from '../../lib/build/prerequisites';
+import { exportDisk } from '../../lib/export/disk-export';
+import { staleLayerFiles } from '../../lib/image/dist-layout';
+import { formatBytes } from '../../lib/util/units';
+import { REMOTE_CACHE_WARNING_ENV } from '../../lib/cache-identity/remote-cache-probe';
 import type { ImageExecutorSchema } from './schema';
 import { checkTargetDefaults } from '../../lib/cache-identity/target-defaults-guard';
-import { chainTop } from '../../lib/image-chain';
+import { chainTop } from '../../lib/image/image-chain';
 
 export function normalizeOptions(options: ImageExecutorSchema, workspaceRoot: string) {
   return {

@@ -1,15 +1,15 @@
 import * as path from 'node:path';
 import { cacheDir, type ExecutorContext, type ProjectGraph } from '@nx/devkit';
-import { ImageLayout } from '../../lib/dist-layout';
-import { reportFailure } from '../../lib/executor-errors';
-import { describeHints } from '../../lib/hints';
-import { discoverImage } from '../../lib/layer-discovery';
-import { type LayerStatus, layerStatuses, type RemoteLookup, type StatusLayer } from '../../lib/layer-status';
-import { NxTaskHashes } from '../../lib/nx-task-hashes';
-import { imageProjectName, layerProjectName } from '../../lib/project-names';
-import { probeRemoteCache } from '../../lib/remote-cache-probe';
-import { formatTable } from '../../lib/text-table';
-import { formatBytes } from '../../lib/units';
+import { ImageLayout } from '../../lib/image/dist-layout';
+import { reportFailure } from '../../lib/util/executor-errors';
+import { describeHints } from '../../lib/image/hints';
+import { discoverImage } from '../../lib/image/layer-discovery';
+import { type LayerStatus, layerStatuses, type RemoteLookup, type StatusLayer } from '../../lib/inspect/layer-status';
+import { NxTaskHashes } from '../../lib/cache-identity/nx-task-hashes';
+import { imageProjectName, layerProjectName } from '../../lib/image/project-names';
+import { probeRemoteCache } from '../../lib/cache-identity/remote-cache-probe';
+import { formatTable } from '../../lib/util/text-table';
+import { formatBytes } from '../../lib/util/units';
 import type { LayersExecutorSchema } from './schema';
 
 /** The layers of an image as the status model sees them, base first, with the Nx task of each. */

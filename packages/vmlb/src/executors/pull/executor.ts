@@ -1,12 +1,12 @@
 import * as path from 'node:path';
 import type { ExecutorContext } from '@nx/devkit';
-import { materialiseChain } from '../../lib/blob-chain';
-import { openBlobStores } from '../../lib/blob-config';
-import { reportFailure } from '../../lib/executor-errors';
-import { withInterruptSignal } from '../../lib/interrupt';
-import { formatBytes } from '../../lib/units';
+import { materialiseChain } from '../../lib/blob/chain';
+import { openBlobStores } from '../../lib/blob/config';
+import { reportFailure } from '../../lib/util/executor-errors';
+import { withInterruptSignal } from '../../lib/util/interrupt';
+import { formatBytes } from '../../lib/util/units';
 import type { PullExecutorSchema } from './schema';
-import { chainTop } from '../../lib/image-chain';
+import { chainTop } from '../../lib/image/image-chain';
 
 export default async function pullExecutor(options: PullExecutorSchema, context: ExecutorContext): Promise<{ success: boolean }> {
   return reportFailure(async () => {

@@ -1,5 +1,5 @@
 import { TempWorkspace } from '../../testing/temp-workspace';
-import { qemuArguments } from '../../lib/qemu-boot';
+import { qemuArguments } from '../../lib/boot/qemu-boot';
 import { normalizeOptions } from './executor';
 
 describe('test-boot options', () => {

@@ -2,16 +2,16 @@ import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import type { ExecutorContext } from '@nx/devkit';
 import { isCI } from '@nx/devkit/internal';
-import { materialiseChain } from '../../lib/blob-chain';
-import { openBlobStores } from '../../lib/blob-config';
-import { reportFailure } from '../../lib/executor-errors';
-import { withInterruptSignal } from '../../lib/interrupt';
-import { checkPrerequisites } from '../../lib/prerequisites';
-import { generateSshKey, serveNoCloudSeed, sshRun } from '../../lib/cloud-init-seed';
-import { tail } from '../../lib/exec';
-import { bootAndCheck, bootInteractive, freePort, kvmUsable, withThrowawayOverlay } from '../../lib/qemu-boot';
+import { materialiseChain } from '../../lib/blob/chain';
+import { openBlobStores } from '../../lib/blob/config';
+import { reportFailure } from '../../lib/util/executor-errors';
+import { withInterruptSignal } from '../../lib/util/interrupt';
+import { checkPrerequisites } from '../../lib/build/prerequisites';
+import { generateSshKey, serveNoCloudSeed, sshRun } from '../../lib/boot/cloud-init-seed';
+import { tail } from '../../lib/util/exec';
+import { bootAndCheck, bootInteractive, freePort, kvmUsable, withThrowawayOverlay } from '../../lib/boot/qemu-boot';
 import type { TestBootExecutorSchema } from './schema';
-import { chainTop, imageTestBootSettings } from '../../lib/image-chain';
+import { chainTop, imageTestBootSettings } from '../../lib/image/image-chain';
 
 export interface NormalizedTestBootOptions {
   imageName: string;

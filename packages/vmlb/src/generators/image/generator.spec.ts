@@ -1,8 +1,8 @@
 import { execFileSync } from 'node:child_process';
 import { type Tree, logger, readNxJson } from '@nx/devkit';
 import { createTreeWithEmptyWorkspace } from '@nx/devkit/testing';
-import { parseHints } from '../../lib/hints';
-import { parseImageConfig } from '../../lib/image-config';
+import { parseHints } from '../../lib/image/hints';
+import { parseImageConfig } from '../../lib/image/image-config';
 import defaultExport, { imageGenerator } from './generator';
 import type { ImageGeneratorSchema } from './schema';
 

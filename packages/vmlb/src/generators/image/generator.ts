@@ -1,10 +1,10 @@
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { type Tree, logger } from '@nx/devkit';
-import type { ScriptKind } from '../../lib/hints';
-import { parseImageConfig } from '../../lib/image-config';
-import { IMAGE_CONFIG_FILE, IMAGE_NAME_PATTERN } from '../../lib/layer-discovery';
-import { parseSize } from '../../lib/units';
+import type { ScriptKind } from '../../lib/image/hints';
+import { parseImageConfig } from '../../lib/image/image-config';
+import { IMAGE_CONFIG_FILE, IMAGE_NAME_PATTERN } from '../../lib/image/layer-discovery';
+import { parseSize } from '../../lib/util/units';
 import { formatFilesKeepingModes, templateDir } from '../generator-utils';
 import { initGenerator } from '../init/generator';
 import { IMAGES_DIR, writeLayerScript } from '../layer/generator';

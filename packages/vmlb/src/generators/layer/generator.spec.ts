@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import type { Tree } from '@nx/devkit';
 import { createTreeWithEmptyWorkspace } from '@nx/devkit/testing';
-import { type ScriptKind, parseHints } from '../../lib/hints';
-import { discoverImage } from '../../lib/layer-discovery';
+import { type ScriptKind, parseHints } from '../../lib/image/hints';
+import { discoverImage } from '../../lib/image/layer-discovery';
 import { imageGenerator } from '../image/generator';
 import defaultExport, { layerGenerator } from './generator';
 

@@ -1,4 +1,4 @@
-import type { ScriptKind } from '../../lib/hints';
+import type { ScriptKind } from '../../lib/image/hints';
 
 // Nx's command line hands numeric-looking arguments (`--image 2024`,
 // `--number 15`) to generators as numbers, hence `| number` below.

@@ -2,7 +2,7 @@ import type { TargetConfiguration } from '@nx/devkit';
 
 /** One entry of a target's inputs. */
 type Input = NonNullable<TargetConfiguration['inputs']>[number];
-import { shellQuote } from '../shell-quote';
+import { shellQuote } from '../util/shell-quote';
 
 /**
  * What enters the Nx task hash of a layer, a base import and an export:

@@ -1,0 +1,171 @@
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import type { LocalBlobCache } from './local-cache';
+import type { RemoteBlobStore } from './store';
+import { type LayerRef, readRef, refPathFor, writeRef } from './layer-ref';
+import { formatBytes } from '../util/units';
+
+type Log = (message: string) => void;
+
+/** Where blob mode keeps and finds layer files. */
+export interface BlobStores {
+  local: LocalBlobCache;
+  /** The shared store; none when blob mode runs with the local cache only. */
+  remote?: RemoteBlobStore;
+}
+
+/** A ref whose blob is in no store this machine can reach. */
+export class BlobMissingError extends Error {}
+
+/**
+ * Turns a freshly built qcow2 in dist/ into a blob: the file moves into the
+ * local blob cache, a link to it takes its place, the ref is written beside
+ * it and, unless the layer is noshare, the blob is uploaded to the shared
+ * store, all before the task ends, so that a ref reaching any Nx cache
+ * always names a blob the store already has.
+ */
+export async function publishLayerFile(
+  file: string,
+  identity: { sha256: string; digest: string; parent?: string; builtBy: string },
+  stores: BlobStores,
+  options: { share: boolean; log: Log; signal?: AbortSignal },
+): Promise<LayerRef> {
+  const size = (await fs.stat(file)).size;
+  await stores.local.adopt(identity.sha256, file);
+  await placeBlob(stores.local, identity.sha256, file);
+  const ref: LayerRef = { sha256: identity.sha256, size, digest: identity.digest, ...(identity.parent ? { parent: identity.parent } : {}), builtBy: identity.builtBy };
+  if (options.share && stores.remote) {
+    const started = Date.now();
+    const outcome = await stores.remote.upload(identity.sha256, stores.local.pathOf(identity.sha256), {
+      onProgress: progressLogger(`vmlb: uploading ${path.basename(file)} to ${stores.remote.url}`, options.log),
+      signal: options.signal,
+    });
+    options.log(
+      outcome === 'exists'
+        ? `vmlb: ${path.basename(file)} (sha256 ${identity.sha256.slice(0, 12)}) is already in ${stores.remote.url}`
+        : `vmlb: uploaded ${path.basename(file)} (${formatBytes(size)}) to ${stores.remote.url} in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+    );
+  }
+  await writeRef(refPathFor(file), ref);
+  return ref;
+}
+
+/**
+ * Puts every file of the chain ending in `top` in place in its dist/ folder,
+ * from the local blob cache (a link) or else from the shared store
+ * (downloaded, sha256-checked, then linked). Files already in place are left
+ * alone. Returns how many files came from where.
+ */
+export async function materialiseChain(
+  top: string,
+  stores: BlobStores,
+  options: { log: Log; signal?: AbortSignal },
+): Promise<{ present: number; linked: number; downloaded: number; downloadedBytes: number }> {
+  const chain: Array<{ file: string; ref: LayerRef }> = [];
+  for (let file: string | undefined = top; file; ) {
+    const refPath = refPathFor(file);
+    let ref: LayerRef;
+    try {
+      ref = await readRef(refPath);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new BlobMissingError(`${refPath} does not exist: build the image first (nx build image-<name>).`);
+      }
+      throw error;
+    }
+    chain.push({ file, ref });
+    file = ref.parent ? path.join(path.dirname(file), ref.parent) : undefined;
+  }
+  const counts = { present: 0, linked: 0, downloaded: 0, downloadedBytes: 0 };
+  for (const { file, ref } of chain.reverse()) {
+    if (await isPlaced(file, ref.sha256)) {
+      counts.present += 1;
+      continue;
+    }
+    if (!(await stores.local.has(ref.sha256))) {
+      await download(file, ref, stores, options);
+      counts.downloaded += 1;
+      counts.downloadedBytes += ref.size;
+    } else {
+      counts.linked += 1;
+    }
+    await placeBlob(stores.local, ref.sha256, file);
+  }
+  return counts;
+}
+
+async function download(file: string, ref: LayerRef, stores: BlobStores, options: { log: Log; signal?: AbortSignal }): Promise<void> {
+  const name = path.basename(file);
+  if (!stores.remote) {
+    throw new BlobMissingError(
+      `${name} (sha256 ${ref.sha256}) is not in this machine's blob cache ${stores.local.root}, and no shared blob store is configured ` +
+        `(VMLB_BLOB_STORE or the vmlb plugin's blobStore option). Rebuild it: nx run ${ref.builtBy} --skip-nx-cache`,
+    );
+  }
+  if (!(await stores.remote.has(ref.sha256))) {
+    throw new BlobMissingError(
+      `${name} (sha256 ${ref.sha256}) is neither in this machine's blob cache ${stores.local.root} nor in ${stores.remote.url}. ` +
+        `Rebuild it: nx run ${ref.builtBy} --skip-nx-cache`,
+    );
+  }
+  const temporary = await stores.local.temporaryPath(ref.sha256);
+  const started = Date.now();
+  try {
+    await stores.remote.download(ref.sha256, temporary, {
+      onProgress: progressLogger(`vmlb: downloading ${name} from ${stores.remote.url}`, options.log),
+      signal: options.signal,
+    });
+    await stores.local.adopt(ref.sha256, temporary);
+  } finally {
+    await fs.rm(temporary, { force: true });
+  }
+  options.log(`vmlb: downloaded ${name} (${formatBytes(ref.size)}) in ${((Date.now() - started) / 1000).toFixed(1)} s, sha256 verified`);
+}
+
+/**
+ * Records which blob a dist/ file is, so that a later run knows whether the
+ * file there is the one a (possibly newer) ref names without reading it.
+ */
+interface PlacedMarker {
+  sha256: string;
+  dev: number;
+  ino: number;
+  size: number;
+  mtimeMs: number;
+}
+
+function markerPathFor(file: string): string {
+  return path.join(path.dirname(file), '.vmlb', 'placed', `${path.basename(file)}.json`);
+}
+
+async function placeBlob(local: LocalBlobCache, sha256: string, file: string): Promise<void> {
+  await local.placeAt(sha256, file);
+  const stats = await fs.stat(file);
+  const marker: PlacedMarker = { sha256, dev: stats.dev, ino: stats.ino, size: stats.size, mtimeMs: stats.mtimeMs };
+  await fs.mkdir(path.dirname(markerPathFor(file)), { recursive: true });
+  await fs.writeFile(markerPathFor(file), JSON.stringify(marker));
+}
+
+/** Whether `file` is the blob `sha256` as placed by vmlb, unchanged since. */
+export async function isPlaced(file: string, sha256: string): Promise<boolean> {
+  try {
+    const marker = JSON.parse(await fs.readFile(markerPathFor(file), 'utf8')) as PlacedMarker;
+    const stats = await fs.stat(file);
+    return marker.sha256 === sha256 && marker.dev === stats.dev && marker.ino === stats.ino && marker.size === stats.size && marker.mtimeMs === stats.mtimeMs;
+  } catch {
+    return false;
+  }
+}
+
+/** Logs a transfer's progress every 10 %, and only for transfers worth watching. */
+function progressLogger(what: string, log: Log): (done: number, total: number) => void {
+  let nextTenth = 1;
+  return (done, total) => {
+    if (total < 64 * 1024 * 1024) return;
+    const tenth = Math.floor((done / total) * 10);
+    if (tenth >= nextTenth && done < total) {
+      log(`${what}: ${tenth * 10} % of ${formatBytes(total)}`);
+      nextTenth = tenth + 1;
+    }
+  };
+}

@@ -1,0 +1,51 @@
+import * as fs from 'node:fs/promises';
+import { writeFileAtomic } from '../util/atomic-file';
+import { isDigest } from '../cache-identity/digest';
+
+/**
+ * In blob mode a layer's Nx outputs are this small file and the digest: the
+ * qcow2 itself lives in a content-addressed blob store, named by the sha256
+ * of its bytes. Nx caches and shares refs; vmlb moves the bytes.
+ */
+export interface LayerRef {
+  /** sha256 of the qcow2's bytes: its name in the blob stores. */
+  sha256: string;
+  /** Size of the qcow2 in bytes. */
+  size: number;
+  /** Chain digest (same as the .digest file beside it). */
+  digest: string;
+  /** File name of the parent in the same folder (its own ref sits beside it); none for a base. */
+  parent?: string;
+  /** Nx project and target that build it, for messages ("rebuild with ..."). */
+  builtBy: string;
+}
+
+/** `10_update.qcow2` → `10_update.ref`. */
+export function refPathFor(qcow2Path: string): string {
+  return qcow2Path.replace(/\.qcow2$/, '') + '.ref';
+}
+
+/** Reads and checks a ref; a missing file throws Node's ENOENT error (check `code`). */
+export async function readRef(refPath: string): Promise<LayerRef> {
+  const text = await fs.readFile(refPath, 'utf8');
+  let ref: LayerRef;
+  try {
+    ref = JSON.parse(text) as LayerRef;
+  } catch {
+    throw new Error(`Layer ref ${refPath} is not JSON. Delete it and rebuild the layer.`);
+  }
+  const problems = [
+    !/^[0-9a-f]{64}$/.test(String(ref.sha256)) && 'sha256',
+    !Number.isSafeInteger(ref.size) && 'size',
+    !isDigest(String(ref.digest)) && 'digest',
+    ref.parent !== undefined && (typeof ref.parent !== 'string' || ref.parent.includes('/')) && 'parent',
+    typeof ref.builtBy !== 'string' && 'builtBy',
+  ].filter(Boolean);
+  if (problems.length) throw new Error(`Layer ref ${refPath} has a malformed ${problems.join(', ')}. Delete it and rebuild the layer.`);
+  return ref;
+}
+
+/** Writes a ref atomically (temporary file, fsync, rename). */
+export async function writeRef(refPath: string, ref: LayerRef): Promise<void> {
+  await writeFileAtomic(refPath, `${JSON.stringify(ref, null, 2)}\n`);
+}

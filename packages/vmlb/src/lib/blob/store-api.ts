@@ -1,0 +1,21 @@
+/** What every blob store (file://, s3://) offers, and the options of a transfer. */
+
+export interface TransferOptions {
+  /** Called as bytes move (at most every 250 ms), and once with the total at the end. */
+  onProgress?: (bytesDone: number, totalBytes: number) => void;
+  signal?: AbortSignal;
+}
+
+export interface RemoteBlobStore {
+  /** As configured, for messages: "file:///srv/blobs" or "s3://bucket/prefix". */
+  readonly url: string;
+  has(sha256: string): Promise<boolean>;
+  /** Uploads `file` (whose bytes have this sha256) unless the store has it. Streams; never buffers the whole file. */
+  upload(sha256: string, file: string, options?: TransferOptions): Promise<'uploaded' | 'exists'>;
+  /**
+   * Streams the blob into `destination` (a new file, created exclusively: fail if it exists), computing sha256
+   * on the way. On a mismatch throws BlobIntegrityError (message names the store url, expected and actual sha256)
+   * and removes `destination`; on any other failure or abort also removes it. Missing blob: BlobNotFoundError.
+   */
+  download(sha256: string, destination: string, options?: TransferOptions): Promise<{ bytes: number }>;
+}

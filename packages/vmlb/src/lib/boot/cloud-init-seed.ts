@@ -1,0 +1,78 @@
+import { readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import * as path from 'node:path';
+import { run } from '../util/exec';
+
+export const SSH_KEY_PLACEHOLDER = '${VMLB_SSH_PUBLIC_KEY}';
+
+/** A key pair made for one boot, so a test VM never accepts a key that outlives it. */
+export async function generateSshKey(dir: string): Promise<{ privateKey: string; publicKey: string }> {
+  const privateKey = path.join(dir, 'id_ed25519');
+  await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'vmlb-test-boot', '-f', privateKey]);
+  return { privateKey, publicKey: readFileSync(`${privateKey}.pub`, 'utf8').trim() };
+}
+
+/**
+ * Serves a cloud-init NoCloud seed (user-data, meta-data, vendor-data) over
+ * HTTP on 127.0.0.1; a qemu guest on user networking reaches it at
+ * 10.0.2.2. No ISO or FAT tool is needed. `${VMLB_SSH_PUBLIC_KEY}` in
+ * user-data is replaced with the boot's public key.
+ */
+export async function serveNoCloudSeed(seedDir: string, publicKey: string): Promise<{ guestUrl: string; close: () => Promise<void> }> {
+  const read = (name: string) => {
+    try {
+      return readFileSync(path.join(seedDir, name), 'utf8');
+    } catch {
+      return undefined;
+    }
+  };
+  const userData = read('user-data');
+  if (userData === undefined) throw new Error(`${seedDir}/user-data does not exist.`);
+  const files: Record<string, string> = {
+    '/user-data': userData.split(SSH_KEY_PLACEHOLDER).join(publicKey),
+    '/meta-data': read('meta-data') ?? 'instance-id: vmlb-test-boot\n',
+    '/vendor-data': read('vendor-data') ?? '',
+  };
+  const server: Server = createServer((request, response) => {
+    const body = files[(request.url ?? '').split('?')[0]];
+    if (body === undefined) {
+      response.writeHead(404).end();
+      return;
+    }
+    response.writeHead(200, { 'content-type': 'text/plain' }).end(body);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    guestUrl: `http://10.0.2.2:${port}/`,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
+
+/**
+ * Runs a command in the guest over ssh, retrying while sshd is not up yet
+ * (ssh exits 255 when it cannot connect or authenticate) until `deadline`.
+ */
+export async function sshRun(
+  command: string,
+  options: { user: string; port: number; privateKey: string; deadline: number },
+): Promise<{ exitCode: number; output: string }> {
+  const args = [
+    '-i', options.privateKey,
+    '-p', String(options.port),
+    '-o', 'StrictHostKeyChecking=no',
+    '-o', 'UserKnownHostsFile=/dev/null',
+    '-o', 'BatchMode=yes',
+    '-o', 'ConnectTimeout=5',
+    '-o', 'LogLevel=ERROR',
+    `${options.user}@127.0.0.1`,
+    command,
+  ];
+  for (;;) {
+    const result = await run('ssh', args, { reject: false, stream: true });
+    const output = [result.stdout, result.stderr].filter(Boolean).join('\n');
+    if (result.exitCode !== 255 || Date.now() > options.deadline) return { exitCode: result.exitCode, output };
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+  }
+}

@@ -1,0 +1,219 @@
+import { accessSync, constants, createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { execa } from 'execa';
+import { run, tail } from '../util/exec';
+import { imageInfo } from '../disk/qcow2';
+
+export interface BootOptions {
+  /** cloud-init NoCloud seed URL as the guest sees it. */
+  seedUrl?: string;
+  /** The disk to boot (a qcow2 chain or any disk qemu-img reads); never written. */
+  disk: string;
+  memory: string;
+  cpus: number;
+  /** Host port forwarded to the guest's port 22; 0 picks a free one. */
+  sshPort: number;
+  /** Where the whole serial console is written. */
+  logFile: string;
+}
+
+export interface CheckOptions {
+  /** Regular expression on the console that marks a good boot. */
+  expect: RegExp;
+  timeoutMs: number;
+}
+
+/**
+ * Whether KVM works here. /dev/kvm can exist and still fail (nested
+ * virtualisation without MSR support makes qemu abort on the first vCPU),
+ * so a probe machine with no disk is started under KVM and must reach
+ * SeaBIOS's "Booting from" within a few seconds. VMLB_ACCEL=kvm|tcg skips
+ * the probe.
+ */
+export async function kvmUsable(
+  env: NodeJS.ProcessEnv = process.env,
+  probe: { device?: string; qemu?: string; timeoutMs?: number } = {},
+): Promise<boolean> {
+  if (env.VMLB_ACCEL === 'kvm') return true;
+  if (env.VMLB_ACCEL === 'tcg') return false;
+  const { device = '/dev/kvm', qemu = 'qemu-system-x86_64', timeoutMs = 5000 } = probe;
+  try {
+    accessSync(device, constants.R_OK | constants.W_OK);
+  } catch {
+    return false;
+  }
+  const dir = mkdtempSync(path.join(tmpdir(), 'vmlb-kvm-probe-'));
+  const debugLog = path.join(dir, 'bios.log');
+  try {
+    const machine = execa(
+      qemu,
+      ['-accel', 'kvm', '-cpu', 'host', '-M', 'pc', '-m', '64', '-nodefaults', '-display', 'none', '-no-reboot', '-debugcon', `file:${debugLog}`, '-global', 'isa-debugcon.iobase=0x402'],
+      { reject: false, stdio: 'ignore', cleanup: true },
+    );
+    const deadline = Date.now() + timeoutMs;
+    let booted = false;
+    // A qemu that aborts (the MSR case) ends by a signal: exitCode stays null then.
+    while (!booted && Date.now() < deadline && machine.exitCode === null && machine.signalCode === null) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      booted = existsSync(debugLog) && readFileSync(debugLog, 'latin1').includes('Booting from');
+    }
+    machine.kill('SIGKILL');
+    await machine;
+    return booted;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** A TCP port on 127.0.0.1 that nothing listens on right now. */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** The qemu command line for a boot of `overlay` (console on the serial port). */
+export function qemuArguments(
+  overlay: string,
+  options: { memory: string; cpus: number; sshPort: number; kvm: boolean; interactive: boolean; seedUrl?: string },
+): string[] {
+  return [
+    '-machine',
+    'pc',
+    ...(options.kvm ? ['-accel', 'kvm', '-cpu', 'host'] : ['-accel', 'tcg']),
+    '-m',
+    options.memory,
+    '-smp',
+    String(options.cpus),
+    '-drive',
+    `file=${overlay.replace(/,/g, ',,')},if=virtio,format=qcow2`,
+    '-netdev',
+    `user,id=net0,hostfwd=tcp:127.0.0.1:${options.sshPort}-:22`,
+    '-device',
+    'virtio-net-pci,netdev=net0',
+    // cloud-init's NoCloud source reads its seed from this URL (10.0.2.2 is
+    // the host); an http seed is the network flavour, nocloud-net.
+    ...(options.seedUrl ? ['-smbios', `type=1,serial=ds=nocloud-net;s=${options.seedUrl}`] : []),
+    // The guest powering off (or a kernel panic with panic=-1) ends qemu.
+    '-no-reboot',
+    ...(options.interactive ? ['-nographic'] : ['-display', 'none', '-monitor', 'none', '-serial', 'stdio']),
+  ];
+}
+
+/**
+ * Boots a disk without changing it: qemu runs on a throwaway overlay in a
+ * temporary folder, removed afterwards with everything else the boot made.
+ */
+export async function withThrowawayOverlay<T>(disk: string, work: (overlay: string, scratchDir: string) => Promise<T>): Promise<T> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'vmlb-boot-'));
+  try {
+    const info = await imageInfo(disk);
+    const overlay = path.join(dir, 'boot.qcow2');
+    await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', info.format, '-b', path.resolve(disk), overlay]);
+    return await work(overlay, dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export interface CheckResult {
+  passed: boolean;
+  /** Why it failed, for the user. */
+  reason?: string;
+  consoleTail: string;
+  seconds: number;
+}
+
+/**
+ * Boots with no keyboard and watches the serial console for `expect`.
+ * qemu is stopped by its PID whatever happens (match, timeout, the guest
+ * powering off, an abort), and the full console is kept in `logFile`.
+ */
+export async function bootAndCheck(
+  overlay: string,
+  boot: BootOptions & { kvm: boolean },
+  check: CheckOptions,
+  signal?: AbortSignal,
+  /** Runs once the console matched, with the guest still up; returns why it failed, if it did. */
+  afterBoot?: () => Promise<string | undefined>,
+): Promise<CheckResult> {
+  const started = Date.now();
+  const logStream = createWriteStream(boot.logFile);
+  const qemu = execa('qemu-system-x86_64', qemuArguments(overlay, { ...boot, interactive: false }), {
+    stdin: 'ignore',
+    buffer: false,
+    reject: false,
+    cleanup: true,
+  });
+  let consoleText = '';
+  let settled = false;
+  let resolveMatch: (matched: boolean) => void = () => undefined;
+  const matched = new Promise<boolean>((resolve) => (resolveMatch = resolve));
+  const onOutput = (chunk: Buffer) => {
+    const text = chunk.toString();
+    logStream.write(chunk);
+    process.stdout.write(text);
+    consoleText += text;
+    if (consoleText.length > 1_000_000) consoleText = consoleText.slice(-500_000);
+    if (!settled && check.expect.test(consoleText)) {
+      settled = true;
+      resolveMatch(true);
+    }
+  };
+  qemu.stdout?.on('data', onOutput);
+  qemu.stderr?.on('data', onOutput);
+  const timer = setTimeout(() => resolveMatch(false), check.timeoutMs);
+  const onAbort = () => resolveMatch(false);
+  signal?.addEventListener('abort', onAbort);
+  let qemuExited = false;
+  const exited = qemu.then((result) => {
+    qemuExited = true;
+    resolveMatch(false);
+    return result;
+  });
+
+  try {
+    let ok = await matched;
+    const seconds = (Date.now() - started) / 1000;
+    let afterBootFailure: string | undefined;
+    if (ok && afterBoot) {
+      afterBootFailure = await afterBoot();
+      ok = afterBootFailure === undefined;
+    }
+    const running = !qemuExited;
+    let reason: string | undefined;
+    if (afterBootFailure !== undefined) reason = afterBootFailure;
+    else if (!ok) {
+      if (signal?.aborted) reason = 'the boot was interrupted';
+      else if (!running) {
+        const result = await exited;
+        reason = `qemu exited (code ${result.exitCode ?? result.signal}) before ${check.expect} appeared on the console`;
+      } else reason = `${check.expect} did not appear on the console within ${Math.round(check.timeoutMs / 1000)} s`;
+    }
+    return { passed: ok, reason, consoleTail: tail(consoleText.replace(/\r/g, ''), 40), seconds };
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener('abort', onAbort);
+    if (!qemuExited && qemu.pid !== undefined) {
+      qemu.kill('SIGTERM');
+      const stopped = await Promise.race([exited.then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 10_000))]);
+      if (!stopped) qemu.kill('SIGKILL');
+    }
+    await exited;
+    await new Promise((resolve) => logStream.end(resolve));
+  }
+}
+
+/** Boots on the terminal: the user is on the serial console; Ctrl-a x quits. */
+export async function bootInteractive(overlay: string, boot: BootOptions & { kvm: boolean }): Promise<number> {
+  const result = await execa('qemu-system-x86_64', qemuArguments(overlay, { ...boot, interactive: true }), {
+    stdio: 'inherit',
+    reject: false,
+    cleanup: true,
+  });
+  return result.exitCode ?? 1;
+}

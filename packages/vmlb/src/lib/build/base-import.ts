@@ -1,0 +1,219 @@
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream, existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { homedir } from 'node:os';
+import * as path from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { fileURLToPath } from 'node:url';
+import { createGunzip } from 'node:zlib';
+import { execa } from 'execa';
+import { chainDigestAndSha256, ROOT_DIGEST, writeDigest } from '../cache-identity/digest';
+import { digestPathFor } from '../image/dist-layout';
+import type { Log } from '../disk/disk-attach';
+import { createBlank, convertToQcow2, imageInfo, type SourceFormat } from '../disk/qcow2';
+import { formatBytes, formatDuration, parseSize } from '../util/units';
+
+
+export type BaseSource = { url: string; sha256: string } | { path: string } | { empty: string };
+
+/** The folder that keeps verified downloads by sha256: VMLB_DOWNLOAD_CACHE, else $XDG_CACHE_HOME/vmlb/downloads. */
+export function defaultDownloadCache(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.VMLB_DOWNLOAD_CACHE) return env.VMLB_DOWNLOAD_CACHE;
+  return path.join(env.XDG_CACHE_HOME || path.join(homedir(), '.cache'), 'vmlb', 'downloads');
+}
+
+/**
+ * Imports a base disk into `output` (qcow2) and writes its digest beside
+ * it. The result is written under a temporary name and renamed, so a failed
+ * or interrupted import leaves nothing that looks like a base, and an
+ * earlier base as it was.
+ */
+export async function importBase(
+  source: BaseSource,
+  output: string,
+  options: {
+    downloadCache: string;
+    log: Log;
+    workspaceRoot: string;
+    /** The image.json the base comes from, as messages name it (default `image.json`). */
+    configFile?: string;
+    /** Files that describe the earlier base (its manifest): removed only when the new base replaces it. */
+    replaces?: string[];
+  },
+): Promise<{ digest: string; sha256: string }> {
+  const configFile = options.configFile ?? 'image.json';
+  mkdirSync(path.dirname(output), { recursive: true });
+  const partial = path.join(path.dirname(output), `.${path.basename(output)}.partial`);
+  rmSync(partial, { force: true });
+  try {
+    if ('empty' in source) {
+      const bytes = parseSize(source.empty);
+      if (bytes === undefined) throw new Error(`base.empty '${source.empty}' is not a disk size; use e.g. 4G.`);
+      await createBlank(partial, bytes);
+      options.log(`vmlb: blank ${formatBytes(bytes)} base disk`);
+    } else if ('path' in source) {
+      const file = path.resolve(options.workspaceRoot, source.path);
+      if (!existsSync(file)) {
+        throw new Error(`base.path ${source.path} does not exist (resolved to ${file}). Fix base.path in ${configFile}, or put the disk there.`);
+      }
+      await convertDisk(file, partial, options.log, source.path, `base.path in ${configFile}`);
+    } else {
+      const download = await fetchVerified(source.url, source.sha256, options.downloadCache, options.log, configFile);
+      await convertDisk(download, partial, options.log, path.basename(new URL(source.url).pathname), `base.url in ${configFile}`);
+    }
+    const { digest, sha256 } = await chainDigestAndSha256(ROOT_DIGEST, partial);
+    // The digest goes first and comes back last: a digest present always matches the base beside it.
+    for (const file of [digestPathFor(output), ...(options.replaces ?? [])]) rmSync(file, { force: true });
+    renameSync(partial, output);
+    await writeDigest(digestPathFor(output), digest);
+    return { digest, sha256 };
+  } catch (error) {
+    rmSync(partial, { force: true });
+    throw error;
+  }
+}
+
+const COMPRESSED: Record<string, string[] | 'gzip'> = { '.xz': ['xz', '-dc'], '.gz': 'gzip', '.zst': ['zstd', '-dc'] };
+
+/** Decompresses (by file name) and converts any disk qemu-img reads into a standalone qcow2. `setting` names where the file was asked for. */
+async function convertDisk(file: string, output: string, log: Log, displayName: string, setting: string): Promise<void> {
+  const extension = path.extname(file);
+  let disk = file;
+  let temporary: string | undefined;
+  const decompressor = COMPRESSED[extension];
+  if (decompressor) {
+    temporary = `${output}.decompressed`;
+    log(`vmlb: decompressing ${displayName}`);
+    if (decompressor === 'gzip') {
+      await pipeline(createReadStream(file), createGunzip(), createWriteStream(temporary));
+    } else {
+      await execa(decompressor[0], [...decompressor.slice(1), file], { stdout: { file: temporary } });
+    }
+    disk = temporary;
+  }
+  try {
+    const info = await imageInfo(disk);
+    // qemu-img rounds a raw file up to whole sectors; a real raw disk is sector-sized already.
+    const bytes = statSync(disk).size;
+    if (info.format === 'raw' && (bytes === 0 || bytes % 512 !== 0)) {
+      throw new Error(
+        `${displayName} is not a disk image: qemu-img sees no image format in it, and as a raw disk its ${bytes} bytes are not a whole number of 512-byte sectors. ` +
+          `Point ${setting} at a disk image (qcow2, raw, vmdk, vdi, vhdx or vpc; .xz, .gz or .zst compressed or not).`,
+      );
+    }
+    log(`vmlb: importing ${info.format} disk of ${formatBytes(info.virtualSize)}`);
+    await convertToQcow2(disk, output, { sourceFormat: info.format as SourceFormat, progress: true });
+  } finally {
+    if (temporary) rmSync(temporary, { force: true });
+  }
+}
+
+/**
+ * Returns a local copy of `url` whose sha256 is `sha256`, downloading it
+ * only when the cache does not hold it yet. Images that share a base (same
+ * sha256) share the download. A mismatch keeps nothing.
+ */
+export async function fetchVerified(url: string, sha256: string, cacheDir: string, log: Log, configFile = 'image.json'): Promise<string> {
+  const name = path.basename(new URL(url).pathname) || 'download';
+  const cached = path.join(cacheDir, `${sha256}-${name}`);
+  if (existsSync(cached)) {
+    log(`vmlb: using ${name} from the download cache (${cacheDir})`);
+    return cached;
+  }
+  mkdirSync(cacheDir, { recursive: true });
+  const partial = `${cached}.${process.pid}.partial`;
+  const hash = createHash('sha256');
+  try {
+    const { body, size } = await openUrl(url, configFile);
+    const progress = new ProgressReporter(name, size, log);
+    let received = 0;
+    try {
+      await pipeline(
+        body,
+        new Transform({
+          transform(chunk: Buffer, _encoding, callback) {
+            hash.update(chunk);
+            received += chunk.length;
+            progress.add(chunk.length);
+            callback(null, chunk);
+          },
+        }),
+        createWriteStream(partial),
+      );
+    } catch (error) {
+      // fetch reports a connection dropped mid-body only as "terminated".
+      const cause = ((error as Error & { cause?: Error }).cause ?? error) as Error;
+      throw new Error(
+        `Cannot download ${url}: the transfer stopped after ${received} of ${size ?? 'an unknown number of'} bytes (${cause.message}). ` +
+          `Nothing was kept; build again to retry.`,
+      );
+    }
+    progress.done();
+    const actual = hash.digest('hex');
+    if (actual !== sha256.toLowerCase()) {
+      throw new Error(
+        `sha256 mismatch for ${url}:\n  expected ${sha256.toLowerCase()} (base.sha256 in ${configFile})\n  actual   ${actual}\n` +
+          `Nothing was kept. Check base.url, or update base.sha256 if the file was meant to change.`,
+      );
+    }
+    renameSync(partial, cached);
+    return cached;
+  } catch (error) {
+    rmSync(partial, { force: true });
+    throw error;
+  }
+}
+
+async function openUrl(url: string, configFile: string): Promise<{ body: Readable; size?: number }> {
+  const parsed = new URL(url);
+  if (parsed.protocol === 'file:') {
+    const file = fileURLToPath(parsed);
+    if (!existsSync(file)) throw new Error(`Cannot download ${url}: ${file} does not exist. Check base.url in ${configFile}.`);
+    return { body: createReadStream(file), size: statSync(file).size };
+  }
+  let response: Response;
+  try {
+    response = await fetch(url, { redirect: 'follow' });
+  } catch (error) {
+    const cause = (error as { cause?: Error }).cause;
+    throw new Error(
+      `Cannot download ${url}: ${cause?.message ?? (error as Error).message}. Check base.url in ${configFile}, and that this host reaches the server (proxy: https_proxy).`,
+    );
+  }
+  if (!response.ok || !response.body) {
+    throw new Error(`Cannot download ${url}: the server answered ${response.status} ${response.statusText}. Check base.url in ${configFile}.`);
+  }
+  const length = Number(response.headers.get('content-length'));
+  return { body: Readable.fromWeb(response.body as import('node:stream/web').ReadableStream), size: Number.isFinite(length) && length > 0 ? length : undefined };
+}
+
+/** Prints bytes, rate and ETA at most once a second (and once at the end). */
+class ProgressReporter {
+  private received = 0;
+  private readonly started = Date.now();
+  private lastReport = 0;
+
+  constructor(
+    private readonly name: string,
+    private readonly size: number | undefined,
+    private readonly log: Log,
+  ) {}
+
+  add(bytes: number): void {
+    this.received += bytes;
+    if (Date.now() - this.lastReport >= 1000) this.report();
+  }
+
+  done(): void {
+    this.report();
+  }
+
+  private report(): void {
+    this.lastReport = Date.now();
+    const seconds = Math.max((Date.now() - this.started) / 1000, 0.001);
+    const rate = this.received / seconds;
+    const total = this.size ? ` of ${formatBytes(this.size)} (${Math.floor((this.received / this.size) * 100)} %)` : '';
+    const eta = this.size && rate > 0 && this.received < this.size ? `, ${formatDuration(((this.size - this.received) / rate) * 1000)} left` : '';
+    this.log(`vmlb: ${this.name}: ${formatBytes(this.received)}${total} at ${formatBytes(rate)}/s${eta}`);
+  }
+}

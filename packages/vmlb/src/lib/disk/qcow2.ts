@@ -1,0 +1,353 @@
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { CommandError, run, tail } from '../util/exec';
+import { formatBytes } from '../util/units';
+
+/**
+ * qemu-img wrappers for vmlb's overlay chains. Every file of a chain sits in
+ * one folder and each overlay names its backing file by bare file name, so
+ * the folder can be copied, cached and restored anywhere and stay valid.
+ *
+ * Paths are handed to qemu-img absolute, so the file names it reports back
+ * (`filename`, `full-backing-filename`) are absolute too, whatever our cwd.
+ */
+
+/** What `qemu-img info` says about one file. */
+export interface ImageInfo {
+  /** Absolute path of the file. */
+  filename: string;
+  /** 'qcow2', 'raw', ... as qemu-img detects (or was told) it. */
+  format: string;
+  /** Size of the disk the guest sees, in bytes. */
+  virtualSize: number;
+  /** Bytes the file occupies on the host (sparse files occupy less than their length). */
+  actualSize: number;
+  clusterSize?: number;
+  /** The backing file name exactly as the header stores it (a bare name in vmlb's chains). */
+  backingFile?: string;
+  /** The backing file resolved against this file's folder (absolute). */
+  fullBackingFile?: string;
+  backingFormat?: string;
+  /** qcow2 dirty flag: set while a writer with lazy refcounts has it open, or after it crashed. */
+  dirty?: boolean;
+  /** qcow2 corrupt flag: qemu found metadata damage while using the image and refuses writes. */
+  corrupt?: boolean;
+}
+
+/** What `qemu-img check` found; returned only when the image has no corruption. */
+export interface CheckResult {
+  filename: string;
+  format: string;
+  /** Clusters allocated but unused: wasted space only, harmless. */
+  leaks: number;
+  corruptions: number;
+  checkErrors: number;
+  imageEndOffset?: number;
+  totalClusters?: number;
+  allocatedClusters?: number;
+  fragmentedClusters?: number;
+}
+
+/** Formats vmlb imports base disks from. */
+export type SourceFormat = 'raw' | 'qcow2' | 'vmdk' | 'vdi' | 'vhdx' | 'vpc';
+
+export interface CreateOverlayOptions {
+  /** Virtual size in bytes (`# disk-size`); at least the parent's. Default: the parent's size. */
+  size?: number;
+  /** What asked for the size, for messages (e.g. `layer 30_x (images/tiny/30_x/modify-disk)`). Default: the overlay's file name. */
+  sizeFor?: string;
+}
+
+export interface ConvertOptions {
+  /** Format of the source, given explicitly: probing a raw disk whose first bytes look like an image header is unsafe. */
+  sourceFormat: SourceFormat;
+  /** Show qemu-img's progress (`-p`) on our output while it runs. */
+  progress?: boolean;
+}
+
+/** Raw shape of one `qemu-img info --output=json` object (the fields we read). */
+interface QemuImgInfoJson {
+  filename: string;
+  format: string;
+  'virtual-size': number;
+  'actual-size'?: number;
+  'cluster-size'?: number;
+  'backing-filename'?: string;
+  'full-backing-filename'?: string;
+  'backing-filename-format'?: string;
+  'dirty-flag'?: boolean;
+  'format-specific'?: { type?: string; data?: { corrupt?: boolean } };
+}
+
+interface QemuImgCheckJson {
+  filename: string;
+  format: string;
+  'check-errors': number;
+  corruptions?: number;
+  leaks?: number;
+  'image-end-offset'?: number;
+  'total-clusters'?: number;
+  'allocated-clusters'?: number;
+  'fragmented-clusters'?: number;
+}
+
+/** qemu-img check exit statuses (see qemu-img(1)). */
+const CHECK_EXIT = { clean: 0, checkFailed: 1, corrupt: 2, leaksOnly: 3, unsupported: 63 } as const;
+
+/** The longest chain we follow when looking for a broken link; real chains have one file per layer. */
+const MAX_CHAIN_LENGTH = 1000;
+
+/**
+ * Creates `outputPath` as a qcow2 overlay on `parentPath`, which must sit in
+ * the same folder: the overlay records the parent by bare file name, so the
+ * chain keeps working wherever the folder is moved. Replaces `outputPath`
+ * if it exists. The file's bytes depend only on the parent's name and size,
+ * so two runs produce identical files.
+ */
+export async function createOverlay(parentPath: string, outputPath: string, options: CreateOverlayOptions = {}): Promise<void> {
+  const parent = path.resolve(parentPath);
+  const output = path.resolve(outputPath);
+  const folder = path.dirname(parent);
+  if (path.dirname(output) !== folder) {
+    throw new Error(
+      `Overlay ${output} must be in the same folder as its backing file ${parent}: ` +
+        `overlays name their backing file by bare file name, which only resolves within one folder`,
+    );
+  }
+  if (output === parent) {
+    throw new Error(`Overlay ${output} cannot be its own backing file (creating it would wipe the parent)`);
+  }
+  if (options.size !== undefined) assertDiskSize(options.size, `Overlay size for ${output}`);
+  const parentInfo = await imageInfo(parent);
+  if (parentInfo.format !== 'qcow2') {
+    throw new Error(`Backing file ${parent} is ${parentInfo.format}, not qcow2; vmlb chains hold qcow2 files only`);
+  }
+  if (options.size !== undefined && options.size < parentInfo.virtualSize) {
+    const [wanted, minimum] = distinctSizes(options.size, parentInfo.virtualSize);
+    throw new Error(
+      `# disk-size ${wanted} for ${options.sizeFor ?? path.basename(output)} is smaller than its parent ${path.basename(parent)} (${minimum}); ` +
+        `# disk-size must be at least the parent's size (${minimum}), since a disk cannot shrink under its partitions`,
+    );
+  }
+  const args = ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', path.basename(parent), path.basename(output)];
+  if (options.size !== undefined) args.push(String(options.size));
+  // Run inside the folder so qemu-img finds the parent by the bare name it stores.
+  await run('qemu-img', args, { cwd: folder });
+}
+
+/** Creates an empty qcow2 disk of `bytes` (no backing file). Replaces `outputPath` if it exists. */
+export async function createBlank(outputPath: string, bytes: number): Promise<void> {
+  const output = path.resolve(outputPath);
+  assertDiskSize(bytes, `Disk size for ${output}`);
+  await run('qemu-img', ['create', '-q', '-f', 'qcow2', output, String(bytes)]);
+}
+
+/**
+ * `qemu-img info` of one file, without opening its backing file (so it
+ * works on an overlay whose parent is missing). `-U` because vmlb reads
+ * info while a build may hold the image open.
+ */
+export async function imageInfo(imagePath: string): Promise<ImageInfo> {
+  const file = await existingFile(imagePath, 'Disk image');
+  const { stdout } = await run('qemu-img', ['info', '--output=json', '-U', file]);
+  return toImageInfo(parseJson<QemuImgInfoJson>(stdout, `qemu-img info ${file}`));
+}
+
+/**
+ * The image and every backing file below it, top first, with absolute
+ * file names. When a link is broken the error names the missing or damaged
+ * file and the overlay that points at it.
+ */
+export async function backingChain(imagePath: string): Promise<ImageInfo[]> {
+  const file = await existingFile(imagePath, 'Disk image');
+  // -f qcow2: without it a top file whose header is destroyed is probed as
+  // raw and "passes" as a one-file chain (the files below are opened with
+  // the format their overlay names, so only the top needs this).
+  const result = await run('qemu-img', ['info', '--backing-chain', '--output=json', '-U', '-f', 'qcow2', file], { reject: false });
+  if (result.exitCode === 0) {
+    return parseJson<QemuImgInfoJson[]>(result.stdout, `qemu-img info --backing-chain ${file}`).map(toImageInfo);
+  }
+  throw await chainError(file, qemuReason(result.stderr || result.stdout));
+}
+
+/**
+ * `qemu-img check` of a qcow2 file (its backing files must be present).
+ * Returns the result when the metadata is sound (leaked clusters only waste
+ * space); throws when the image is corrupt or cannot be checked.
+ */
+export async function checkImage(imagePath: string): Promise<CheckResult> {
+  const file = await existingFile(imagePath, 'Disk image');
+  // -f qcow2: a file whose header is damaged would otherwise be probed as raw and "pass".
+  const result = await run('qemu-img', ['check', '--output=json', '-U', '-f', 'qcow2', file], { reject: false });
+  if (result.exitCode === CHECK_EXIT.clean || result.exitCode === CHECK_EXIT.leaksOnly || result.exitCode === CHECK_EXIT.corrupt) {
+    const check = toCheckResult(parseJson<QemuImgCheckJson>(result.stdout, `qemu-img check ${file}`));
+    if (result.exitCode === CHECK_EXIT.corrupt || check.corruptions > 0) {
+      throw new Error(
+        `${file} is corrupt: qemu-img check found ${check.corruptions} corruption${check.corruptions === 1 ? '' : 's'}` +
+          `${check.leaks ? ` and ${check.leaks} leaked cluster${check.leaks === 1 ? '' : 's'}` : ''}. ` +
+          `Delete it and rebuild the layer (and every layer after it).${detailLines(result.stderr)}`,
+      );
+    }
+    return check;
+  }
+  if (result.exitCode === CHECK_EXIT.unsupported) {
+    throw new Error(`qemu-img cannot check ${file}: ${qemuReason(result.stderr)}`);
+  }
+  const reason = qemuReason(result.stderr || result.stdout);
+  // Opening fails when the file itself is damaged or a backing file is missing; name the culprit.
+  throw await chainError(file, reason, `qemu-img check could not open ${file}: ${reason}`);
+}
+
+/**
+ * Converts a disk (raw, or another image format) into a standalone qcow2 at
+ * `outputPath`, for importing base disks. Zero areas stay unallocated, so
+ * the result is sparse. Written under a temporary name and renamed, so an
+ * interrupted import never leaves a plausible-looking half file behind.
+ */
+export async function convertToQcow2(sourcePath: string, outputPath: string, options: ConvertOptions): Promise<void> {
+  const source = await existingFile(sourcePath, 'Source disk');
+  const output = path.resolve(outputPath);
+  if (output === source) {
+    throw new Error(`Cannot convert ${source} onto itself; choose another output path`);
+  }
+  const partial = path.join(path.dirname(output), `.${path.basename(output)}.${process.pid}.partial`);
+  const args = ['convert', ...(options.progress ? ['-p'] : []), '-f', options.sourceFormat, '-O', 'qcow2', source, partial];
+  try {
+    await run('qemu-img', args, { stream: options.progress === true });
+    await fs.rename(partial, output);
+  } catch (error) {
+    await fs.rm(partial, { force: true });
+    throw error;
+  }
+}
+
+function toImageInfo(json: QemuImgInfoJson): ImageInfo {
+  const info: ImageInfo = {
+    filename: json.filename,
+    format: json.format,
+    virtualSize: json['virtual-size'],
+    actualSize: json['actual-size'] ?? 0,
+  };
+  if (json['cluster-size'] !== undefined) info.clusterSize = json['cluster-size'];
+  if (json['backing-filename'] !== undefined) info.backingFile = json['backing-filename'];
+  if (json['full-backing-filename'] !== undefined) info.fullBackingFile = json['full-backing-filename'];
+  if (json['backing-filename-format'] !== undefined) info.backingFormat = json['backing-filename-format'];
+  if (json['dirty-flag'] !== undefined) info.dirty = json['dirty-flag'];
+  const corrupt = json['format-specific']?.data?.corrupt;
+  if (corrupt !== undefined) info.corrupt = corrupt;
+  return info;
+}
+
+function toCheckResult(json: QemuImgCheckJson): CheckResult {
+  const check: CheckResult = {
+    filename: json.filename,
+    format: json.format,
+    leaks: json.leaks ?? 0,
+    corruptions: json.corruptions ?? 0,
+    checkErrors: json['check-errors'],
+  };
+  if (json['image-end-offset'] !== undefined) check.imageEndOffset = json['image-end-offset'];
+  if (json['total-clusters'] !== undefined) check.totalClusters = json['total-clusters'];
+  if (json['allocated-clusters'] !== undefined) check.allocatedClusters = json['allocated-clusters'];
+  if (json['fragmented-clusters'] !== undefined) check.fragmentedClusters = json['fragmented-clusters'];
+  return check;
+}
+
+/**
+ * Walks the chain one file at a time (info without backing files never
+ * fails on a broken link) to find which link is broken, and says so in
+ * terms of the file and the overlay that points at it.
+ */
+async function chainError(top: string, reason: string, fallback = `qemu-img cannot open the backing chain of ${top}: ${reason}`): Promise<Error> {
+  let current = top;
+  let overlay: { file: string; backingFile: string; backingFormat?: string } | undefined;
+  for (let depth = 0; depth < MAX_CHAIN_LENGTH; depth += 1) {
+    const described = overlay
+      ? `Backing file ${current} of ${overlay.file} (which names it "${overlay.backingFile}")`
+      : `Disk image ${current}`;
+    try {
+      await fs.access(current);
+    } catch {
+      return new Error(`${described} is missing. Restore it, or rebuild ${overlay ? overlay.file : current} and every layer after it.`);
+    }
+    let info: ImageInfo;
+    try {
+      info = await imageInfo(current);
+    } catch (error) {
+      return new Error(`${described} cannot be read: ${error instanceof CommandError ? qemuReason(error.output) : (error as Error).message}`);
+    }
+    const expectedFormat = overlay ? (overlay.backingFormat ?? 'qcow2') : 'qcow2';
+    if (info.format !== expectedFormat) {
+      // A qcow2 whose header was overwritten is probed as raw: the header is what is damaged.
+      return new Error(
+        `${described} is not a valid ${expectedFormat} image (qemu-img reads it as ${info.format}; its header is damaged): ${reason}. ` +
+          `Delete it and rebuild it and every layer after it.`,
+      );
+    }
+    if (!info.backingFile || !info.fullBackingFile) break;
+    overlay = { file: current, backingFile: info.backingFile, backingFormat: info.backingFormat };
+    current = info.fullBackingFile;
+  }
+  return new Error(fallback);
+}
+
+/** qemu-img's message without its `qemu-img: ` prefixes, last lines only. */
+function qemuReason(output: string): string {
+  return tail(output.replace(/^qemu-img: /gm, ''), 3) || 'no message';
+}
+
+function detailLines(stderr: string): string {
+  return stderr.trim() ? `\n${tail(stderr, 10)}` : '';
+}
+
+async function existingFile(file: string, what: string): Promise<string> {
+  const absolute = path.resolve(file);
+  try {
+    await fs.access(absolute);
+  } catch {
+    throw new Error(`${what} ${absolute} does not exist`);
+  }
+  return absolute;
+}
+
+function assertDiskSize(bytes: number, what: string): void {
+  if (!Number.isSafeInteger(bytes) || bytes <= 0) {
+    throw new Error(`${what} must be a positive whole number of bytes, got ${bytes}`);
+  }
+  // qemu-img rounds other sizes up silently; refuse them so the size we asked for is the size we get.
+  if (bytes % 512 !== 0) {
+    throw new Error(`${what} must be a multiple of 512 bytes, got ${bytes}`);
+  }
+}
+
+/** Both sizes for people, with exact bytes when rounding would make them read alike. */
+function distinctSizes(first: number, second: number): [string, string] {
+  const [a, b] = [formatBytes(first), formatBytes(second)];
+  return a === b ? [`${a} (${first} bytes)`, `${b} (${second} bytes)`] : [a, b];
+}
+
+function parseJson<T>(text: string, source: string): T {
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    throw new Error(`${source} printed something other than JSON: ${tail(text, 5) || '(nothing)'}`);
+  }
+}
+
+const QCOW2_MAGIC = 0x514649fb; // 'QFI\xfb'
+
+/**
+ * The virtual size from a qcow2 header (big-endian u64 at offset 24),
+ * read without qemu-img, which would also open the backing chain.
+ */
+export async function qcow2VirtualSize(file: string): Promise<number> {
+  const handle = await fs.open(file, 'r');
+  try {
+    const header = Buffer.alloc(32);
+    const { bytesRead } = await handle.read(header, 0, 32, 0);
+    if (bytesRead < 32 || header.readUInt32BE(0) !== QCOW2_MAGIC) throw new Error(`${file} is not a qcow2 file (no qcow2 header).`);
+    return Number(header.readBigUInt64BE(24));
+  } finally {
+    await handle.close();
+  }
+}

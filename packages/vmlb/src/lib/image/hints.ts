@@ -1,0 +1,160 @@
+import * as path from 'node:path';
+import { formatBytes, parseSize } from '../util/units';
+
+/** The two kinds of layer script. */
+export type ScriptKind = 'build-layer' | 'modify-disk';
+export const SCRIPT_KINDS: readonly ScriptKind[] = ['build-layer', 'modify-disk'];
+
+export interface BindMountHint {
+  /** Source, relative to the layer folder (validated to stay inside it). */
+  source: string;
+  /** Absolute mount point inside the image. */
+  target: string;
+}
+
+export interface PartitionMountHint {
+  /** 1-based partition number on the image's disk. */
+  partition: number;
+  /** Absolute mount point inside the image. */
+  target: string;
+}
+
+/**
+ * What a layer script asks of vmlb through comment lines such as
+ * `# nocache`. Every hint is a whole comment line: `#`, optional spaces,
+ * the hint name, then its arguments separated by spaces.
+ */
+export interface ScriptHints {
+  /** Rebuild on every run; never stored in any cache. */
+  nocache: boolean;
+  /** Cache on this machine only; never uploaded to a shared cache. */
+  noshare: boolean;
+  /** `# disk-size 20G` (modify-disk): the new overlay's virtual size in bytes. */
+  diskSize?: number;
+  /** `# chroot-bind-mount <src> <dst>` (build-layer). */
+  bindMounts: BindMountHint[];
+  /** `# chroot-mount <partition> <dst>` (build-layer). */
+  partitionMounts: PartitionMountHint[];
+  /** `# rebuild-every 7d`: the layer's key changes once per this many seconds. */
+  rebuildEvery?: number;
+}
+
+export const HINT_NAMES = ['nocache', 'noshare', 'disk-size', 'chroot-bind-mount', 'chroot-mount', 'rebuild-every'] as const;
+type HintName = (typeof HINT_NAMES)[number];
+
+const HINT_LINE = new RegExp(`^#\\s*(${HINT_NAMES.join('|')})(?=\\s|$)(.*)$`);
+
+const HINT_USAGE: Record<HintName, string> = {
+  nocache: '# nocache',
+  noshare: '# noshare',
+  'disk-size': '# disk-size <size>, e.g. # disk-size 20G',
+  'chroot-bind-mount': '# chroot-bind-mount <path in layer folder> <absolute path in image>',
+  'chroot-mount': '# chroot-mount <partition number> <absolute path in image>',
+  'rebuild-every': '# rebuild-every <period>, e.g. # rebuild-every 7d (units: h, d, w)',
+};
+
+/** Seconds in each unit a `# rebuild-every` period may use. */
+const PERIOD_UNITS: Record<string, number> = { h: 3600, d: 86_400, w: 604_800 };
+
+const HINT_KINDS: Partial<Record<HintName, ScriptKind>> = {
+  'disk-size': 'modify-disk',
+  'chroot-bind-mount': 'build-layer',
+  'chroot-mount': 'build-layer',
+};
+
+/** A script whose hints cannot be honoured; the message names file, line and fix. */
+export class HintError extends Error {
+  constructor(scriptPath: string, line: number, problem: string) {
+    super(`${scriptPath}:${line}: ${problem}`);
+    this.name = 'HintError';
+  }
+}
+
+/**
+ * Reads the hints of a layer script. `scriptPath` is only used in error
+ * messages (pass it as the user sees it, relative to the workspace).
+ */
+export function parseHints(scriptText: string, scriptPath: string, kind: ScriptKind): ScriptHints {
+  const hints: ScriptHints = { nocache: false, noshare: false, bindMounts: [], partitionMounts: [] };
+  const lines = scriptText.split(/\r?\n/);
+  lines.forEach((rawLine, index) => {
+    const match = HINT_LINE.exec(rawLine.trim());
+    if (!match) return;
+    const name = match[1] as HintName;
+    const args = match[2].trim() === '' ? [] : match[2].trim().split(/\s+/);
+    const lineNumber = index + 1;
+    const fail = (problem: string): never => {
+      throw new HintError(scriptPath, lineNumber, `${problem} (usage: ${HINT_USAGE[name]})`);
+    };
+    const requiredKind = HINT_KINDS[name];
+    if (requiredKind && requiredKind !== kind) {
+      fail(`the '${name}' hint only applies to ${requiredKind} scripts, and this is a ${kind} script`);
+    }
+    switch (name) {
+      case 'nocache':
+      case 'noshare':
+        if (args.length) fail(`'${name}' takes no arguments, got '${args.join(' ')}'`);
+        hints[name] = true;
+        break;
+      case 'disk-size': {
+        if (args.length !== 1) fail(`'disk-size' takes one size, got ${args.length} arguments`);
+        const bytes = parseSize(args[0]);
+        if (bytes === undefined) fail(`'${args[0]}' is not a size`);
+        hints.diskSize = bytes;
+        break;
+      }
+      case 'chroot-bind-mount': {
+        if (args.length !== 2) fail(`'chroot-bind-mount' takes a source and a target, got ${args.length} arguments`);
+        const [source, target] = args;
+        if (path.isAbsolute(source) || path.normalize(source).split(path.sep)[0] === '..') {
+          fail(`bind-mount source '${source}' must be a path inside the layer folder, relative to it`);
+        }
+        hints.bindMounts.push({ source: path.normalize(source), target: checkImagePath(target, fail) });
+        break;
+      }
+      case 'chroot-mount': {
+        if (args.length !== 2) fail(`'chroot-mount' takes a partition number and a target, got ${args.length} arguments`);
+        const partition = Number(args[0]);
+        if (!Number.isInteger(partition) || partition < 1) fail(`'${args[0]}' is not a partition number (1, 2, ...)`);
+        hints.partitionMounts.push({ partition, target: checkImagePath(args[1], fail) });
+        break;
+      }
+      case 'rebuild-every': {
+        if (args.length !== 1) fail(`'rebuild-every' takes one period, got ${args.length} arguments`);
+        hints.rebuildEvery = parsePeriod(args[0]) ?? fail(`'${args[0]}' is not a period`);
+        break;
+      }
+    }
+  });
+  return hints;
+}
+
+/** A period such as `7d` in seconds; undefined when it is not one. */
+export function parsePeriod(text: string): number | undefined {
+  const match = /^([1-9][0-9]*)([hdw])$/.exec(text);
+  return match ? Number(match[1]) * PERIOD_UNITS[match[2]] : undefined;
+}
+
+function checkImagePath(target: string, fail: (problem: string) => never): string {
+  if (!path.isAbsolute(target)) fail(`mount target '${target}' must be an absolute path inside the image`);
+  const normalized = path.posix.normalize(target);
+  if (normalized === '/') fail(`mount target '${target}' would hide the image's root`);
+  return normalized;
+}
+
+/** Short labels for listings and target descriptions, e.g. `nocache, disk-size 20 GiB`. */
+export function describeHints(hints: ScriptHints): string[] {
+  const labels: string[] = [];
+  if (hints.nocache) labels.push('nocache');
+  if (hints.noshare) labels.push('noshare');
+  if (hints.diskSize !== undefined) labels.push(`disk-size ${formatBytes(hints.diskSize)}`);
+  for (const mount of hints.bindMounts) labels.push(`chroot-bind-mount ${mount.source} ${mount.target}`);
+  for (const mount of hints.partitionMounts) labels.push(`chroot-mount ${mount.partition} ${mount.target}`);
+  if (hints.rebuildEvery !== undefined) labels.push(`rebuild-every ${formatPeriod(hints.rebuildEvery)}`);
+  return labels;
+}
+
+/** A period in seconds, in days where it is whole days (`7d`, `14d`), else in hours (`12h`). */
+export function formatPeriod(seconds: number): string {
+  return seconds % PERIOD_UNITS.d === 0 ? `${seconds / PERIOD_UNITS.d}d` : `${seconds / PERIOD_UNITS.h}h`;
+}

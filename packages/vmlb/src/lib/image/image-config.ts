@@ -1,0 +1,156 @@
+import { readFileSync } from 'node:fs';
+import Ajv, { type ErrorObject } from 'ajv';
+import imageSchema from '../../schemas/image.schema.json';
+import { parseSize } from '../util/units';
+
+/** Where an image's base disk comes from. */
+export type BaseSpec =
+  | { kind: 'url'; url: string; sha256: string }
+  | { kind: 'path'; path: string }
+  | { kind: 'empty'; size: string; bytes: number };
+
+export interface TestBootConfig {
+  memory?: string;
+  cpus?: number;
+  sshPort?: number;
+  expect?: string;
+  timeout?: number;
+}
+
+/** image.json, validated and normalised. */
+export interface ImageConfig {
+  base: BaseSpec;
+  rootPartition?: number;
+  /** Part of every layer's cache key: change it to rebuild all the image's layers on purpose. */
+  cacheSalt?: string;
+  testBoot: TestBootConfig;
+}
+
+/** image.json is missing, not JSON, or does not follow the schema. */
+export class ImageConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ImageConfigError';
+  }
+}
+
+const validate = new Ajv({ allErrors: true, strict: false }).compile(imageSchema);
+
+/** Reads and validates an image.json; `displayPath` is the path shown in errors. */
+export function readImageConfig(filePath: string, displayPath = filePath): ImageConfig {
+  let text: string;
+  try {
+    text = readFileSync(filePath, 'utf8');
+  } catch (error) {
+    throw new ImageConfigError(`${displayPath}: cannot be read (${(error as Error).message}).`);
+  }
+  return parseImageConfig(text, displayPath);
+}
+
+/** Parses and validates the text of an image.json. */
+export function parseImageConfig(text: string, displayPath: string): ImageConfig {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (error) {
+    throw new ImageConfigError(`${displayPath} is not valid JSON: ${describeJsonError(text, (error as Error).message)}`);
+  }
+  if (!validate(raw)) {
+    throw new ImageConfigError(`${displayPath} does not match the image schema:\n${describeErrors(validate.errors ?? [], raw)}`);
+  }
+  const config = raw as {
+    base: { url?: string; sha256?: string; path?: string; empty?: string };
+    rootPartition?: number;
+    cacheSalt?: string;
+    testBoot?: TestBootConfig;
+  };
+  return {
+    base: normalizeBase(config.base, displayPath),
+    ...(config.rootPartition !== undefined ? { rootPartition: config.rootPartition } : {}),
+    ...(config.cacheSalt !== undefined ? { cacheSalt: config.cacheSalt } : {}),
+    testBoot: config.testBoot ?? {},
+  };
+}
+
+/**
+ * JSON.parse's complaint with where it is, as a line and column with the
+ * line shown (JSON.parse gives only an offset, and not always), and the fix.
+ */
+export function describeJsonError(text: string, parseMessage: string): string {
+  const offset = /at position (\d+)/.exec(parseMessage)?.[1];
+  const position = offset !== undefined ? Number(offset) : /Unexpected end of JSON input/.test(parseMessage) ? text.length : undefined;
+  const fix = 'Fix the JSON there: a comma before a closing brace, or a missing comma, quote or brace, is the usual cause.';
+  if (position === undefined) return `${parseMessage}. ${fix.replace(' there', '')}`;
+  const lineStart = text.lastIndexOf('\n', position - 1) + 1;
+  const line = text.slice(0, position).split('\n').length;
+  const column = position - lineStart + 1;
+  if (offset === undefined) return `the file ends before the JSON does (line ${line}, column ${column}). ${fix}`;
+  const problem = parseMessage.replace(/ in JSON at position \d+.*$/, '');
+  if (text.slice(position).trim() === '') return `${problem} at the end of the file (line ${line}, column ${column}). ${fix}`;
+  const lineEnd = text.indexOf('\n', position);
+  const shown = text.slice(lineStart, lineEnd === -1 ? undefined : lineEnd).replace(/\t/g, ' ');
+  return `${problem} at line ${line}, column ${column}:\n    ${shown}\n    ${' '.repeat(column - 1)}^\n${fix}`;
+}
+
+function normalizeBase(base: { url?: string; sha256?: string; path?: string; empty?: string }, displayPath: string): BaseSpec {
+  if (base.url !== undefined) return { kind: 'url', url: base.url, sha256: base.sha256!.toLowerCase() };
+  if (base.path !== undefined) return { kind: 'path', path: base.path };
+  const bytes = parseSize(base.empty!);
+  if (bytes === undefined) {
+    throw new ImageConfigError(`${displayPath}: base.empty '${base.empty}' is not a disk size (use e.g. "4G").`);
+  }
+  return { kind: 'empty', size: base.empty!, bytes };
+}
+
+const BASE_KINDS = ['url', 'path', 'empty'] as const;
+
+const FIELD_HINTS: Record<string, string> = {
+  'base.sha256': 'base.sha256 must be 64 hexadecimal digits (the SHA-256 of the file as downloaded)',
+  'base.url': 'base.url must start with http://, https:// or file://',
+  'base.empty': 'base.empty must be a size such as "4G"',
+};
+
+/**
+ * Turns Ajv's errors into lines a person can act on. `base` is a oneOf of
+ * three shapes and Ajv reports every branch's complaint; the shape the user
+ * meant is the one whose key (url, path or empty) is present, so only that
+ * branch's complaints are shown.
+ */
+function describeErrors(errors: ErrorObject[], raw: unknown): string {
+  const lines = new Set<string>();
+  const base = (raw as { base?: unknown }).base;
+  const baseKeys = base && typeof base === 'object' && !Array.isArray(base) ? Object.keys(base) : [];
+  const kinds = BASE_KINDS.filter((kind) => baseKeys.includes(kind));
+  const branch = kinds.length === 1 ? `#/properties/base/oneOf/${BASE_KINDS.indexOf(kinds[0])}/` : undefined;
+  for (const error of errors) {
+    const field = fieldName(error);
+    const inBase = error.schemaPath.startsWith('#/properties/base/');
+    if (inBase) {
+      if (error.keyword === 'oneOf') {
+        if (kinds.length !== 1) {
+          lines.add(
+            `  - base must have exactly one of url (with sha256), path or empty, e.g. {"empty": "4G"} (found: ${baseKeys.join(', ') || JSON.stringify(base)})`,
+          );
+        }
+        continue;
+      }
+      if (!branch || !error.schemaPath.startsWith(branch)) continue;
+    }
+    if (FIELD_HINTS[field]) {
+      lines.add(`  - ${FIELD_HINTS[field]}`);
+    } else if (error.keyword === 'additionalProperties') {
+      const extra = (error.params as { additionalProperty: string }).additionalProperty;
+      lines.add(`  - ${field ? `${field}.` : ''}${extra} is not a known field`);
+    } else if (error.keyword === 'required') {
+      const missing = (error.params as { missingProperty: string }).missingProperty;
+      lines.add(`  - ${field ? `${field}.` : ''}${missing} is required${field === 'base' && kinds.length === 1 ? ` with base.${kinds[0]}` : ''}`);
+    } else {
+      lines.add(`  - ${field || '(top level)'} ${error.message}`);
+    }
+  }
+  return [...lines].join('\n');
+}
+
+function fieldName(error: ErrorObject): string {
+  return error.instancePath.replace(/^\//, '').replace(/\//g, '.');
+}
