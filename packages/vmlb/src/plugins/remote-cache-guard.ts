@@ -1,7 +1,7 @@
 import type { PreTasksExecution } from '@nx/devkit';
 import { emitPluginWorkerLog } from '@nx/devkit/internal';
 import { DEFAULT_PROBE_TIMEOUT_MS, probeRemoteCache, REMOTE_CACHE_WARNING_ENV } from '../lib/cache-identity/remote-cache-probe';
-import type { VmlbPluginOptions } from './plugin';
+import type { VmlbPluginOptions } from './options';
 
 const SERVER_ENV = 'NX_SELF_HOSTED_REMOTE_CACHE_SERVER';
 const TOKEN_ENV = 'NX_SELF_HOSTED_REMOTE_CACHE_ACCESS_TOKEN';
