@@ -1,6 +1,7 @@
 import { symlinkSync } from 'node:fs';
 import { TempWorkspace } from '../../testing/temp-workspace';
-import { noshareStoreKey, normalizeOptions } from './executor';
+import { noshareStoreKey } from '../../lib/cache-identity/local-layer-store';
+import { normalizeOptions } from './executor';
 
 const hints = (overrides: { noshare?: boolean; nocache?: boolean }) => ({
   hints: { nocache: false, noshare: false, bindMounts: [], partitionMounts: [], ...overrides },

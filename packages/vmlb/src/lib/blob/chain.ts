@@ -169,3 +169,20 @@ function progressLogger(what: string, log: Log): (done: number, total: number) =
     }
   };
 }
+
+/** Before a layer builds in blob mode: its parent chain in place, and its old ref gone (a ref is written last, once its blob is stored). */
+export async function prepareLayerBuild(parent: string, output: string, stores: BlobStores, options: { log: Log; signal?: AbortSignal }): Promise<void> {
+  await materialiseChain(parent, stores, options);
+  await fs.rm(refPathFor(output), { force: true });
+}
+
+/** Whether the chain ending in `top` can be put in place from the stores; false when a blob is in none of them. */
+export async function chainBlobsReachable(top: string, stores: BlobStores, log: Log): Promise<boolean> {
+  try {
+    await materialiseChain(top, stores, { log });
+    return true;
+  } catch (error) {
+    if (error instanceof BlobMissingError) return false;
+    throw error;
+  }
+}

@@ -4,6 +4,8 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { isDigest, readDigest, writeDigest } from './digest';
 import { isTaskHash, noshareStoreDir } from './nx-cache-layout';
+import { digestPathFor } from '../image/dist-layout';
+import type { ScriptHints } from '../image/hints';
 
 /**
  * This machine's store for `# noshare` layers.
@@ -193,4 +195,44 @@ async function fileSize(file: string): Promise<number | undefined> {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The key of a noshare layer in the local store: the task hash Nx computed
+ * for it (noshare layers are not Nx-cacheable, but Nx hashes them from the
+ * same inputs). None when the layer is nocache, is not noshare, or the run
+ * skips caching (`--skip-nx-cache`, under which Nx computes no hash).
+ */
+export function noshareStoreKey(plan: { hints: Pick<ScriptHints, 'noshare' | 'nocache'> }, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (!plan.hints.noshare || plan.hints.nocache) return undefined;
+  if (env.NX_SKIP_NX_CACHE === 'true') return undefined;
+  return env.NX_TASK_HASH || undefined;
+}
+
+/**
+ * Puts a noshare layer back from the store when its entry was built on the
+ * parent that is in dist/ now. `stillComplete` checks what the entry needs
+ * beyond its files (in blob mode: its blob on this machine). True when the
+ * layer is in place and need not be built.
+ */
+export async function restoreNoshareLayer(
+  store: LocalLayerStore,
+  key: string,
+  layer: { name: string; parent: string; files: LayerFiles },
+  options: { log: (message: string) => void; stillComplete?: () => Promise<boolean> },
+): Promise<boolean> {
+  // Without its parent the entry cannot be checked; the build reports the missing parent.
+  const parentDigest = await readDigest(digestPathFor(layer.parent)).catch(() => undefined);
+  if (!parentDigest) return false;
+  const { outcome, entry } = await store.restore(key, layer.files, parentDigest);
+  if (outcome === 'miss' || !entry) return false;
+  if (options.stillComplete && !(await options.stillComplete())) {
+    options.log(`vmlb: ${layer.name} is noshare and its stored ref names a blob this machine no longer has; building it again`);
+    return false;
+  }
+  options.log(
+    `vmlb: ${layer.name} is noshare: ${outcome === 'restored' ? 'restored from' : 'already in dist/, matching'} this machine's layer store ` +
+      `(task hash ${key}, digest ${entry.digest.slice(0, 12)}); not rebuilt, never uploaded`,
+  );
+  return true;
 }

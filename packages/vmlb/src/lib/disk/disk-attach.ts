@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { run } from '../util/exec';
 import { type LoopDevice, attachLoop, detachLoop, isMounted, listLoopDevices, loopsStackedOn, mountsUnder, unmount } from './mounts';
 import type { PartitionSelection } from './partition-table';
-import { pausePoint } from '../util/pause-point';
+import { checkpoint, pausePoint } from '../util/pause-point';
 import { commandLineOf, isAlive, stopProcess } from '../util/processes';
 import { type AttachState, WorkDir } from './work-dir';
 
@@ -72,8 +72,7 @@ export class AttachedDisk {
     const disk = new AttachedDisk(options, workDir.exportFile, state);
     try {
       await disk.startFuseExport();
-      await pausePoint('daemon-started', options.signal, options.log);
-      options.signal?.throwIfAborted();
+      await checkpoint('daemon-started', options.signal, options.log);
     } catch (error) {
       await disk.close();
       throw error;
@@ -144,8 +143,7 @@ export class AttachedDisk {
   async mount(selection: PartitionSelection, mountPoint: string, options: { readOnly?: boolean } = {}): Promise<string> {
     mkdirSync(mountPoint, { recursive: true });
     const device = await this.loop({ offset: selection.start, size: selection.size });
-    await pausePoint('loop-attached', this.options.signal, this.options.log);
-    this.options.signal?.throwIfAborted();
+    await checkpoint('loop-attached', this.options.signal, this.options.log);
     this.record((state) => state.mounts.push(mountPoint));
     // noatime: reading a file or listing a folder would otherwise rewrite
     // inode tables and the journal, so even an empty layer stored megabytes

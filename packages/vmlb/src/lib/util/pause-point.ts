@@ -72,3 +72,9 @@ export async function pausePoint(phase: BuildPhase, signal: AbortSignal | undefi
     );
   });
 }
+
+/** A named point of a build: wait there when VMLB_PAUSE_AT names it, then stop if the build was interrupted. */
+export async function checkpoint(phase: BuildPhase, signal: AbortSignal | undefined, log: (message: string) => void): Promise<void> {
+  await pausePoint(phase, signal, log);
+  signal?.throwIfAborted();
+}
