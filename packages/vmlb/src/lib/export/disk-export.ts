@@ -39,18 +39,16 @@ export interface ExportOptions {
   machine?: OvfMachine;
   /** Show qemu-img's progress (`-p`) on the terminal. */
   progress: boolean;
-  /** Write `<file>.sha256` (reading the whole file once more: about 1 s per GB here). Default true. */
+  /** Write `<file>.sha256` (one more read of the whole file). Default true. */
   sha256?: boolean;
   signal?: AbortSignal;
 }
 
 /**
- * The `qemu-img convert` arguments for one export. Compressing, qemu-img is
- * CPU-bound: `-W` (clusters written out of order) and `-m 16` (16 requests
- * in flight) let it compress on several threads; measured here on the prod
- * chain (1.3 GB), zstd took 8 s with them against 13 s without. Without
- * compression the same options made it slower (2.7–4.4 s against 1.6 s),
- * so the other formats are converted with qemu-img's defaults.
+ * The `qemu-img convert` arguments for one export. `-W -m 16` let qemu-img
+ * compress on several threads; without compression they slow it down
+ * (docs/benchmarks.md, "Flatten against a bare qemu-img convert"), so only
+ * compressed exports use them.
  */
 export function convertArguments(source: string, target: string, options: Pick<ExportOptions, 'format' | 'compress' | 'vmdkSubformat' | 'progress'>): string[] {
   const progress = options.progress ? ['-p'] : [];
