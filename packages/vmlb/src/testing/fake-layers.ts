@@ -6,6 +6,7 @@ import { createBlank, createOverlay } from '../lib/disk/qcow2';
 import { digestPathFor, manifestPathFor } from '../lib/image/dist-layout';
 import { writeFileAtomic } from '../lib/util/atomic-file';
 import { run } from '../lib/util/exec';
+import { TempWorkspace } from './temp-workspace';
 
 /** One file of a fake chain: its name without `.qcow2`, and what to put in it. */
 export interface FakeLayerSpec {
@@ -59,4 +60,17 @@ export async function writeFakeManifest(qcow2: string, taskHash: string, kind: '
   const manifestFile = manifestPathFor(qcow2);
   await writeFileAtomic(manifestFile, `${JSON.stringify({ kind, version: 1, files: null, build }, null, 2)}\n`, { sync: false });
   return manifestFile;
+}
+
+/**
+ * For a spec file: a TempWorkspace holding a fake chain (writeFakeChain) in
+ * its `chain/` folder, made before the file's tests and removed after them.
+ * `copyChain(name)` copies it to `<name>/` in the workspace, to damage or move.
+ */
+export function useFakeChain(layers: FakeLayerSpec[]): { workspace: TempWorkspace; chainDir: string; copyChain(name: string): string } {
+  const workspace = new TempWorkspace();
+  const chainDir = workspace.path('chain');
+  beforeAll(() => writeFakeChain(chainDir, layers));
+  afterAll(() => workspace.remove());
+  return { workspace, chainDir, copyChain: (name) => workspace.copy('chain', name) };
 }

@@ -1,32 +1,17 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { flipByte } from '../../testing/file-damage';
-import { writeFakeChain, writeFakeManifest } from '../../testing/fake-layers';
-import { TempWorkspace } from '../../testing/temp-workspace';
+import { useFakeChain, writeFakeManifest } from '../../testing/fake-layers';
 import { localCacheEntryOf, verifyChain } from './chain-verify';
 
 // A real chain, base.qcow2 ← 00_disk.qcow2 ← 10_hello.qcow2, with data
 // written by qemu-io into each file and digests written as a build does.
 
 const MiB = 1024 * 1024;
-let workspace: TempWorkspace;
-let workDir: string;
-let chainDir: string;
-
-beforeAll(async () => {
-  workspace = new TempWorkspace();
-  workDir = workspace.root;
-  chainDir = workspace.path('chain');
-  await writeFakeChain(
-    chainDir,
-    ['base', '00_disk', '10_hello'].map((name, index) => ({ name, size: 16 * MiB, write: `write -P 0x${(0xa0 + index).toString(16)} ${index}M 1M` })),
-  );
-});
-
-afterAll(() => workspace.remove());
-
-/** A copy of the chain to damage. */
-const copyChain = (name: string) => workspace.copy('chain', name);
+const { workspace, chainDir, copyChain } = useFakeChain(
+  ['base', '00_disk', '10_hello'].map((name, index) => ({ name, size: 16 * MiB, write: `write -P 0x${(0xa0 + index).toString(16)} ${index}M 1M` })),
+);
+const workDir = workspace.root;
 
 /** Flips one byte of a file's data, past the qcow2 header: qemu-img still opens it. */
 function flipByteOfData(file: string): void {

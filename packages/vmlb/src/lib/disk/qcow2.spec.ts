@@ -1,8 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { writeFakeChain } from '../../testing/fake-layers';
+import { useFakeChain } from '../../testing/fake-layers';
 import { overwriteBytes, zeroBytes } from '../../testing/file-damage';
-import { TempWorkspace } from '../../testing/temp-workspace';
 import { run } from '../util/exec';
 import { backingChain, checkImage, convertToQcow2, createBlank, createOverlay, imageInfo } from './qcow2';
 
@@ -11,26 +10,13 @@ import { backingChain, checkImage, convertToQcow2, createBlank, createOverlay, i
 
 const MiB = 1024 * 1024;
 
-let workspace: TempWorkspace;
-let workDir: string;
-let chainDir: string;
-
-beforeAll(async () => {
-  workspace = new TempWorkspace();
-  workDir = workspace.root;
-  chainDir = workspace.path('chain');
-  await writeFakeChain(chainDir, [
-    // Data in the base that every overlay must show through.
-    { name: 'base', size: 64 * MiB, write: 'write -P 0xab 0 1M' },
-    { name: '00_system' },
-    { name: '10_update', size: 128 * MiB },
-  ]);
-});
-
-afterAll(() => workspace.remove());
-
-/** A copy of the chain folder to damage or move without touching the original. */
-const copyChain = (name: string) => workspace.copy('chain', name);
+const { workspace, chainDir, copyChain } = useFakeChain([
+  // Data in the base that every overlay must show through.
+  { name: 'base', size: 64 * MiB, write: 'write -P 0xab 0 1M' },
+  { name: '00_system' },
+  { name: '10_update', size: 128 * MiB },
+]);
+const workDir = workspace.root;
 
 describe('createBlank and createOverlay', () => {
   it('records each backing file by bare file name', async () => {
