@@ -1,6 +1,12 @@
 import { chmodSync } from 'node:fs';
 import type { Tree } from '@nx/devkit';
+import { createTreeWithEmptyWorkspace } from '@nx/devkit/testing';
 import type { TempWorkspace } from './temp-workspace';
+
+/** An empty Nx workspace tree with no formatter: what a generator spec runs generators in. */
+export function emptyTree(): Tree {
+  return createTreeWithEmptyWorkspace({ formatter: 'none' });
+}
 
 /** A file a generator wrote into the tree; throws, naming it, when it was not written. */
 export function read(tree: Tree, file: string): string {

@@ -1,10 +1,9 @@
 import { execFileSync } from 'node:child_process';
 import { type Tree, logger, readNxJson } from '@nx/devkit';
-import { createTreeWithEmptyWorkspace } from '@nx/devkit/testing';
-import { modeOf, read } from '../../testing/generator-tree';
+import { emptyTree, modeOf, read } from '../../testing/generator-tree';
 import { parseHints } from '../../lib/image/hints';
 import { parseImageConfig } from '../../lib/image/image-config';
-import defaultExport, { imageGenerator } from './generator';
+import { imageGenerator } from './generator';
 import type { ImageGeneratorSchema } from './schema';
 
 const SHA256 = 'AB'.repeat(32);
@@ -14,11 +13,7 @@ describe('vmlb:image', () => {
   let tree: Tree;
 
   beforeEach(() => {
-    tree = createTreeWithEmptyWorkspace({ formatter: 'none' });
-  });
-
-  it('is the default export', () => {
-    expect(defaultExport).toBe(imageGenerator);
+    tree = emptyTree();
   });
 
   describe('with no base given', () => {

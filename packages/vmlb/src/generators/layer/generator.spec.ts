@@ -1,12 +1,11 @@
 import { execFileSync } from 'node:child_process';
 import type { Tree } from '@nx/devkit';
-import { createTreeWithEmptyWorkspace } from '@nx/devkit/testing';
-import { flushTree, modeOf, read } from '../../testing/generator-tree';
+import { emptyTree, flushTree, modeOf, read } from '../../testing/generator-tree';
 import { TempWorkspace } from '../../testing/temp-workspace';
 import { type ScriptKind, parseHints } from '../../lib/image/hints';
 import { discoverImage } from '../../lib/image/layer-discovery';
 import { imageGenerator } from '../image/generator';
-import defaultExport, { layerGenerator } from './generator';
+import { layerGenerator } from './generator';
 
 const NO_HINTS = { nocache: false, noshare: false, bindMounts: [], partitionMounts: [] };
 
@@ -29,11 +28,7 @@ describe('vmlb:layer', () => {
   let tree: Tree;
 
   beforeEach(() => {
-    tree = createTreeWithEmptyWorkspace({ formatter: 'none' });
-  });
-
-  it('is the default export', () => {
-    expect(defaultExport).toBe(layerGenerator);
+    tree = emptyTree();
   });
 
   describe('a build-layer, the default kind', () => {
