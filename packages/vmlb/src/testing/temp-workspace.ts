@@ -1,4 +1,4 @@
-import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 
@@ -28,11 +28,6 @@ export class TempWorkspace {
   /** Writes an executable layer script. */
   script(file: string, ...lines: string[]): string {
     return this.write(file, ['#!/bin/sh', 'set -eu', ...lines, ''].join('\n'), { executable: true });
-  }
-
-  /** A file's content as text. */
-  read(file: string): string {
-    return readFileSync(path.join(this.root, file), 'utf8');
   }
 
   path(...parts: string[]): string {
