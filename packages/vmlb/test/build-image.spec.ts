@@ -2,7 +2,7 @@ import { appendFileSync, existsSync, readFileSync, readlinkSync, rmSync, statSyn
 import * as path from 'node:path';
 import { execa } from 'execa';
 import { fileTimesInImage, readFilesFromImage } from './support/disk-read';
-import { flipByte } from './support/file-damage';
+import { flipByte } from '../src/testing/file-damage';
 import { NxWorkspace, cacheHits, tasksRun } from './support/nx-workspace';
 
 const LAYERS = ['tiny-00_disk:build', 'tiny-10_hello:build', 'tiny-20_motd:build'];

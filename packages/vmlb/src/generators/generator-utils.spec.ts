@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import type { Tree } from '@nx/devkit';
-import { createTreeWithEmptyWorkspace } from '@nx/devkit/testing';
+import { emptyTree } from '../testing/generator-tree';
 import { formatFilesKeepingModes, templateDir } from './generator-utils';
 
 // A formatter that rewrites every changed file, as prettier with
@@ -32,7 +32,7 @@ describe('templateDir', () => {
 
 describe('formatFilesKeepingModes', () => {
   it('gives back the modes a formatter drops', async () => {
-    const tree = createTreeWithEmptyWorkspace({ formatter: 'none' });
+    const tree = emptyTree();
     tree.write('images/a/00_base/build-layer', '#!/bin/bash\n', { mode: '755' });
     tree.write('images/a/image.json', '{}\n');
 

@@ -42,6 +42,11 @@ describe('generators.json', () => {
       expect(typeof loaded.default).toBe('function');
     });
 
+    it(`exports the same function as ${name}Generator, which its spec tests`, () => {
+      const loaded: Record<string, unknown> = require(`./${name}/generator`);
+      expect(loaded.default).toBe(loaded[`${name}Generator`]);
+    });
+
     it('has a description', () => {
       expect(entry.description).toEqual(expect.any(String));
     });

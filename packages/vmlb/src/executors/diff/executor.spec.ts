@@ -1,22 +1,19 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { TempWorkspace } from '../../testing/temp-workspace';
 import { normalizeOptions } from './executor';
 
 describe('diff options', () => {
+  let workspace: TempWorkspace;
   let root: string;
   const options = (extra: Record<string, unknown> = {}) => ({ imageName: 'demo', imageRoot: 'images/demo', distDir: 'dist/images', ...extra });
 
   beforeAll(() => {
-    root = mkdtempSync(path.join(tmpdir(), 'vmlb-diff-options-'));
-    mkdirSync(path.join(root, 'images/demo'), { recursive: true });
-    writeFileSync(path.join(root, 'images/demo/image.json'), '{"base":{"empty":"1G"}}');
-    for (const layer of ['00_disk', '10_a', '20_b']) {
-      mkdirSync(path.join(root, 'images/demo', layer));
-      writeFileSync(path.join(root, 'images/demo', layer, 'build-layer'), '#!/bin/sh\n', { mode: 0o755 });
-    }
+    workspace = new TempWorkspace();
+    root = workspace.root;
+    workspace.write('images/demo/image.json', '{"base":{"empty":"1G"}}');
+    for (const layer of ['00_disk', '10_a', '20_b']) workspace.write(`images/demo/${layer}/build-layer`, '#!/bin/sh\n', { executable: true });
   });
-  afterAll(() => rmSync(root, { recursive: true, force: true }));
+  afterAll(() => workspace.remove());
 
   it('compares the last layer with the one below it by default', () => {
     const plan = normalizeOptions(options(), root);

@@ -1,33 +1,19 @@
 import { execFileSync } from 'node:child_process';
 import { type Tree, logger, readNxJson } from '@nx/devkit';
-import { createTreeWithEmptyWorkspace } from '@nx/devkit/testing';
+import { emptyTree, modeOf, read } from '../../testing/generator-tree';
 import { parseHints } from '../../lib/image/hints';
 import { parseImageConfig } from '../../lib/image/image-config';
-import defaultExport, { imageGenerator } from './generator';
+import { imageGenerator } from './generator';
 import type { ImageGeneratorSchema } from './schema';
 
 const SHA256 = 'AB'.repeat(32);
 const BASE_URL = 'https://cloud.example.org/debian-12-genericcloud-amd64.qcow2';
 
-function read(tree: Tree, file: string): string {
-  const content = tree.read(file, 'utf-8');
-  if (content === null) throw new Error(`${file} was not written`);
-  return content;
-}
-
-function modeOf(tree: Tree, file: string): unknown {
-  return tree.listChanges().find((change) => change.path === file)?.options?.mode;
-}
-
 describe('vmlb:image', () => {
   let tree: Tree;
 
   beforeEach(() => {
-    tree = createTreeWithEmptyWorkspace({ formatter: 'none' });
-  });
-
-  it('is the default export', () => {
-    expect(defaultExport).toBe(imageGenerator);
+    tree = emptyTree();
   });
 
   describe('with no base given', () => {

@@ -1,16 +1,12 @@
 import { type Tree, readJson, readNxJson, updateNxJson } from '@nx/devkit';
-import { createTreeWithEmptyWorkspace } from '@nx/devkit/testing';
-import defaultExport, { initGenerator } from './generator';
+import { emptyTree } from '../../testing/generator-tree';
+import { initGenerator } from './generator';
 
 describe('vmlb:init', () => {
   let tree: Tree;
 
   beforeEach(() => {
-    tree = createTreeWithEmptyWorkspace({ formatter: 'none' });
-  });
-
-  it('is the default export', () => {
-    expect(defaultExport).toBe(initGenerator);
+    tree = emptyTree();
   });
 
   describe('nx.json', () => {

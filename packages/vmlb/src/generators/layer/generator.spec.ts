@@ -1,13 +1,11 @@
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import * as path from 'node:path';
 import type { Tree } from '@nx/devkit';
-import { createTreeWithEmptyWorkspace } from '@nx/devkit/testing';
+import { emptyTree, flushTree, modeOf, read } from '../../testing/generator-tree';
+import { TempWorkspace } from '../../testing/temp-workspace';
 import { type ScriptKind, parseHints } from '../../lib/image/hints';
 import { discoverImage } from '../../lib/image/layer-discovery';
 import { imageGenerator } from '../image/generator';
-import defaultExport, { layerGenerator } from './generator';
+import { layerGenerator } from './generator';
 
 const NO_HINTS = { nocache: false, noshare: false, bindMounts: [], partitionMounts: [] };
 
@@ -17,16 +15,6 @@ function addImage(tree: Tree, image: string, layers: Record<string, ScriptKind> 
   for (const [folder, kind] of Object.entries(layers)) {
     tree.write(`images/${image}/${folder}/${kind}`, '#!/bin/bash\ntrue\n', { mode: '755' });
   }
-}
-
-function read(tree: Tree, file: string): string {
-  const content = tree.read(file, 'utf-8');
-  if (content === null) throw new Error(`${file} was not written`);
-  return content;
-}
-
-function modeOf(tree: Tree, file: string): unknown {
-  return tree.listChanges().find((change) => change.path === file)?.options?.mode;
 }
 
 function layerFolders(tree: Tree, image: string): string[] {
@@ -40,11 +28,7 @@ describe('vmlb:layer', () => {
   let tree: Tree;
 
   beforeEach(() => {
-    tree = createTreeWithEmptyWorkspace({ formatter: 'none' });
-  });
-
-  it('is the default export', () => {
-    expect(defaultExport).toBe(layerGenerator);
+    tree = emptyTree();
   });
 
   describe('a build-layer, the default kind', () => {
@@ -278,24 +262,13 @@ describe('vmlb:layer', () => {
   });
 
   describe('together with vmlb:image, on disk', () => {
-    let workspace: string;
+    let workspace: TempWorkspace;
 
     beforeEach(() => {
-      workspace = mkdtempSync(path.join(tmpdir(), 'vmlb-generators-'));
+      workspace = new TempWorkspace();
     });
 
-    afterEach(() => rmSync(workspace, { recursive: true, force: true }));
-
-    /** Writes the tree's changes to the temporary workspace, modes included, as `nx g` does. */
-    function flush(): void {
-      for (const change of tree.listChanges()) {
-        if (change.type === 'DELETE' || !change.content) continue;
-        const file = path.join(workspace, change.path);
-        mkdirSync(path.dirname(file), { recursive: true });
-        writeFileSync(file, change.content);
-        if (change.options?.mode !== undefined) chmodSync(file, change.options.mode);
-      }
-    }
+    afterEach(() => workspace.remove());
 
     it.each([
       [{ name: 'scratch' }, ['00_disk', '10_system', '20_update']],
@@ -304,9 +277,9 @@ describe('vmlb:layer', () => {
       await imageGenerator(tree, imageOptions);
       await layerGenerator(tree, { name: 'system', image: imageOptions.name, kind: 'modify-disk' });
       await layerGenerator(tree, { name: 'update', image: imageOptions.name });
-      flush();
+      flushTree(tree, workspace);
 
-      const image = discoverImage(workspace, `images/${imageOptions.name}`);
+      const image = discoverImage(workspace.root, `images/${imageOptions.name}`);
       expect(image.layers.map((layer) => layer.folder)).toEqual(folders);
       expect(image.layers.map((layer) => layer.hints)).toEqual(folders.map(() => NO_HINTS));
       expect(image.warnings).toEqual([]);

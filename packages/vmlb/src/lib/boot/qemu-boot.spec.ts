@@ -1,6 +1,6 @@
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
+import { TempWorkspace } from '../../testing/temp-workspace';
 import { kvmUsable } from './qemu-boot';
 
 /**
@@ -10,21 +10,17 @@ import { kvmUsable } from './qemu-boot';
  * test can open, so the probe runs whether or not this host has /dev/kvm.
  */
 describe('kvmUsable', () => {
+  let workspace: TempWorkspace;
   let dir: string;
   let device: string;
-  const standIn = (name: string, body: string) => {
-    const file = path.join(dir, name);
-    writeFileSync(file, `#!/bin/sh\n${body}\n`);
-    chmodSync(file, 0o755);
-    return file;
-  };
+  const standIn = (name: string, body: string) => workspace.write(name, `#!/bin/sh\n${body}\n`, { executable: true });
 
   beforeEach(() => {
-    dir = mkdtempSync(path.join(tmpdir(), 'vmlb-kvm-spec-'));
-    device = path.join(dir, 'kvm');
-    writeFileSync(device, '');
+    workspace = new TempWorkspace();
+    dir = workspace.root;
+    device = workspace.write('kvm', '');
   });
-  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+  afterEach(() => workspace.remove());
 
   it('is false as soon as qemu dies by a signal, without waiting for the probe deadline', async () => {
     // With a probe deadline of a minute, only noticing the abort ends this test within its 10 s.

@@ -1,16 +1,16 @@
-import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { hostname, tmpdir } from 'node:os';
-import * as path from 'node:path';
+import { statSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { execa } from 'execa';
+import { TempWorkspace } from '../../testing/temp-workspace';
 import { qcow2VirtualSize } from '../disk/qcow2';
 import { builtHere, isBuildRecord, makeBuildRecord, readBuildRecord } from './build-record';
 
 describe('build records', () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'vmlb-record-'));
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const workspace = new TempWorkspace();
+  afterAll(() => workspace.remove());
 
   it('reads the virtual size from a qcow2 header, as qemu-img reports it', async () => {
-    const file = path.join(dir, 'disk.qcow2');
+    const file = workspace.path('disk.qcow2');
     await execa('qemu-img', ['create', '-q', '-f', 'qcow2', file, '3G']);
     const { stdout } = await execa('qemu-img', ['info', '--output=json', file]);
     expect(await qcow2VirtualSize(file)).toBe(JSON.parse(stdout)['virtual-size']);
@@ -18,13 +18,12 @@ describe('build records', () => {
   });
 
   it('refuses a file that is not qcow2, naming it', async () => {
-    const file = path.join(dir, 'disk.raw');
-    writeFileSync(file, Buffer.alloc(4096));
+    const file = workspace.write('disk.raw', Buffer.alloc(4096));
     await expect(qcow2VirtualSize(file)).rejects.toThrow(`${file} is not a qcow2 file`);
   });
 
   it('records the task hash, this host and workspace, the duration and the sizes', async () => {
-    const file = path.join(dir, 'layer.qcow2');
+    const file = workspace.path('layer.qcow2');
     await execa('qemu-img', ['create', '-q', '-f', 'qcow2', file, '64M']);
     const record = await makeBuildRecord(file, { workspaceRoot: '/work/ws', startedAt: Date.now() - 2500, env: { NX_TASK_HASH: '1234' } });
     expect(record).toMatchObject({ taskHash: '1234', host: hostname(), workspace: '/work/ws', fileSize: statSync(file).size, virtualSize: 64 * 1024 ** 2 });
@@ -44,14 +43,11 @@ describe('build records', () => {
 
   it('reads the record from a manifest file; nothing for a missing file, broken JSON or a manifest without one', () => {
     const record = { taskHash: '42', host: 'h', workspace: '/w', finishedAt: '2026-12-01T08:00:00.000Z', seconds: 1, fileSize: 2, virtualSize: 3 };
-    const manifest = (name: string, content: string) => {
-      writeFileSync(path.join(dir, name), content);
-      return path.join(dir, name);
-    };
+    const manifest = (name: string, content: string) => workspace.write(name, content);
     expect(readBuildRecord(manifest('with.manifest.json', JSON.stringify({ kind: 'build-layer', build: record })))).toEqual(record);
     expect(readBuildRecord(manifest('without.manifest.json', JSON.stringify({ kind: 'build-layer' })))).toBeUndefined();
     expect(readBuildRecord(manifest('partial.manifest.json', JSON.stringify({ build: { taskHash: '42' } })))).toBeUndefined();
     expect(readBuildRecord(manifest('broken.manifest.json', '{"build":'))).toBeUndefined();
-    expect(readBuildRecord(path.join(dir, 'missing.manifest.json'))).toBeUndefined();
+    expect(readBuildRecord(workspace.path('missing.manifest.json'))).toBeUndefined();
   });
 });

@@ -1,47 +1,17 @@
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { flipByte } from '../../../test/support/file-damage';
-import { ROOT_DIGEST } from './digest';
+import { flipByte } from '../../testing/file-damage';
+import { useFakeChain, writeFakeManifest } from '../../testing/fake-layers';
 import { localCacheEntryOf, verifyChain } from './chain-verify';
-import { chainDigest, writeDigest } from './digest';
-import { run } from '../util/exec';
-import { createBlank, createOverlay } from '../disk/qcow2';
 
 // A real chain, base.qcow2 ← 00_disk.qcow2 ← 10_hello.qcow2, with data
 // written by qemu-io into each file and digests written as a build does.
 
 const MiB = 1024 * 1024;
-let workDir: string;
-let chainDir: string;
-
-beforeAll(async () => {
-  workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'vmlb-chain-verify-'));
-  chainDir = path.join(workDir, 'chain');
-  fs.mkdirSync(chainDir);
-  let parent: string | undefined;
-  let parentDigest = ROOT_DIGEST;
-  for (const [index, name] of ['base', '00_disk', '10_hello'].entries()) {
-    const file = path.join(chainDir, `${name}.qcow2`);
-    if (parent) await createOverlay(parent, file);
-    else await createBlank(file, 16 * MiB);
-    await run('qemu-io', ['-c', `write -P 0x${(0xa0 + index).toString(16)} ${index}M 1M`, file]);
-    parentDigest = await chainDigest(parentDigest, file);
-    await writeDigest(path.join(chainDir, `${name}.digest`), parentDigest);
-    parent = file;
-  }
-});
-
-afterAll(() => {
-  fs.rmSync(workDir, { recursive: true, force: true });
-});
-
-/** A copy of the chain to damage, with its files' bytes and times as they were. */
-function copyChain(name: string): string {
-  const copy = path.join(workDir, name);
-  fs.cpSync(chainDir, copy, { recursive: true });
-  return copy;
-}
+const { workspace, chainDir, copyChain } = useFakeChain(
+  ['base', '00_disk', '10_hello'].map((name, index) => ({ name, size: 16 * MiB, write: `write -P 0x${(0xa0 + index).toString(16)} ${index}M 1M` })),
+);
+const workDir = workspace.root;
 
 /** Flips one byte of a file's data, past the qcow2 header: qemu-img still opens it. */
 function flipByteOfData(file: string): void {
@@ -49,12 +19,6 @@ function flipByteOfData(file: string): void {
 }
 
 const options = (log: (message: string) => void = () => undefined) => ({ imageName: 'tiny', workspaceRoot: workDir, log, buildCommand: 'nx run image-tiny:build --verify' });
-
-/** Writes the manifest a build leaves beside a layer, recording the Nx task hash it ran under. */
-function recordTaskHash(file: string, taskHash: string): void {
-  const build = { taskHash, host: 'builder', workspace: '/work', finishedAt: '2026-12-01T08:00:00.000Z', seconds: 1, fileSize: 1, virtualSize: 16 * MiB };
-  fs.writeFileSync(file.replace(/\.qcow2$/, '.manifest.json'), JSON.stringify({ kind: 'build-layer', version: 1, build }));
-}
 
 describe('verifyChain', () => {
   it('checks every file base first and returns each with its digest and size', async () => {
@@ -106,7 +70,7 @@ describe('verifyChain', () => {
   it("names the entry of Nx's local cache that holds the layer's build, which would restore it damaged again", async () => {
     const copy = copyChain('damaged-cached');
     const nxCacheDir = path.join(workDir, 'nx-cache');
-    recordTaskHash(path.join(copy, '00_disk.qcow2'), '1234567890');
+    await writeFakeManifest(path.join(copy, '00_disk.qcow2'), '1234567890');
     const entryFile = path.join(nxCacheDir, '1234567890', 'damaged-cached', '00_disk.qcow2');
     fs.mkdirSync(path.dirname(entryFile), { recursive: true });
     fs.copyFileSync(path.join(copy, '00_disk.qcow2'), entryFile);
@@ -147,30 +111,30 @@ describe('verifyChain', () => {
 describe('localCacheEntryOf', () => {
   const nxCacheDir = () => path.join(workDir, 'entries');
 
-  it("finds the Nx cache entry of the task hash the layer's manifest records", () => {
+  it("finds the Nx cache entry of the task hash the layer's manifest records", async () => {
     const copy = copyChain('entry-nx');
-    recordTaskHash(path.join(copy, '10_hello.qcow2'), '42');
+    await writeFakeManifest(path.join(copy, '10_hello.qcow2'), '42');
     fs.mkdirSync(path.join(nxCacheDir(), '42', 'entry-nx'), { recursive: true });
     fs.writeFileSync(path.join(nxCacheDir(), '42', 'entry-nx', '10_hello.qcow2'), '');
     expect(localCacheEntryOf(path.join(copy, '10_hello.qcow2'), nxCacheDir(), workDir)).toBe(path.join(nxCacheDir(), '42'));
   });
 
-  it("finds a # noshare layer's entry in vmlb's store beside Nx's cache", () => {
+  it("finds a # noshare layer's entry in vmlb's store beside Nx's cache", async () => {
     const copy = copyChain('entry-noshare');
-    recordTaskHash(path.join(copy, '10_hello.qcow2'), '43');
+    await writeFakeManifest(path.join(copy, '10_hello.qcow2'), '43');
     fs.mkdirSync(path.join(nxCacheDir(), 'vmlb-noshare', '43'), { recursive: true });
     fs.writeFileSync(path.join(nxCacheDir(), 'vmlb-noshare', '43', 'layer'), '');
     expect(localCacheEntryOf(path.join(copy, '10_hello.qcow2'), nxCacheDir(), workDir)).toBe(path.join(nxCacheDir(), 'vmlb-noshare', '43'));
   });
 
-  it('finds nothing without a manifest, without an entry, or for a recorded hash that is not a plain path segment', () => {
+  it('finds nothing without a manifest, without an entry, or for a recorded hash that is not a plain path segment', async () => {
     const copy = copyChain('entry-none');
     expect(localCacheEntryOf(path.join(copy, '10_hello.qcow2'), nxCacheDir(), workDir)).toBeUndefined();
-    recordTaskHash(path.join(copy, '10_hello.qcow2'), '44');
+    await writeFakeManifest(path.join(copy, '10_hello.qcow2'), '44');
     expect(localCacheEntryOf(path.join(copy, '10_hello.qcow2'), nxCacheDir(), workDir)).toBeUndefined();
     fs.mkdirSync(path.join(nxCacheDir(), 'entry-none'), { recursive: true });
     fs.writeFileSync(path.join(nxCacheDir(), 'entry-none', '10_hello.qcow2'), '');
-    recordTaskHash(path.join(copy, '10_hello.qcow2'), '..');
+    await writeFakeManifest(path.join(copy, '10_hello.qcow2'), '..');
     expect(localCacheEntryOf(path.join(copy, '10_hello.qcow2'), path.join(nxCacheDir(), 'x'), workDir)).toBeUndefined();
   });
 });

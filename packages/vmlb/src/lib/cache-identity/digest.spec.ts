@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
+import { TempWorkspace } from '../../testing/temp-workspace';
 import { chainDigest, isDigest, readDigest, sha256File, writeDigest } from './digest';
 import { run } from '../util/exec';
 
@@ -8,21 +8,8 @@ const MiB = 1024 * 1024;
 const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
 const ABC_SHA256 = 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad';
 
-let workDir: string;
-
-beforeAll(() => {
-  workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'vmlb-digest-'));
-});
-
-afterAll(() => {
-  fs.rmSync(workDir, { recursive: true, force: true });
-});
-
-function writeFile(name: string, content: string | Buffer): string {
-  const file = path.join(workDir, name);
-  fs.writeFileSync(file, content);
-  return file;
-}
+const workspace = new TempWorkspace();
+afterAll(() => workspace.remove());
 
 async function sha256sum(file: string): Promise<string> {
   const { stdout } = await run('sha256sum', ['--binary', file]);
@@ -31,8 +18,8 @@ async function sha256sum(file: string): Promise<string> {
 
 describe('sha256File', () => {
   it('matches the known vectors and sha256sum', async () => {
-    const empty = writeFile('empty', '');
-    const abc = writeFile('abc', 'abc');
+    const empty = workspace.write('empty', '');
+    const abc = workspace.write('abc', 'abc');
     await expect(sha256File(empty)).resolves.toBe(EMPTY_SHA256);
     await expect(sha256File(abc)).resolves.toBe(ABC_SHA256);
     await expect(sha256sum(empty)).resolves.toBe(EMPTY_SHA256);
@@ -40,12 +27,12 @@ describe('sha256File', () => {
   });
 
   it('matches sha256sum on a file spanning several read chunks, not a whole number of them', async () => {
-    const random = writeFile('random', Buffer.from(Array.from({ length: 3 * MiB + 123 }, (_, index) => (index * 7919) % 251)));
+    const random = workspace.write('random', Buffer.from(Array.from({ length: 3 * MiB + 123 }, (_, index) => (index * 7919) % 251)));
     await expect(sha256File(random)).resolves.toBe(await sha256sum(random));
   });
 
   it('streams a 300 MB sparse file with the process growing by less than 100 MB', async () => {
-    const big = path.join(workDir, 'big.sparse');
+    const big = workspace.path('big.sparse');
     await run('truncate', ['-s', String(300 * 1000 * 1000), big]);
     const before = process.memoryUsage().rss;
     let peak = before;
@@ -66,19 +53,19 @@ describe('sha256File', () => {
   }, 60_000);
 
   it('fails with the path when the file does not exist', async () => {
-    await expect(sha256File(path.join(workDir, 'absent'))).rejects.toThrow(`ENOENT: no such file or directory, open '${path.join(workDir, 'absent')}'`);
+    await expect(sha256File(workspace.path('absent'))).rejects.toThrow(`ENOENT: no such file or directory, open '${workspace.path('absent')}'`);
   });
 });
 
 describe('chainDigest', () => {
   it('is sha256 over the parent digest, a newline and the file', async () => {
-    const layer = writeFile('layer', 'layer bytes\0\x01\x02');
-    const concatenated = writeFile('concatenated', Buffer.concat([Buffer.from(`${ABC_SHA256}\n`, 'ascii'), fs.readFileSync(layer)]));
+    const layer = workspace.write('layer', 'layer bytes\0\x01\x02');
+    const concatenated = workspace.write('concatenated', Buffer.concat([Buffer.from(`${ABC_SHA256}\n`, 'ascii'), fs.readFileSync(layer)]));
     await expect(chainDigest(ABC_SHA256, layer)).resolves.toBe(await sha256sum(concatenated));
   });
 
   it('changes when either the parent digest or the file changes', async () => {
-    const layer = writeFile('layer-a', 'one');
+    const layer = workspace.write('layer-a', 'one');
     const original = await chainDigest(ABC_SHA256, layer);
     await expect(chainDigest(EMPTY_SHA256, layer)).resolves.not.toBe(original);
     fs.writeFileSync(layer, 'two');
@@ -88,7 +75,7 @@ describe('chainDigest', () => {
   });
 
   it('refuses a parent digest that is not 64 lower-case hex digits', async () => {
-    const layer = writeFile('layer-b', 'x');
+    const layer = workspace.write('layer-b', 'x');
     await expect(chainDigest(ABC_SHA256.toUpperCase(), layer)).rejects.toThrow(
       `Parent digest for ${layer} must be 64 lower-case hex digits (a sha256), got "${ABC_SHA256.toUpperCase()}"`,
     );
@@ -98,7 +85,7 @@ describe('chainDigest', () => {
 
 describe('readDigest and writeDigest', () => {
   it('writes the digest and a newline, and reads it back', async () => {
-    const file = path.join(workDir, '00_base.digest');
+    const file = workspace.path('00_base.digest');
     await writeDigest(file, ABC_SHA256);
     expect(fs.readFileSync(file, 'latin1')).toBe(`${ABC_SHA256}\n`);
     await expect(readDigest(file)).resolves.toBe(ABC_SHA256);
@@ -108,22 +95,22 @@ describe('readDigest and writeDigest', () => {
   });
 
   it('names the malformed file and shows what it holds', async () => {
-    const noNewline = writeFile('no-newline.digest', ABC_SHA256);
+    const noNewline = workspace.write('no-newline.digest', ABC_SHA256);
     await expect(readDigest(noNewline)).rejects.toThrow(
       `Digest file ${noNewline} is malformed: expected 64 lower-case hex digits and a newline, found "${ABC_SHA256}". Delete it to rebuild.`,
     );
-    const halfWritten = writeFile('half.digest', ABC_SHA256.slice(0, 20));
+    const halfWritten = workspace.write('half.digest', ABC_SHA256.slice(0, 20));
     await expect(readDigest(halfWritten)).rejects.toThrow(`Digest file ${halfWritten} is malformed: expected 64 lower-case hex digits and a newline, found "${ABC_SHA256.slice(0, 20)}".`);
-    const long = writeFile('long.digest', 'x'.repeat(200));
+    const long = workspace.write('long.digest', 'x'.repeat(200));
     await expect(readDigest(long)).rejects.toThrow(`found "${'x'.repeat(80)}"... (200 bytes). Delete it to rebuild.`);
   });
 
   it('lets a missing file surface as ENOENT', async () => {
-    await expect(readDigest(path.join(workDir, 'absent.digest'))).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(readDigest(workspace.path('absent.digest'))).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
   it('refuses to write something that is not a digest, and leaves nothing behind', async () => {
-    const folder = fs.mkdtempSync(path.join(workDir, 'refuse-'));
+    const folder = workspace.mkdir('refuse');
     await expect(writeDigest(path.join(folder, 'x.digest'), 'not-a-digest')).rejects.toThrow(
       `Digest for ${path.join(folder, 'x.digest')} must be 64 lower-case hex digits (a sha256), got "not-a-digest"`,
     );
@@ -132,7 +119,7 @@ describe('readDigest and writeDigest', () => {
   });
 
   it('never shows a reader half a file while it is being replaced', async () => {
-    const folder = fs.mkdtempSync(path.join(workDir, 'atomic-'));
+    const folder = workspace.mkdir('atomic');
     const file = path.join(folder, '10_update.digest');
     await writeDigest(file, ABC_SHA256);
     const seen = new Set<string>();

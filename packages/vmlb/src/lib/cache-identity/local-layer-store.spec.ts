@@ -1,30 +1,28 @@
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
+import { TempWorkspace } from '../../testing/temp-workspace';
 import { digestPathFor } from '../image/dist-layout';
 import { LocalLayerStore } from './local-layer-store';
 
 const PARENT = 'a'.repeat(64);
 const OTHER_PARENT = 'b'.repeat(64);
 
-let workDir: string;
+let workspace: TempWorkspace;
 let dist: string;
 let store: LocalLayerStore;
 
 beforeEach(() => {
-  workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'vmlb-store-'));
-  dist = path.join(workDir, 'dist');
-  fs.mkdirSync(dist);
-  store = new LocalLayerStore(path.join(workDir, 'store'), 2);
+  workspace = new TempWorkspace();
+  dist = workspace.mkdir('dist');
+  store = new LocalLayerStore(workspace.path('store'), 2);
 });
 
-afterEach(() => fs.rmSync(workDir, { recursive: true, force: true }));
+afterEach(() => workspace.remove());
 
-/** A built layer in dist/: its overlay bytes and digest file. */
+/** A built layer in dist/: its overlay bytes (the store copies them as they are) and digest file. */
 function builtLayer(name: string, content: string, digest: string): string {
-  const output = path.join(dist, `${name}.qcow2`);
-  fs.writeFileSync(output, content);
-  fs.writeFileSync(digestPathFor(output), `${digest}\n`);
+  const output = workspace.write(`dist/${name}.qcow2`, content);
+  workspace.write(`dist/${name}.digest`, `${digest}\n`);
   return output;
 }
 
@@ -131,6 +129,6 @@ describe('LocalLayerStore', () => {
   it('rejects a key that is not a task hash, naming it', async () => {
     const output = builtLayer('10_a', 'v1', 'c'.repeat(64));
     await expect(store.save('../escape', 'img-10_a', files(output), PARENT)).rejects.toThrow("'../escape' is not a task hash");
-    expect(fs.existsSync(path.join(workDir, 'escape'))).toBe(false);
+    expect(fs.existsSync(workspace.path('escape'))).toBe(false);
   });
 });

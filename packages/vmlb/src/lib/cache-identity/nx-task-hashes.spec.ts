@@ -1,26 +1,28 @@
-import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { lstatSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
+import { TempWorkspace } from '../../testing/temp-workspace';
 import { mirrorAround } from './nx-task-hashes';
 
 /** The hashes themselves are checked against real builds in test/layer-inspect.spec.ts. */
 describe('mirrorAround', () => {
+  let workspace: TempWorkspace;
+  let scratchWorkspace: TempWorkspace;
   let root: string;
   let scratch: string;
 
   beforeEach(() => {
-    root = mkdtempSync(path.join(tmpdir(), 'vmlb-mirror-root-'));
-    scratch = mkdtempSync(path.join(tmpdir(), 'vmlb-mirror-scratch-'));
-    mkdirSync(path.join(root, 'images/demo'), { recursive: true });
-    mkdirSync(path.join(root, 'dist/images/demo'), { recursive: true });
-    mkdirSync(path.join(root, 'dist/images/other'), { recursive: true });
-    writeFileSync(path.join(root, 'nx.json'), '{}');
-    writeFileSync(path.join(root, 'dist/images/demo/base.digest'), 'real');
+    workspace = new TempWorkspace();
+    scratchWorkspace = new TempWorkspace();
+    root = workspace.root;
+    scratch = scratchWorkspace.root;
+    workspace.createFiles({ 'nx.json': '{}', 'dist/images/demo/base.digest': 'real' });
+    workspace.mkdir('images/demo');
+    workspace.mkdir('dist/images/other');
   });
 
   afterEach(() => {
-    rmSync(root, { recursive: true, force: true });
-    rmSync(scratch, { recursive: true, force: true });
+    workspace.remove();
+    scratchWorkspace.remove();
   });
 
   it('links everything beside the path and leaves the image folder empty', () => {

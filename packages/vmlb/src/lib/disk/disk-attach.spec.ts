@@ -1,7 +1,7 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { execa } from 'execa';
+import { TempWorkspace } from '../../testing/temp-workspace';
 import { AttachedDisk, releaseLeftovers } from './disk-attach';
 import { isMounted, listLoopDevices } from './mounts';
 import { readPartitionTable, selectRootPartition } from './partition-table';
@@ -10,7 +10,8 @@ import { WorkDir } from './work-dir';
 
 /** Real qemu-storage-daemon, FUSE export, loop devices and mounts. */
 describe('AttachedDisk', () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'vmlb-attach-'));
+  const workspace = new TempWorkspace();
+  const dir = workspace.root;
   const base = path.join(dir, 'base.qcow2');
   const log = () => undefined;
 
@@ -22,7 +23,7 @@ describe('AttachedDisk', () => {
     await execa('mkfs.ext4', ['-q', '-F', '-E', 'offset=1048576', raw, '31M']);
     await execa('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, base]);
   });
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  afterAll(() => workspace.remove());
 
   const overlay = async (name: string) => {
     const file = path.join(dir, name);

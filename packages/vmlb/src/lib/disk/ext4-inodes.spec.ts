@@ -1,12 +1,13 @@
-import { appendFileSync, chmodSync, linkSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync, chmodSync, linkSync, mkdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { execa } from 'execa';
+import { TempWorkspace } from '../../testing/temp-workspace';
 import { changedInodesSince } from './ext4-inodes';
 import { type RootSnapshot, diffSnapshots, snapshotRoot, updateSnapshot } from '../inspect/layer-manifest';
 
 /** Real ext4 filesystems on loop devices: what the manifest's incremental walk relies on. */
 describe('changed inodes and the incremental snapshot', () => {
+  let workspace: TempWorkspace;
   let scratch: string;
   let device: string;
   let root: string;
@@ -24,14 +25,15 @@ describe('changed inodes and the incremental snapshot', () => {
   const comparable = (snapshot: RootSnapshot) => [...snapshot.files].sort(([a], [b]) => (a < b ? -1 : 1));
 
   beforeEach(() => {
-    scratch = mkdtempSync(path.join(tmpdir(), 'vmlb-ext4-'));
+    workspace = new TempWorkspace();
+    scratch = workspace.root;
     device = '';
   });
 
   afterEach(async () => {
     await execa('umount', [root], { reject: false });
     if (device) await execa('losetup', ['--detach', device], { reject: false });
-    rmSync(scratch, { recursive: true, force: true });
+    workspace.remove();
   });
 
   /** A tree with files, hard links, symlinks and nested folders, as a layer's parent leaves it. */

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
+import { useFakeChain } from '../../testing/fake-layers';
+import { overwriteBytes, zeroBytes } from '../../testing/file-damage';
 import { run } from '../util/exec';
 import { backingChain, checkImage, convertToQcow2, createBlank, createOverlay, imageInfo } from './qcow2';
 
@@ -9,39 +10,13 @@ import { backingChain, checkImage, convertToQcow2, createBlank, createOverlay, i
 
 const MiB = 1024 * 1024;
 
-let workDir: string;
-let chainDir: string;
-
-beforeAll(async () => {
-  workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'vmlb-qcow2-'));
-  chainDir = path.join(workDir, 'chain');
-  fs.mkdirSync(chainDir);
-  await createBlank(path.join(chainDir, 'base.qcow2'), 64 * MiB);
+const { workspace, chainDir, copyChain } = useFakeChain([
   // Data in the base that every overlay must show through.
-  await run('qemu-io', ['-c', 'write -P 0xab 0 1M', path.join(chainDir, 'base.qcow2')]);
-  await createOverlay(path.join(chainDir, 'base.qcow2'), path.join(chainDir, '00_system.qcow2'));
-  await createOverlay(path.join(chainDir, '00_system.qcow2'), path.join(chainDir, '10_update.qcow2'), { size: 128 * MiB });
-});
-
-afterAll(() => {
-  fs.rmSync(workDir, { recursive: true, force: true });
-});
-
-/** A copy of the chain folder to damage or move without touching the original. */
-function copyChain(name: string): string {
-  const copy = path.join(workDir, name);
-  fs.cpSync(chainDir, copy, { recursive: true });
-  return copy;
-}
-
-function zeroBytes(file: string, offset: number, length: number): void {
-  const handle = fs.openSync(file, 'r+');
-  try {
-    fs.writeSync(handle, Buffer.alloc(length), 0, length, offset);
-  } finally {
-    fs.closeSync(handle);
-  }
-}
+  { name: 'base', size: 64 * MiB, write: 'write -P 0xab 0 1M' },
+  { name: '00_system' },
+  { name: '10_update', size: 128 * MiB },
+]);
+const workDir = workspace.root;
 
 describe('createBlank and createOverlay', () => {
   it('records each backing file by bare file name', async () => {
@@ -195,12 +170,7 @@ describe('checkImage', () => {
     const entry = header.readBigUInt64BE(l2Offset);
     const broken = Buffer.alloc(8);
     broken.writeBigUInt64BE((entry & ~0xffffffffffffn) | 0x123400n);
-    const handle = fs.openSync(damaged, 'r+');
-    try {
-      fs.writeSync(handle, broken, 0, 8, l2Offset);
-    } finally {
-      fs.closeSync(handle);
-    }
+    overwriteBytes(damaged, l2Offset, broken);
     await expect(checkImage(damaged)).rejects.toThrow(
       new RegExp(`^${escapeRegExp(damaged)} is corrupt: qemu-img check found \\d+ corruptions? .*Delete it and rebuild the layer \\(and every layer after it\\)\\.\\n.*L2 entry corrupted`, 's'),
     );

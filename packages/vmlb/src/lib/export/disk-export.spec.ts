@@ -1,7 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import * as path from 'node:path';
+import { TempWorkspace } from '../../testing/temp-workspace';
 import { EXPORT_EXTENSIONS, EXPORT_FORMATS, convertArguments, sha256Line } from './disk-export';
 import { ovfDescriptor } from './ovf';
 
@@ -38,12 +36,12 @@ describe('ovfDescriptor', () => {
   const disk = { name: 'prod & co', vmdkFile: 'prod-disk1.vmdk', vmdkSize: 1234, capacity: 3221225472, machine: { cpus: 2, memoryMiB: 1024 } };
 
   it('is well-formed XML naming the disk file, its size and capacity, with names escaped', () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'vmlb-ovf-'));
+    const workspace = new TempWorkspace();
     try {
-      writeFileSync(path.join(dir, 'x.ovf'), ovfDescriptor(disk));
-      expect(() => execFileSync('xmllint', ['--noout', path.join(dir, 'x.ovf')])).not.toThrow();
+      const file = workspace.write('x.ovf', ovfDescriptor(disk));
+      expect(() => execFileSync('xmllint', ['--noout', file])).not.toThrow();
     } finally {
-      rmSync(dir, { recursive: true, force: true });
+      workspace.remove();
     }
     const ovf = ovfDescriptor(disk);
     expect(ovf).toContain('<File ovf:id="file1" ovf:href="prod-disk1.vmdk" ovf:size="1234"/>');

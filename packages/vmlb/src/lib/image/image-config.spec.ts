@@ -1,6 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import * as path from 'node:path';
+import { TempWorkspace } from '../../testing/temp-workspace';
 import { ImageConfigError, describeJsonError, parseImageConfig, readImageConfig } from './image-config';
 
 const parse = (value: unknown) => parseImageConfig(JSON.stringify(value), 'images/x/image.json');
@@ -80,12 +78,12 @@ describe('describeJsonError: where image.json stops being JSON, and the fix', ()
 });
 
 describe('readImageConfig', () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'vmlb-image-config-'));
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const workspace = new TempWorkspace();
+  afterAll(() => workspace.remove());
 
   it('reads a file and says which file is missing', () => {
-    writeFileSync(path.join(dir, 'image.json'), '{"base": {"empty": "2G"}}');
-    expect(readImageConfig(path.join(dir, 'image.json'), 'images/y/image.json').base).toMatchObject({ kind: 'empty' });
-    expect(() => readImageConfig(path.join(dir, 'nope.json'), 'images/z/image.json')).toThrow(/^images\/z\/image\.json: cannot be read/);
+    const file = workspace.write('image.json', '{"base": {"empty": "2G"}}');
+    expect(readImageConfig(file, 'images/y/image.json').base).toMatchObject({ kind: 'empty' });
+    expect(() => readImageConfig(workspace.path('nope.json'), 'images/z/image.json')).toThrow(/^images\/z\/image\.json: cannot be read/);
   });
 });
