@@ -11,7 +11,7 @@ import { reportFailure } from '../../lib/util/executor-errors';
 import { withInterruptSignal } from '../../lib/util/interrupt';
 import { type RootDiff, diffRoots, formatPackageChanges, formatRootDiff } from '../../lib/inspect/layer-diff';
 import { discoverImage } from '../../lib/image/layer-discovery';
-import { snapshotRoot } from '../../lib/inspect/layer-manifest';
+import { snapshotRoot } from '../../lib/inspect/root-snapshot';
 import { type PartitionSelection, readPartitionTable, selectRootPartition } from '../../lib/disk/partition-table';
 import { checkPrerequisites } from '../../lib/build/prerequisites';
 import { formatBytes } from '../../lib/util/units';

@@ -8,7 +8,8 @@ import { digestPathFor, manifestPathFor, snapshotPathFor } from '../image/dist-l
 import { AttachedDisk, type Log, releaseLeftovers } from '../disk/disk-attach';
 import { run, tail } from '../util/exec';
 import { changedInodesSince } from '../disk/ext4-inodes';
-import { type LayerManifest, type RootSnapshot, diffSnapshots, snapshotRoot, summarizeManifest, updateSnapshot } from '../inspect/layer-manifest';
+import { type LayerManifest, diffSnapshots, summarizeManifest } from '../inspect/layer-manifest';
+import { type RootSnapshot, snapshotRoot, updateSnapshot } from '../inspect/root-snapshot';
 import { readSnapshotFile, writeSnapshotFile } from '../inspect/snapshot-file';
 import type { ScriptHints, ScriptKind } from '../image/hints';
 import { readPartitionTable, selectPartition, selectRootPartition } from '../disk/partition-table';
