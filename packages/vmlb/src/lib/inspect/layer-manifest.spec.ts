@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import { scratchImageRoot } from '../../testing/image-root';
-import { type LayerManifest, diffSnapshots, summarizeManifest } from './layer-manifest';
+import { type LayerManifest, diffSnapshots, manifestWithoutFiles, readManifest, summarizeManifest, writeManifest } from './layer-manifest';
 import type { RootSnapshot } from './root-snapshot';
 
 const image = scratchImageRoot('vmlb-layer-manifest-');
@@ -159,5 +159,22 @@ describe('summarizeManifest', () => {
     ['+40 files, -1 packages ~2 upgraded', manifest([40, 0, 0], [0, 1, 2])],
   ])('"%s"', (expected, input) => {
     expect(summarizeManifest(input)).toBe(expected);
+  });
+});
+describe('the manifest file', () => {
+  const build = { taskHash: null, host: 'builder', workspace: '/w', finishedAt: '2026-01-01T00:00:00.000Z', seconds: 1.5, fileSize: 10, virtualSize: 20 };
+
+  it('is written as indented JSON with a final newline, and read back', async () => {
+    const file = at('/base.manifest.json');
+    await writeManifest(file, manifestWithoutFiles('base', build));
+    expect(fs.readFileSync(file, 'utf8')).toBe(`${JSON.stringify({ kind: 'base', version: 1, files: null, build }, null, 2)}\n`);
+    expect(readManifest(file)).toEqual({ kind: 'base', version: 1, files: null, build });
+  });
+
+  it('reads as nothing when missing or not JSON, and leaves out a build record that is not one', () => {
+    expect(readManifest(at('/missing.manifest.json'))).toBeUndefined();
+    expect(readManifest(write('/broken.manifest.json', '{"kind":'))).toBeUndefined();
+    const odd = write('/odd.manifest.json', JSON.stringify({ kind: 'build-layer', files: null, build: { taskHash: 42 } }));
+    expect(readManifest(odd)).toEqual({ kind: 'build-layer', files: null });
   });
 });

@@ -1,11 +1,14 @@
+import { readFileSync } from 'node:fs';
+import { type BuildRecord, isBuildRecord } from '../cache-identity/build-record';
+import { writeFileAtomic } from '../util/atomic-file';
 import { type PackageChanges, diffPackages } from './dpkg-status';
 import { type Entry, type FileState, comparePaths, entryOf, hasChanged } from './file-entries';
 import type { RootSnapshot } from './root-snapshot';
 
 /**
  * A layer's manifest: what its script changed in the image's root (files,
- * and packages when the image has dpkg), made from two root snapshots, and
- * its one-line summary.
+ * and packages when the image has dpkg), made from two root snapshots; its
+ * one-line summary; and the manifest file written beside the layer.
  */
 
 export interface LayerManifest {
@@ -94,4 +97,40 @@ function signedCounts(counts: Array<[sign: string, count: number]>): string {
     .filter(([, count]) => count > 0)
     .map(([sign, count]) => `${sign}${count}`)
     .join(' ');
+}
+/**
+ * A manifest file (`<layer>.manifest.json`) as written beside a layer: the
+ * layer's kind, what it changed (`files` null when there is no file list: a
+ * base, a modify-disk layer) and the record of its build.
+ */
+export interface ManifestFile {
+  kind?: string;
+  version?: 1;
+  files?: LayerManifest['files'] | null;
+  packages?: LayerManifest['packages'];
+  /** build-layer: how long listing the root took, and how each listing was made. */
+  snapshotMs?: number;
+  snapshotMethod?: { before: 'stored' | 'walk'; after: 'inode-tables' | 'walk' };
+  build?: BuildRecord;
+}
+
+/** The manifest of a layer with no file list (a base, a modify-disk layer): its kind and build record. */
+export function manifestWithoutFiles(kind: string, build: BuildRecord): ManifestFile {
+  return { kind, version: 1, files: null, build };
+}
+
+/** The manifest in `file`, or undefined when it is missing or unreadable; a build record that is not one is left out. */
+export function readManifest(file: string): ManifestFile | undefined {
+  try {
+    const manifest = JSON.parse(readFileSync(file, 'utf8')) as ManifestFile;
+    if (manifest.build !== undefined && !isBuildRecord(manifest.build)) delete manifest.build;
+    return manifest;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Writes a manifest file atomically, as indented JSON and a final newline. */
+export async function writeManifest(file: string, manifest: ManifestFile): Promise<void> {
+  await writeFileAtomic(file, `${JSON.stringify(manifest, null, 2)}\n`);
 }

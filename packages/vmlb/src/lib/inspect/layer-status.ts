@@ -1,9 +1,9 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import * as path from 'node:path';
-import { type BuildRecord, builtHere, isBuildRecord } from '../cache-identity/build-record';
+import { type BuildRecord, builtHere } from '../cache-identity/build-record';
 import { isDigest } from '../cache-identity/digest';
 import { digestPathFor, manifestPathFor } from '../image/dist-layout';
-import { type LayerManifest, summarizeManifest } from './layer-manifest';
+import { type LayerManifest, type ManifestFile, readManifest, summarizeManifest } from './layer-manifest';
 import { refPathFor } from '../blob/layer-ref';
 import { isTaskHash, noshareEntryDir, nxCacheEntryDir } from '../cache-identity/nx-cache-layout';
 
@@ -87,13 +87,6 @@ export interface StatusSources {
 interface Found {
   digest: string;
   manifest?: ManifestFile;
-}
-
-interface ManifestFile {
-  kind?: string;
-  files?: LayerManifest['files'] | null;
-  packages?: LayerManifest['packages'];
-  build?: BuildRecord;
 }
 
 export async function layerStatuses(layers: StatusLayer[], sources: StatusSources): Promise<LayerStatus[]> {
@@ -206,16 +199,6 @@ function readDigestFile(file: string): string | undefined {
   try {
     const digest = readFileSync(file, 'utf8').trim();
     return isDigest(digest) ? digest : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function readManifest(file: string): ManifestFile | undefined {
-  try {
-    const manifest = JSON.parse(readFileSync(file, 'utf8')) as ManifestFile;
-    if (manifest.build !== undefined && !isBuildRecord(manifest.build)) delete manifest.build;
-    return manifest;
   } catch {
     return undefined;
   }
