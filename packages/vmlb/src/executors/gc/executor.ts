@@ -3,7 +3,7 @@ import { cacheDir, type ExecutorContext } from '@nx/devkit';
 import fg from 'fast-glob';
 import { LocalBlobCache } from '../../lib/blob/local-cache';
 import { reportFailure } from '../../lib/util/executor-errors';
-import { NOSHARE_STORE_FOLDER } from '../../lib/cache-identity/nx-cache-layout';
+import { NOSHARE_LAYER_FILE, NOSHARE_STORE_FOLDER } from '../../lib/cache-identity/nx-cache-layout';
 import { formatBytes } from '../../lib/util/units';
 import type { GcExecutorSchema } from './schema';
 
@@ -15,7 +15,7 @@ import type { GcExecutorSchema } from './schema';
 export async function referencedBlobs(workspaceRoot: string, nxCacheDir: string): Promise<Set<string>> {
   const refFiles = [
     ...(await fg('dist/**/*.ref', { cwd: workspaceRoot, absolute: true, dot: false, followSymbolicLinks: false })),
-    ...(await fg(['*/**/*.ref', `${NOSHARE_STORE_FOLDER}/*/layer`], { cwd: nxCacheDir, absolute: true, followSymbolicLinks: false })),
+    ...(await fg(['*/**/*.ref', `${NOSHARE_STORE_FOLDER}/*/${NOSHARE_LAYER_FILE}`], { cwd: nxCacheDir, absolute: true, followSymbolicLinks: false })),
   ];
   const referenced = new Set<string>();
   for (const file of refFiles) {

@@ -2,10 +2,9 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { type BuildRecord, builtHere } from '../cache-identity/build-record';
 import { isDigest } from '../cache-identity/digest';
-import { digestPathFor, manifestPathFor } from '../image/dist-layout';
+import { digestPathFor, manifestPathFor, refPathFor } from '../image/dist-layout';
 import { type LayerManifest, type ManifestFile, readManifest, summarizeManifest } from './layer-manifest';
-import { refPathFor } from '../blob/layer-ref';
-import { isTaskHash, noshareEntryDir, nxCacheEntryDir } from '../cache-identity/nx-cache-layout';
+import { isTaskHash, noshareEntryDir, noshareEntryFiles, nxCacheEntryDir } from '../cache-identity/nx-cache-layout';
 
 /**
  * Where each layer of an image stands, base first, without building or
@@ -164,9 +163,9 @@ function readDist(layer: StatusLayer, sources: StatusSources): (Found & { fileSi
 function readLocalCache(layer: StatusLayer, hash: string, sources: StatusSources): Found | undefined {
   if (!isTaskHash(hash)) return undefined;
   if (layer.cacheability === 'noshare') {
-    const entry = noshareEntryDir(sources.nxCacheDir, hash);
-    const digest = readDigestFile(path.join(entry, 'layer.digest'));
-    return digest ? { digest, manifest: readManifest(path.join(entry, 'layer.manifest.json')) } : undefined;
+    const entry = noshareEntryFiles(noshareEntryDir(sources.nxCacheDir, hash));
+    const digest = readDigestFile(entry.digest);
+    return digest ? { digest, manifest: readManifest(entry.manifest) } : undefined;
   }
   if (layer.cacheability === 'nocache') return undefined;
   const entry = nxCacheEntryDir(sources.nxCacheDir, hash);
