@@ -12,7 +12,8 @@ import { type LayerManifest, diffSnapshots, summarizeManifest } from '../inspect
 import { type RootSnapshot, snapshotRoot, updateSnapshot } from '../inspect/root-snapshot';
 import { readSnapshotFile, writeSnapshotFile } from '../inspect/snapshot-file';
 import type { ScriptHints, ScriptKind } from '../image/hints';
-import { readPartitionTable, selectPartition, selectRootPartition } from '../disk/partition-table';
+import { readPartitionTable } from '../disk/partition-table';
+import { selectPartition, selectRootPartition } from '../disk/root-partition';
 import { backingChain, createOverlay } from '../disk/qcow2';
 import { FolderLock } from './dist-lock';
 import { LeftoverReaper } from './leftover-reaper';

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import * as path from 'node:path';
 import { run } from '../util/exec';
 import { type LoopDevice, attachLoop, detachLoop, isMounted, listLoopDevices, loopsStackedOn, mountsUnder, unmount } from './mounts';
-import type { PartitionSelection } from './partition-table';
+import type { PartitionSelection } from './root-partition';
 import { pausePoint } from '../util/pause-point';
 import { commandLineOf, isAlive, stopProcess } from '../util/processes';
 import { type AttachState, WorkDir } from './work-dir';
