@@ -8,6 +8,7 @@ import { reportFailure } from '../../lib/util/executor-errors';
 import { withInterruptSignal } from '../../lib/util/interrupt';
 import { manifestWithoutFiles, writeManifest } from '../../lib/inspect/layer-manifest';
 import { makeBuildRecord } from '../../lib/cache-identity/build-record';
+import { isSha256 } from '../../lib/cache-identity/digest';
 import { manifestPathFor, refPathFor } from '../../lib/image/dist-layout';
 import { IMAGE_CONFIG_FILE } from '../../lib/image/layer-discovery';
 import { checkPrerequisites } from '../../lib/build/prerequisites';
@@ -29,7 +30,7 @@ export function normalizeOptions(options: BaseExecutorSchema, workspaceRoot: str
   }
   let source: BaseSource;
   if (url !== undefined) {
-    if (!sha256 || !/^[0-9a-fA-F]{64}$/.test(sha256)) {
+    if (!sha256 || !isSha256(sha256, { anyCase: true })) {
       throw new Error(`Image ${options.imageName}: base.url needs base.sha256 (64 hexadecimal digits); got '${sha256 ?? ''}'.`);
     }
     source = { url, sha256: sha256.toLowerCase() };
