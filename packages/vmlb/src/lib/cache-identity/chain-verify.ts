@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { ROOT_DIGEST } from './digest';
 import { readBuildRecord } from './build-record';
 import { chainDigest, readDigest } from './digest';
-import type { Log } from '../disk/disk-attach';
+import type { Log } from '../util/log';
 import { digestPathFor, manifestPathFor } from '../image/dist-layout';
 import { isTaskHash, noshareEntryDir, noshareEntryFiles, nxCacheEntryDir } from './nx-cache-layout';
 import { backingChain } from '../disk/qcow2';

@@ -6,8 +6,7 @@ import type { PartitionSelection } from './root-partition';
 import { pausePoint } from '../util/pause-point';
 import { commandLineOf, isAlive, stopProcess } from '../util/processes';
 import { type AttachState, WorkDir } from './work-dir';
-
-export type Log = (message: string) => void;
+import type { Log } from '../util/log';
 
 export interface AttachOptions {
   /** The qcow2 to open read-write (its backing chain is opened read-only by qemu). */
