@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { run } from '../lib/util/exec';
+import { readPartitionTable } from '../lib/disk/partition-table';
 import type { Partition, PartitionTable } from '../lib/disk/partition-types';
 
 /**
@@ -37,21 +38,41 @@ export function scratchDisks(prefix: string) {
   afterAll(() => {
     fs.rmSync(workDir, { recursive: true, force: true });
   });
+  /** A sparse file of `bytes`, partitioned by sfdisk from `script` when one is given. */
+  async function makeDisk(name: string, bytes: number, script?: string): Promise<string> {
+    const disk = path.join(workDir, name);
+    await run('truncate', ['-s', String(bytes), disk]);
+    if (script !== undefined) {
+      await run('sfdisk', ['--quiet', '--no-reread', '--no-tell-kernel', disk], { input: script });
+    }
+    return disk;
+  }
   return {
     /** The scratch folder of the current spec file. */
     get dir(): string {
       return workDir;
     },
-    /** A sparse file of `bytes`, partitioned by sfdisk from `script` when one is given. */
-    async makeDisk(name: string, bytes: number, script?: string): Promise<string> {
-      const disk = path.join(workDir, name);
-      await run('truncate', ['-s', String(bytes), disk]);
-      if (script !== undefined) {
-        await run('sfdisk', ['--quiet', '--no-reread', '--no-tell-kernel', disk], { input: script });
-      }
-      return disk;
+    makeDisk,
+    /** A disk made by sfdisk and its table as read, both ready before the tests of the calling describe block. */
+    readBeforeAll(name: string, bytes: number, script: string): { disk: string; table: PartitionTable } {
+      const made = { disk: '', table: { type: 'none', sectorSize: 512, diskSize: 0, partitions: [] } as PartitionTable };
+      beforeAll(async () => {
+        made.disk = await makeDisk(name, bytes, script);
+        made.table = await readPartitionTable(made.disk);
+      });
+      return made;
     },
   };
+}
+
+/** Overwrites the bytes at `offset` of a disk file (to damage or alter its tables). */
+export function writeAt(file: string, offset: number, bytes: Buffer): void {
+  const handle = fs.openSync(file, 'r+');
+  try {
+    fs.writeSync(handle, bytes, 0, bytes.length, offset);
+  } finally {
+    fs.closeSync(handle);
+  }
 }
 
 async function sfdiskTable(device: string): Promise<SfdiskTable> {

@@ -1,8 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readPartitionTable } from './partition-table';
-import type { PartitionTable } from './partition-types';
-import { MiB, expectMatchesSfdisk, scratchDisks } from '../../testing/sfdisk-disks';
+import { MiB, expectMatchesSfdisk, scratchDisks, writeAt } from '../../testing/sfdisk-disks';
 
 // Every disk here is a sparse file partitioned by the real sfdisk, and every
 // table we read is compared with what `sfdisk --json` says about the same disk.
@@ -11,29 +10,23 @@ const disks = scratchDisks('vmlb-gpt-');
 const { makeDisk } = disks;
 
 describe('readPartitionTable on a GPT disk', () => {
-  let disk: string;
-  let table: PartitionTable;
-
-  beforeAll(async () => {
-    disk = await makeDisk(
-      'gpt.img',
-      64 * MiB,
-      'label: gpt\n' +
-        'size=8M,type=U,name="EFI system"\n' +
-        'size=16M,type=4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709,name="rööt ✓",attrs="LegacyBIOSBootable"\n' +
-        'type=S\n',
-    );
-    table = await readPartitionTable(disk);
-  });
+  const gpt = disks.readBeforeAll(
+    'gpt.img',
+    64 * MiB,
+    'label: gpt\n' +
+      'size=8M,type=U,name="EFI system"\n' +
+      'size=16M,type=4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709,name="rööt ✓",attrs="LegacyBIOSBootable"\n' +
+      'type=S\n',
+  );
 
   it('matches sfdisk field for field: GUIDs, UTF-16 names, attributes', async () => {
-    await expectMatchesSfdisk(disk, table);
-    expect(table.partitions.map((partition) => partition.name)).toEqual(['EFI system', 'rööt ✓', undefined]);
-    expect(table.partitions[1].type).toBe('4f68bce3-e8cd-4db1-96e7-fbcaf984b709');
+    await expectMatchesSfdisk(gpt.disk, gpt.table);
+    expect(gpt.table.partitions.map((partition) => partition.name)).toEqual(['EFI system', 'rööt ✓', undefined]);
+    expect(gpt.table.partitions[1].type).toBe('4f68bce3-e8cd-4db1-96e7-fbcaf984b709');
   });
 
   it('marks the Linux root type as Linux and nothing else', () => {
-    expect(table.partitions.map((partition) => partition.linux)).toEqual([false, true, false]);
+    expect(gpt.table.partitions.map((partition) => partition.linux)).toEqual([false, true, false]);
   });
 
   it('reads an entry array of any length from the header and keeps entry numbers across gaps', async () => {
@@ -51,28 +44,18 @@ describe('readPartitionTable on a GPT disk', () => {
 
   it('falls back to the backup header at the end of the disk when the primary one is damaged', async () => {
     const damaged = path.join(disks.dir, 'gpt-damaged.img');
-    fs.copyFileSync(disk, damaged);
-    const handle = fs.openSync(damaged, 'r+');
-    try {
-      fs.writeSync(handle, Buffer.alloc(512), 0, 512, 512);
-    } finally {
-      fs.closeSync(handle);
-    }
+    fs.copyFileSync(gpt.disk, damaged);
+    writeAt(damaged, 512, Buffer.alloc(512));
     const damagedTable = await readPartitionTable(damaged);
-    expect(damagedTable).toEqual(table);
+    expect(damagedTable).toEqual(gpt.table);
     await expectMatchesSfdisk(damaged, damagedTable);
   });
 
   it('says so when neither GPT header is valid', async () => {
     const broken = path.join(disks.dir, 'gpt-broken.img');
-    fs.copyFileSync(disk, broken);
-    const handle = fs.openSync(broken, 'r+');
-    try {
-      fs.writeSync(handle, Buffer.alloc(512), 0, 512, 512);
-      fs.writeSync(handle, Buffer.alloc(512), 0, 512, 64 * MiB - 512);
-    } finally {
-      fs.closeSync(handle);
-    }
+    fs.copyFileSync(gpt.disk, broken);
+    writeAt(broken, 512, Buffer.alloc(512));
+    writeAt(broken, 64 * MiB - 512, Buffer.alloc(512));
     await expect(readPartitionTable(broken)).rejects.toThrow(
       `${broken} has a protective MBR (type ee) but no valid GPT: ` +
         'primary GPT header (sector 1): no "EFI PART" signature; backup GPT header (sector 131071): no "EFI PART" signature',

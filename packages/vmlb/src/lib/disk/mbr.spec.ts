@@ -1,9 +1,8 @@
 import * as fs from 'node:fs';
 import { run } from '../util/exec';
 import { readPartitionTable } from './partition-table';
-import type { PartitionTable } from './partition-types';
 import { selectRootPartition } from './root-partition';
-import { MiB, expectMatchesSfdisk, scratchDisks } from '../../testing/sfdisk-disks';
+import { MiB, expectMatchesSfdisk, scratchDisks, writeAt } from '../../testing/sfdisk-disks';
 
 // Every disk here is a sparse file partitioned by the real sfdisk, and every
 // table we read is compared with what `sfdisk --json` says about the same disk.
@@ -12,23 +11,17 @@ const disks = scratchDisks('vmlb-mbr-');
 const { makeDisk } = disks;
 
 describe('readPartitionTable on an MBR (dos) disk', () => {
-  let disk: string;
-  let table: PartitionTable;
-
-  beforeAll(async () => {
-    // Two primaries, then an extended partition holding a Linux and a swap logical.
-    disk = await makeDisk('dos.img', 64 * MiB, 'label: dos\nsize=8M,type=83,bootable\nsize=8M,type=83\ntype=5\nsize=8M,type=83\ntype=82\n');
-    table = await readPartitionTable(disk);
-  });
+  // Two primaries, then an extended partition holding a Linux and a swap logical.
+  const dos = disks.readBeforeAll('dos.img', 64 * MiB, 'label: dos\nsize=8M,type=83,bootable\nsize=8M,type=83\ntype=5\nsize=8M,type=83\ntype=82\n');
 
   it('matches sfdisk field for field, logicals numbered from 5', async () => {
-    await expectMatchesSfdisk(disk, table);
-    expect(table.partitions.map((partition) => partition.number)).toEqual([1, 2, 3, 5, 6]);
+    await expectMatchesSfdisk(dos.disk, dos.table);
+    expect(dos.table.partitions.map((partition) => partition.number)).toEqual([1, 2, 3, 5, 6]);
   });
 
   it('reports the disk size and marks only type 83 as Linux', () => {
-    expect(table.diskSize).toBe(64 * MiB);
-    expect(table.partitions.map((partition) => [partition.type, partition.linux])).toEqual([
+    expect(dos.table.diskSize).toBe(64 * MiB);
+    expect(dos.table.partitions.map((partition) => [partition.type, partition.linux])).toEqual([
       ['83', true],
       ['83', true],
       ['5', false],
@@ -73,12 +66,7 @@ describe('readPartitionTable on disks without a partition table', () => {
 
   it('like the kernel, takes 55 AA with boot flags other than 00 and 80 for a boot sector, not a partition table', async () => {
     const disk = await makeDisk('bad-boot-flag.img', 16 * MiB, 'label: dos\nsize=4M,type=83\n');
-    const handle = fs.openSync(disk, 'r+');
-    try {
-      fs.writeSync(handle, Buffer.from([0x12]), 0, 1, 446 + 16);
-    } finally {
-      fs.closeSync(handle);
-    }
+    writeAt(disk, 446 + 16, Buffer.from([0x12]));
     await expect(readPartitionTable(disk)).resolves.toEqual({ type: 'none', sectorSize: 512, diskSize: 16 * MiB, partitions: [] });
   });
 });
