@@ -6,11 +6,11 @@ import { publishLayerFile } from '../../lib/blob/chain';
 import { openBlobStores } from '../../lib/blob/config';
 import { reportFailure } from '../../lib/util/executor-errors';
 import { withInterruptSignal } from '../../lib/util/interrupt';
-import { writeFileAtomic } from '../../lib/util/atomic-file';
+import { manifestWithoutFiles, writeManifest } from '../../lib/inspect/layer-manifest';
 import { makeBuildRecord } from '../../lib/cache-identity/build-record';
-import { manifestPathFor } from '../../lib/image/dist-layout';
+import { isSha256 } from '../../lib/cache-identity/digest';
+import { manifestPathFor, refPathFor } from '../../lib/image/dist-layout';
 import { IMAGE_CONFIG_FILE } from '../../lib/image/layer-discovery';
-import { refPathFor } from '../../lib/blob/layer-ref';
 import { checkPrerequisites } from '../../lib/build/prerequisites';
 import type { BaseExecutorSchema } from './schema';
 import { checkTargetDefaults } from '../../lib/cache-identity/target-defaults-guard';
@@ -30,7 +30,7 @@ export function normalizeOptions(options: BaseExecutorSchema, workspaceRoot: str
   }
   let source: BaseSource;
   if (url !== undefined) {
-    if (!sha256 || !/^[0-9a-fA-F]{64}$/.test(sha256)) {
+    if (!sha256 || !isSha256(sha256, { anyCase: true })) {
       throw new Error(`Image ${options.imageName}: base.url needs base.sha256 (64 hexadecimal digits); got '${sha256 ?? ''}'.`);
     }
     source = { url, sha256: sha256.toLowerCase() };
@@ -69,7 +69,7 @@ export default async function baseExecutor(options: BaseExecutorSchema, context:
     });
     // The base has no files of its own to list; its manifest carries the build record.
     const build = await makeBuildRecord(normalized.output, { workspaceRoot: context.root, startedAt });
-    await writeFileAtomic(manifestPath, `${JSON.stringify({ kind: 'base', version: 1, files: null, build }, null, 2)}\n`);
+    await writeManifest(manifestPath, manifestWithoutFiles('base', build));
     if (stores) {
       const builtBy = `${context.projectName ?? `image-${normalized.imageName}`}:${context.targetName ?? 'base'}`;
       await withInterruptSignal((signal) => publishLayerFile(normalized.output, { sha256, digest, builtBy }, stores, { share: true, log, signal }));

@@ -2,8 +2,9 @@ import * as fs from 'node:fs/promises';
 import { cacheDir, type ExecutorContext } from '@nx/devkit';
 import fg from 'fast-glob';
 import { LocalBlobCache } from '../../lib/blob/local-cache';
+import { isSha256 } from '../../lib/cache-identity/digest';
 import { reportFailure } from '../../lib/util/executor-errors';
-import { NOSHARE_STORE_FOLDER } from '../../lib/cache-identity/nx-cache-layout';
+import { NOSHARE_LAYER_FILE, NOSHARE_STORE_FOLDER } from '../../lib/cache-identity/nx-cache-layout';
 import { formatBytes } from '../../lib/util/units';
 import type { GcExecutorSchema } from './schema';
 
@@ -15,13 +16,13 @@ import type { GcExecutorSchema } from './schema';
 export async function referencedBlobs(workspaceRoot: string, nxCacheDir: string): Promise<Set<string>> {
   const refFiles = [
     ...(await fg('dist/**/*.ref', { cwd: workspaceRoot, absolute: true, dot: false, followSymbolicLinks: false })),
-    ...(await fg(['*/**/*.ref', `${NOSHARE_STORE_FOLDER}/*/layer`], { cwd: nxCacheDir, absolute: true, followSymbolicLinks: false })),
+    ...(await fg(['*/**/*.ref', `${NOSHARE_STORE_FOLDER}/*/${NOSHARE_LAYER_FILE}`], { cwd: nxCacheDir, absolute: true, followSymbolicLinks: false })),
   ];
   const referenced = new Set<string>();
   for (const file of refFiles) {
     try {
       const { sha256 } = JSON.parse(await fs.readFile(file, 'utf8')) as { sha256?: unknown };
-      if (typeof sha256 === 'string' && /^[0-9a-f]{64}$/.test(sha256)) referenced.add(sha256);
+      if (typeof sha256 === 'string' && isSha256(sha256)) referenced.add(sha256);
     } catch {
       // Not a ref (an inline-mode noshare entry holds a qcow2): names no blob.
     }

@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { type Tree, logger } from '@nx/devkit';
 import type { ScriptKind } from '../../lib/image/hints';
+import { isSha256 } from '../../lib/cache-identity/digest';
 import { parseImageConfig } from '../../lib/image/image-config';
 import { IMAGE_CONFIG_FILE, IMAGE_NAME_PATTERN } from '../../lib/image/layer-discovery';
 import { parseSize } from '../../lib/util/units';
@@ -17,7 +18,6 @@ export const DEFAULT_EMPTY_SIZE = '4G';
 export const IMAGE_SCHEMA_REF = '../../node_modules/vmlb/src/schemas/image.schema.json';
 
 const BASE_URL_PATTERN = /^(https?|file):\/\//;
-const SHA256_PATTERN = /^[0-9a-fA-F]{64}$/;
 
 /** The `base` field of image.json, in the three shapes the schema allows. */
 type ImageBase = { url: string; sha256: string } | { path: string } | { empty: string };
@@ -102,7 +102,7 @@ function normalizeBase(schema: ImageGeneratorSchema): ImageBase {
       );
     }
     const sha256 = schema.sha256.trim();
-    if (!SHA256_PATTERN.test(sha256)) {
+    if (!isSha256(sha256, { anyCase: true })) {
       throw new Error(
         `--sha256 '${schema.sha256}' is not a SHA-256: it must be 64 hexadecimal digits (0-9, a-f), and it has ${sha256.length} characters.`,
       );

@@ -9,7 +9,7 @@ import { createGunzip } from 'node:zlib';
 import { execa } from 'execa';
 import { chainDigestAndSha256, ROOT_DIGEST, writeDigest } from '../cache-identity/digest';
 import { digestPathFor } from '../image/dist-layout';
-import type { Log } from '../disk/disk-attach';
+import type { Log } from '../util/log';
 import { createBlank, convertToQcow2, imageInfo, type SourceFormat } from '../disk/qcow2';
 import { formatBytes, formatDuration, parseSize } from '../util/units';
 

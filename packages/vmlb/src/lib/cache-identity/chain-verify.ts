@@ -3,9 +3,9 @@ import * as path from 'node:path';
 import { ROOT_DIGEST } from './digest';
 import { readBuildRecord } from './build-record';
 import { chainDigest, readDigest } from './digest';
-import type { Log } from '../disk/disk-attach';
+import type { Log } from '../util/log';
 import { digestPathFor, manifestPathFor } from '../image/dist-layout';
-import { isTaskHash, noshareEntryDir, nxCacheEntryDir } from './nx-cache-layout';
+import { isTaskHash, noshareEntryDir, noshareEntryFiles, nxCacheEntryDir } from './nx-cache-layout';
 import { backingChain } from '../disk/qcow2';
 import { formatBytes, formatDuration } from '../util/units';
 
@@ -100,6 +100,6 @@ export function localCacheEntryOf(file: string, nxCacheDir: string, workspaceRoo
   const nxEntry = nxCacheEntryDir(nxCacheDir, taskHash);
   if (existsSync(path.join(nxEntry, path.relative(workspaceRoot, file)))) return nxEntry;
   const noshareEntry = noshareEntryDir(nxCacheDir, taskHash);
-  if (existsSync(path.join(noshareEntry, 'layer'))) return noshareEntry;
+  if (existsSync(noshareEntryFiles(noshareEntry).layer)) return noshareEntry;
   return undefined;
 }

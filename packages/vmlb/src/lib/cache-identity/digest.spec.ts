@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { TempWorkspace } from '../../testing/temp-workspace';
-import { chainDigest, isDigest, readDigest, sha256File, writeDigest } from './digest';
+import { chainDigest, isDigest, isSha256, readDigest, sha256File, writeDigest } from './digest';
 import { run } from '../util/exec';
 
 const MiB = 1024 * 1024;
@@ -138,5 +138,22 @@ describe('readDigest and writeDigest', () => {
     await Promise.all([writer, ...readers]);
     expect([...seen].every((digest) => digest === ABC_SHA256 || digest === EMPTY_SHA256)).toBe(true);
     expect(fs.readdirSync(folder)).toEqual(['10_update.digest']);
+  });
+});
+
+describe('isSha256', () => {
+  const lower = 'ab'.repeat(32);
+
+  it('takes 64 lower-case hex digits, and upper-case ones only with anyCase', () => {
+    expect(isSha256(lower)).toBe(true);
+    expect(isSha256(lower.toUpperCase())).toBe(false);
+    expect(isSha256(lower.toUpperCase(), { anyCase: true })).toBe(true);
+  });
+
+  it('refuses other lengths, other letters and surrounding space in either case', () => {
+    for (const text of [lower.slice(1), `${lower}0`, `${lower.slice(1)}g`, ` ${lower}`, `${lower}\n`, '']) {
+      expect(isSha256(text)).toBe(false);
+      expect(isSha256(text, { anyCase: true })).toBe(false);
+    }
   });
 });

@@ -14,7 +14,10 @@ export const ROOT_DIGEST = '0'.repeat(64);
 /** Chunk size for reading images: large enough for throughput, small enough to keep memory flat. */
 const READ_CHUNK_BYTES = 1024 * 1024;
 
-const DIGEST_PATTERN = /^[0-9a-f]{64}$/;
+/** A sha256 as vmlb writes them (digests, blob names): 64 lower-case hex digits. */
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+/** The same in either case, as a user may paste one into image.json. */
+const SHA256_HEX_ANY_CASE = new RegExp(SHA256_HEX.source, 'i');
 
 /** The sha256 of a file's bytes, as 64 lower-case hex digits. */
 export async function sha256File(filePath: string): Promise<string> {
@@ -61,7 +64,7 @@ export async function chainDigestAndSha256(parentDigest: string, filePath: strin
 export async function readDigest(digestPath: string): Promise<string> {
   const content = await fs.readFile(digestPath, 'latin1');
   const digest = content.endsWith('\n') ? content.slice(0, -1) : undefined;
-  if (digest === undefined || !DIGEST_PATTERN.test(digest)) {
+  if (digest === undefined || !isSha256(digest)) {
     const shown = content.length > 80 ? `${JSON.stringify(content.slice(0, 80))}... (${content.length} bytes)` : JSON.stringify(content);
     throw new Error(`Digest file ${digestPath} is malformed: expected 64 lower-case hex digits and a newline, found ${shown}. Delete it to rebuild.`);
   }
@@ -76,7 +79,12 @@ export async function writeDigest(digestPath: string, digest: string): Promise<v
 
 /** Whether `text` is a digest as this module writes them: 64 lower-case hex digits. */
 export function isDigest(text: string): boolean {
-  return DIGEST_PATTERN.test(text);
+  return isSha256(text);
+}
+
+/** Whether `value` is a sha256 as 64 hex digits: lower-case ones, or of either case with `anyCase`. */
+export function isSha256(text: string, options: { anyCase?: boolean } = {}): boolean {
+  return (options.anyCase ? SHA256_HEX_ANY_CASE : SHA256_HEX).test(text);
 }
 
 async function hashFileInto(hash: Hash, filePath: string): Promise<void> {
@@ -87,7 +95,7 @@ async function hashFileInto(hash: Hash, filePath: string): Promise<void> {
 }
 
 function assertDigest(digest: string, what: string): void {
-  if (!DIGEST_PATTERN.test(digest)) {
+  if (!isSha256(digest)) {
     throw new Error(`${what} must be 64 lower-case hex digits (a sha256), got ${JSON.stringify(digest)}`);
   }
 }

@@ -3,7 +3,7 @@ import { constants as fsConstants } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { isDigest, readDigest, writeDigest } from './digest';
-import { isTaskHash, noshareStoreDir } from './nx-cache-layout';
+import { isTaskHash, noshareEntryFiles, noshareStoreDir } from './nx-cache-layout';
 import { digestPathFor } from '../image/dist-layout';
 import type { ScriptHints } from '../image/hints';
 
@@ -22,6 +22,8 @@ import type { ScriptHints } from '../image/hints';
  *                                       layer.digest
  *                                       layer.manifest.json
  *                                       entry.json
+ *
+ * (the names are nx-cache-layout's noshareEntryFiles).
  *
  * Entries appear by rename of a complete folder, so a reader never sees half
  * of one; files are copied in and out (reflinked where the filesystem can),
@@ -80,7 +82,8 @@ export class LocalLayerStore {
     const dir = this.entryDir(key);
     const entry = await this.readEntry(dir);
     if (!entry) return { outcome: 'miss' };
-    const stored = path.join(dir, 'layer');
+    const files = noshareEntryFiles(dir);
+    const stored = files.layer;
     const storedSize = await fileSize(stored);
     if (entry.parentDigest !== parentDigest || storedSize !== entry.size) {
       await fs.rm(dir, { recursive: true, force: true });
@@ -88,7 +91,7 @@ export class LocalLayerStore {
     }
     const now = new Date();
     // The modification time of entry.json orders entries by last use for eviction.
-    await fs.utimes(path.join(dir, 'entry.json'), now, now).catch(() => undefined);
+    await fs.utimes(files.record, now, now).catch(() => undefined);
 
     if ((await readDigest(digestPath).catch(() => undefined)) === entry.digest && (await fileSize(output)) === entry.size) {
       return { outcome: 'up-to-date', entry };
@@ -116,10 +119,11 @@ export class LocalLayerStore {
     const staging = path.join(this.root, `.${key}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
     try {
       await fs.mkdir(staging);
-      await fs.copyFile(output, path.join(staging, 'layer'), fsConstants.COPYFILE_FICLONE);
-      await writeDigest(path.join(staging, 'layer.digest'), digest);
-      if (layer.manifestFile) await fs.copyFile(layer.manifestFile, path.join(staging, 'layer.manifest.json')).catch(ignoreMissing);
-      await fs.writeFile(path.join(staging, 'entry.json'), `${JSON.stringify(entry, null, 2)}\n`);
+      const staged = noshareEntryFiles(staging);
+      await fs.copyFile(output, staged.layer, fsConstants.COPYFILE_FICLONE);
+      await writeDigest(staged.digest, digest);
+      if (layer.manifestFile) await fs.copyFile(layer.manifestFile, staged.manifest).catch(ignoreMissing);
+      await fs.writeFile(staged.record, `${JSON.stringify(entry, null, 2)}\n`);
       await fs.rm(dir, { recursive: true, force: true });
       await fs.rename(staging, dir);
     } finally {
@@ -143,7 +147,7 @@ export class LocalLayerStore {
       const dir = path.join(this.root, key);
       const entry = await this.readEntry(dir);
       if (!entry) continue;
-      const lastUsed = (await fs.stat(path.join(dir, 'entry.json'))).mtimeMs;
+      const lastUsed = (await fs.stat(noshareEntryFiles(dir).record)).mtimeMs;
       found.push({ ...entry, key, lastUsed });
     }
     return found.sort((a, b) => b.lastUsed - a.lastUsed);
@@ -160,7 +164,7 @@ export class LocalLayerStore {
     await fs.rm(manifestFile, { force: true });
     const partial = path.join(path.dirname(manifestFile), `.${path.basename(manifestFile)}.${process.pid}.restore`);
     try {
-      await fs.copyFile(path.join(dir, 'layer.manifest.json'), partial);
+      await fs.copyFile(noshareEntryFiles(dir).manifest, partial);
       await fs.rename(partial, manifestFile);
     } catch (error) {
       ignoreMissing(error);
@@ -176,7 +180,7 @@ export class LocalLayerStore {
 
   private async readEntry(dir: string): Promise<LocalStoreEntry | undefined> {
     try {
-      const entry = JSON.parse(await fs.readFile(path.join(dir, 'entry.json'), 'utf8')) as LocalStoreEntry;
+      const entry = JSON.parse(await fs.readFile(noshareEntryFiles(dir).record, 'utf8')) as LocalStoreEntry;
       return isDigest(entry.digest) && isDigest(entry.parentDigest) && Number.isSafeInteger(entry.size) ? entry : undefined;
     } catch {
       return undefined;

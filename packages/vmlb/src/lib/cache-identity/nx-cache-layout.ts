@@ -10,6 +10,9 @@ import * as path from 'node:path';
  */
 export const NOSHARE_STORE_FOLDER = 'vmlb-noshare';
 
+/** A noshare entry's layer file (see noshareEntryFiles). */
+export const NOSHARE_LAYER_FILE = 'layer';
+
 const TASK_HASH_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
 
 /** Whether `text` can be a task hash, and so a path segment: letters, digits, - and _ only. */
@@ -30,6 +33,18 @@ export function noshareStoreDir(nxCacheDir: string): string {
 /** The noshare store's entry for the layer built under `taskHash`. */
 export function noshareEntryDir(nxCacheDir: string, taskHash: string): string {
   return path.join(noshareStoreDir(nxCacheDir), checked(taskHash));
+}
+
+/** The files of one noshare store entry (or of its staging folder): the layer, its digest, its manifest and the entry's record. */
+export function noshareEntryFiles(entryDir: string): { layer: string; digest: string; manifest: string; record: string } {
+  return {
+    /** The qcow2 (in blob mode: its ref). */
+    layer: path.join(entryDir, NOSHARE_LAYER_FILE),
+    digest: path.join(entryDir, 'layer.digest'),
+    manifest: path.join(entryDir, 'layer.manifest.json'),
+    /** entry.json: what the entry holds; its modification time is when the entry was last used. */
+    record: path.join(entryDir, 'entry.json'),
+  };
 }
 
 function checked(taskHash: string): string {

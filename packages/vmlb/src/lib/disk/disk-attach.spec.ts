@@ -4,7 +4,8 @@ import { execa } from 'execa';
 import { TempWorkspace } from '../../testing/temp-workspace';
 import { AttachedDisk, releaseLeftovers } from './disk-attach';
 import { isMounted, listLoopDevices } from './mounts';
-import { readPartitionTable, selectRootPartition } from './partition-table';
+import { readPartitionTable } from './partition-table';
+import { selectRootPartition } from './root-partition';
 import { isAlive } from '../util/processes';
 import { WorkDir } from './work-dir';
 

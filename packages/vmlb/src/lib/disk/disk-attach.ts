@@ -2,12 +2,11 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import * as path from 'node:path';
 import { run } from '../util/exec';
 import { type LoopDevice, attachLoop, detachLoop, isMounted, listLoopDevices, loopsStackedOn, mountsUnder, unmount } from './mounts';
-import type { PartitionSelection } from './partition-table';
+import type { PartitionSelection } from './root-partition';
 import { checkpoint, pausePoint } from '../util/pause-point';
 import { commandLineOf, isAlive, stopProcess } from '../util/processes';
 import { type AttachState, WorkDir } from './work-dir';
-
-export type Log = (message: string) => void;
+import type { Log } from '../util/log';
 
 export interface AttachOptions {
   /** The qcow2 to open read-write (its backing chain is opened read-only by qemu). */

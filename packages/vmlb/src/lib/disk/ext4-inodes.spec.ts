@@ -3,7 +3,8 @@ import * as path from 'node:path';
 import { execa } from 'execa';
 import { TempWorkspace } from '../../testing/temp-workspace';
 import { changedInodesSince } from './ext4-inodes';
-import { type RootSnapshot, diffSnapshots, snapshotRoot, updateSnapshot } from '../inspect/layer-manifest';
+import { diffSnapshots } from '../inspect/layer-manifest';
+import { type RootSnapshot, snapshotRoot, updateSnapshot } from '../inspect/root-snapshot';
 
 /** Real ext4 filesystems on loop devices: what the manifest's incremental walk relies on. */
 describe('changed inodes and the incremental snapshot', () => {

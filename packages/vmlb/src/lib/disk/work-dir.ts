@@ -1,5 +1,6 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
+import { workFolderFor, workFoldersIn } from '../image/dist-layout';
 
 /**
  * Everything a layer build attaches to the host is recorded in its work
@@ -41,12 +42,12 @@ export class WorkDir {
 
   /** The work folder of one layer build. */
   static forLayer(imageDistDir: string, layer: string): WorkDir {
-    return new WorkDir(path.join(imageDistDir, '.vmlb', layer));
+    return new WorkDir(workFolderFor(imageDistDir, layer));
   }
 
   /** Every work folder under an image's output folder (for a sweep of leftovers). */
   static allUnder(imageDistDir: string): WorkDir[] {
-    const parent = path.join(imageDistDir, '.vmlb');
+    const parent = workFoldersIn(imageDistDir);
     if (!existsSync(parent)) return [];
     return readdirSync(parent).map((name) => new WorkDir(path.join(parent, name)));
   }

@@ -6,6 +6,7 @@ import { sha256File } from '../cache-identity/digest';
 import { run } from '../util/exec';
 import { type OvfMachine, ovfDescriptor } from './ovf';
 import { imageInfo } from '../disk/qcow2';
+import { partialPathFor } from '../image/dist-layout';
 
 /**
  * Writes an image's layer chain as one standalone disk file: `qemu-img
@@ -87,7 +88,7 @@ export function sha256Line(hex: string, file: string): string {
 export async function exportDisk(chain: string, output: string, options: ExportOptions): Promise<{ sha256?: string }> {
   const folder = path.dirname(output);
   await fs.mkdir(folder, { recursive: true });
-  const stage = path.join(folder, `.${path.basename(output)}.${process.pid}.${randomBytes(3).toString('hex')}.partial`);
+  const stage = partialPathFor(output, `${process.pid}.${randomBytes(3).toString('hex')}`);
   await fs.rm(output, { force: true });
   await fs.rm(`${output}.sha256`, { force: true });
   try {

@@ -1,4 +1,26 @@
-import { staleLayerFiles } from './dist-layout';
+import { digestPathFor, manifestPathFor, partialPathFor, refPathFor, snapshotPathFor, staleLayerFiles, workFolderFor, workFoldersIn } from './dist-layout';
+
+describe("a layer's companion files", () => {
+  it('sit beside its qcow2, named by suffix', () => {
+    const qcow2 = 'dist/images/prod/10_update.qcow2';
+    expect([digestPathFor(qcow2), manifestPathFor(qcow2), snapshotPathFor(qcow2), refPathFor(qcow2)]).toEqual([
+      'dist/images/prod/10_update.digest',
+      'dist/images/prod/10_update.manifest.json',
+      'dist/images/prod/10_update.snapshot.json.gz',
+      'dist/images/prod/10_update.ref',
+    ]);
+  });
+
+  it('are written as hidden partial files first, one per writer when given', () => {
+    expect(partialPathFor('/w/dist/images/prod/base.qcow2')).toBe('/w/dist/images/prod/.base.qcow2.partial');
+    expect(partialPathFor('/w/export/prod.ova', '1234.abcdef')).toBe('/w/export/.prod.ova.1234.abcdef.partial');
+  });
+
+  it("have a work folder per layer build under the image's .vmlb folder", () => {
+    expect(workFoldersIn('/w/dist/images/prod')).toBe('/w/dist/images/prod/.vmlb');
+    expect(workFolderFor('/w/dist/images/prod', '10_update')).toBe('/w/dist/images/prod/.vmlb/10_update');
+  });
+});
 
 describe('staleLayerFiles', () => {
   it('lists the files of layers the image no longer has, and nothing else', () => {

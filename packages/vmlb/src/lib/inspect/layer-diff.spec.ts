@@ -2,7 +2,7 @@ import { chmodSync, lutimesSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, ut
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { diffRoots, formatPackageChanges, formatRootDiff, sameContent } from './layer-diff';
-import { snapshotRoot } from './layer-manifest';
+import { snapshotRoot } from './root-snapshot';
 import { formatBytes } from '../util/units';
 
 const FIXED_TIME = new Date('2026-01-02T03:04:05Z');

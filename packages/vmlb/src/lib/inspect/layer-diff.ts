@@ -1,6 +1,8 @@
 import { constants as fsConstants, createReadStream } from 'node:fs';
 import * as path from 'node:path';
-import { type Entry, type FileState, type LayerManifest, type RootSnapshot, comparePaths, diffSnapshots } from './layer-manifest';
+import { type Entry, type FileState, comparePaths } from './file-entries';
+import { type LayerManifest, diffSnapshots } from './layer-manifest';
+import type { RootSnapshot } from './root-snapshot';
 
 /**
  * What differs between two mounted image roots, in the manner of

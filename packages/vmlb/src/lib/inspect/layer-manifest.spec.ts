@@ -1,107 +1,13 @@
 import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
-import { run } from '../util/exec';
-import { comparePaths, diffSnapshots, type LayerManifest, type RootSnapshot, snapshotRoot, summarizeManifest } from './layer-manifest';
+import { scratchImageRoot } from '../../testing/image-root';
+import { type LayerManifest, diffSnapshots, manifestWithoutFiles, readManifest, summarizeManifest, writeManifest } from './layer-manifest';
+import type { RootSnapshot } from './root-snapshot';
 
-let root: string;
-
-beforeEach(() => {
-  root = fs.mkdtempSync(path.join(os.tmpdir(), 'vmlb-layer-manifest-'));
-});
-afterEach(() => fs.rmSync(root, { recursive: true, force: true }));
-
-/** Writes a file inside the test root, creating its folders. */
-function write(imagePath: string, content: string | Buffer = ''): string {
-  const target = path.join(root, imagePath);
-  fs.mkdirSync(path.dirname(target), { recursive: true });
-  fs.writeFileSync(target, content);
-  return target;
-}
-
-const at = (imagePath: string) => path.join(root, imagePath);
+const image = scratchImageRoot('vmlb-layer-manifest-');
+const { at, write, manifestOf } = image;
 const paths = (entries: Array<{ path: string }>) => entries.map((entry) => entry.path);
 
-/** Snapshots the root, lets `change` alter it, snapshots again and diffs. */
-async function manifestOf(change: () => void, options?: { maxEntries?: number }): Promise<LayerManifest> {
-  const before = await snapshotRoot(root);
-  change();
-  return diffSnapshots(before, await snapshotRoot(root), options);
-}
-
 const asRoot = process.getuid?.() === 0 ? it : it.skip;
-
-describe('snapshotRoot', () => {
-  it('records every entry by its path inside the image, with its type, and does not follow symlinks', async () => {
-    write('/etc/hostname', 'box\n');
-    fs.mkdirSync(at('/srv/empty'), { recursive: true });
-    fs.symlinkSync('/etc', at('/etc-link'));
-    const outside = fs.mkdtempSync(path.join(os.tmpdir(), 'vmlb-layer-manifest-outside-'));
-    try {
-      fs.writeFileSync(path.join(outside, 'secret'), 'x');
-      fs.symlinkSync(outside, at('/escape'));
-      const snapshot = await snapshotRoot(`${root}/`);
-      expect([...snapshot.files.keys()].sort(comparePaths)).toEqual(['/', '/escape', '/etc', '/etc/hostname', '/etc-link', '/srv', '/srv/empty']);
-      expect(snapshot.files.get('/etc/hostname')).toMatchObject({ size: 4, ino: fs.statSync(at('/etc/hostname')).ino });
-      expect(snapshot.files.get('/etc-link')?.link).toBe('/etc');
-      expect(snapshot.files.get('/escape')?.link).toBe(outside);
-      expect(snapshot.packages).toBeUndefined();
-      expect(snapshot.packageManager).toBeUndefined();
-    } finally {
-      fs.rmSync(outside, { recursive: true, force: true });
-    }
-  });
-
-  it('lists /proc, /sys, /dev and /run but not what is in them; /tmp is walked', async () => {
-    for (const folder of ['/proc', '/sys', '/dev', '/run', '/tmp']) write(`${folder}/inside`);
-    const snapshot = await snapshotRoot(root);
-    for (const folder of ['/proc', '/sys', '/dev', '/run']) {
-      expect(snapshot.files.has(folder)).toBe(true);
-      expect(snapshot.files.has(`${folder}/inside`)).toBe(false);
-    }
-    expect(snapshot.files.has('/tmp/inside')).toBe(true);
-  });
-
-  it('keeps names that are not valid UTF-8, each under its own key', async () => {
-    const latin1Name = Buffer.from([0x63, 0x61, 0x66, 0xe9]); // "café" in latin1
-    const utf8Name = Buffer.from('café', 'utf8');
-    fs.mkdirSync(at('/data'));
-    for (const name of [latin1Name, utf8Name]) {
-      fs.writeFileSync(Buffer.concat([Buffer.from(`${at('/data')}/`), name]), 'abc');
-    }
-    fs.mkdirSync(Buffer.concat([Buffer.from(`${at('/data')}/`), latin1Name, Buffer.from('-dir')]));
-    fs.writeFileSync(Buffer.concat([Buffer.from(`${at('/data')}/`), latin1Name, Buffer.from('-dir/nested')]), 'x');
-    const snapshot = await snapshotRoot(root);
-    expect(snapshot.files.get('/data/caf\\xe9')?.size).toBe(3);
-    expect(snapshot.files.get('/data/café')?.size).toBe(3);
-    expect(snapshot.files.get('/data/caf\\xe9-dir/nested')?.size).toBe(1);
-  });
-
-  it('names the root when it is missing, relative or not a folder', async () => {
-    await expect(snapshotRoot(path.join(root, 'missing'))).rejects.toThrow(`Image root ${path.join(root, 'missing')} does not exist.`);
-    await expect(snapshotRoot('relative/root')).rejects.toThrow('Image root relative/root is not an absolute path.');
-    const file = write('/file');
-    await expect(snapshotRoot(file)).rejects.toThrow(`Image root ${file} is not a folder.`);
-  });
-
-  asRoot('does not descend into another filesystem mounted under the root', async () => {
-    write('/etc/hostname', 'box\n');
-    fs.mkdirSync(at('/mnt'));
-    await run('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'vmlb-test', at('/mnt')]);
-    try {
-      fs.writeFileSync(at('/mnt/on-tmpfs'), 'x');
-      const before = await snapshotRoot(root);
-      expect(before.files.has('/mnt')).toBe(true);
-      expect(before.files.has('/mnt/on-tmpfs')).toBe(false);
-      expect(before.mountPoints).toEqual(['/mnt']);
-      fs.writeFileSync(at('/mnt/also-on-tmpfs'), 'y');
-      fs.rmSync(at('/mnt/on-tmpfs'));
-      expect(diffSnapshots(before, await snapshotRoot(root)).files.counts).toEqual({ added: 0, modified: 0, removed: 0 });
-    } finally {
-      await run('umount', [at('/mnt')], { reject: false });
-    }
-  });
-});
 
 describe('diffSnapshots: files', () => {
   it('lists added files and an added empty folder, but not their parent folders as modified', async () => {
@@ -228,102 +134,6 @@ describe('diffSnapshots: files', () => {
   });
 });
 
-describe('diffSnapshots: dpkg packages', () => {
-  const stanza = (fields: Record<string, string>) =>
-    Object.entries(fields)
-      .map(([name, value]) => `${name}: ${value}`)
-      .join('\n');
-
-  const installed = (name: string, version: string, architecture = 'amd64') =>
-    stanza({ Package: name, Status: 'install ok installed', Priority: 'optional', Architecture: architecture, Version: version });
-
-  const statusFile = (...stanzas: string[]) => `${stanzas.join('\n\n')}\n`;
-
-  const BEFORE = statusFile(
-    installed('bash', '5.2.15-2+b2'),
-    installed('curl', '8.5.0-1'),
-    // Multi-line fields: continuation lines must not be read as fields.
-    `${installed('libc6', '2.36-9+deb12u4')}\nDescription: GNU C Library\n Package: not-a-package\n Version: 0\nConffiles:\n /etc/ld.so.conf 1234`,
-    installed('oldtool', '1.0-1'),
-    stanza({ Package: 'purged-long-ago', Status: 'deinstall ok config-files', Architecture: 'amd64', Version: '0.1' }),
-  );
-
-  const AFTER = statusFile(
-    installed('bash', '5.2.21-2'), // upgraded
-    installed('curl', '7.88.1-10'), // downgraded
-    installed('libc6', '2.36-9+deb12u4'),
-    installed('libc6', '2.36-9+deb12u4', 'i386'), // second architecture of the same package
-    stanza({ Package: 'oldtool', Status: 'deinstall ok config-files', Architecture: 'amd64', Version: '1.0-1' }), // removed, config left
-    installed('jq', '1.6-2.1', 'amd64'),
-    stanza({ Package: 'pinned', Status: 'hold ok installed', Architecture: 'all', Version: '3' }),
-    stanza({ Package: 'purged-long-ago', Status: 'deinstall ok config-files', Architecture: 'amd64', Version: '0.1' }),
-  );
-
-  async function snapshotWithStatus(status: string): Promise<RootSnapshot> {
-    write('/var/lib/dpkg/status', status);
-    return snapshotRoot(root);
-  }
-
-  it('reads installed packages, qualifying a name with its architecture only when several are installed', async () => {
-    const before = await snapshotWithStatus(BEFORE);
-    expect(before.packageManager).toBe('dpkg');
-    expect(before.packages).toEqual(
-      new Map([
-        ['bash', '5.2.15-2+b2'],
-        ['curl', '8.5.0-1'],
-        ['libc6', '2.36-9+deb12u4'],
-        ['oldtool', '1.0-1'],
-      ]),
-    );
-    const after = await snapshotWithStatus(AFTER);
-    expect([...after.packages!.keys()].sort()).toEqual(['bash', 'curl', 'jq', 'libc6:amd64', 'libc6:i386', 'pinned']);
-  });
-
-  it('lists installed, removed and upgraded (or downgraded) packages, matching libc6 with libc6:amd64', async () => {
-    const before = await snapshotWithStatus(BEFORE);
-    const after = await snapshotWithStatus(AFTER);
-    expect(diffSnapshots(before, after).packages).toEqual({
-      manager: 'dpkg',
-      installed: [
-        { name: 'jq', version: '1.6-2.1' },
-        { name: 'libc6:i386', version: '2.36-9+deb12u4' },
-        { name: 'pinned', version: '3' },
-      ],
-      removed: [{ name: 'oldtool', version: '1.0-1' }],
-      upgraded: [
-        { name: 'bash', from: '5.2.15-2+b2', to: '5.2.21-2' },
-        { name: 'curl', from: '8.5.0-1', to: '7.88.1-10' },
-      ],
-    });
-    expect(diffSnapshots(after, before).packages?.removed.map((pkg) => pkg.name)).toEqual(['jq', 'libc6:i386', 'pinned']);
-  });
-
-  it('counts every package as installed when the layer created the dpkg database', async () => {
-    const before = await snapshotRoot(root);
-    const after = await snapshotWithStatus(statusFile(installed('base-files', '12.4')));
-    expect(diffSnapshots(before, after).packages).toEqual({ manager: 'dpkg', installed: [{ name: 'base-files', version: '12.4' }], removed: [], upgraded: [] });
-  });
-
-  it('has no packages section when neither snapshot has a dpkg database', async () => {
-    write('/etc/hostname');
-    const manifest = await manifestOf(() => write('/etc/motd'));
-    expect(manifest.packages).toBeUndefined();
-    expect('packages' in manifest).toBe(false);
-  });
-
-  it('reads the database through the image\'s own symlinks, never the host\'s', async () => {
-    write('/real-var/lib/dpkg/status', statusFile(installed('inside', '1')));
-    fs.symlinkSync('/real-var', at('/var'));
-    const snapshot = await snapshotRoot(root);
-    expect(snapshot.packages).toEqual(new Map([['inside', '1']]));
-  });
-
-  it('names the status file and line of a stanza without a Package field', async () => {
-    write('/var/lib/dpkg/status', statusFile(installed('bash', '5'), 'Status: install ok installed\nVersion: 1'));
-    await expect(snapshotRoot(root)).rejects.toThrow(`${at('/var/lib/dpkg/status')}:7: stanza has no Package field.`);
-  });
-});
-
 describe('summarizeManifest', () => {
   const manifest = (counts: [number, number, number], packages?: [number, number, number]): LayerManifest => ({
     version: 1,
@@ -349,5 +159,22 @@ describe('summarizeManifest', () => {
     ['+40 files, -1 packages ~2 upgraded', manifest([40, 0, 0], [0, 1, 2])],
   ])('"%s"', (expected, input) => {
     expect(summarizeManifest(input)).toBe(expected);
+  });
+});
+describe('the manifest file', () => {
+  const build = { taskHash: null, host: 'builder', workspace: '/w', finishedAt: '2026-01-01T00:00:00.000Z', seconds: 1.5, fileSize: 10, virtualSize: 20 };
+
+  it('is written as indented JSON with a final newline, and read back', async () => {
+    const file = at('/base.manifest.json');
+    await writeManifest(file, manifestWithoutFiles('base', build));
+    expect(fs.readFileSync(file, 'utf8')).toBe(`${JSON.stringify({ kind: 'base', version: 1, files: null, build }, null, 2)}\n`);
+    expect(readManifest(file)).toEqual({ kind: 'base', version: 1, files: null, build });
+  });
+
+  it('reads as nothing when missing or not JSON, and leaves out a build record that is not one', () => {
+    expect(readManifest(at('/missing.manifest.json'))).toBeUndefined();
+    expect(readManifest(write('/broken.manifest.json', '{"kind":'))).toBeUndefined();
+    const odd = write('/odd.manifest.json', JSON.stringify({ kind: 'build-layer', files: null, build: { taskHash: 42 } }));
+    expect(readManifest(odd)).toEqual({ kind: 'build-layer', files: null });
   });
 });

@@ -1,11 +1,10 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import * as path from 'node:path';
-import { type BuildRecord, builtHere, isBuildRecord } from '../cache-identity/build-record';
+import { type BuildRecord, builtHere } from '../cache-identity/build-record';
 import { isDigest } from '../cache-identity/digest';
-import { digestPathFor, manifestPathFor } from '../image/dist-layout';
-import { type LayerManifest, summarizeManifest } from './layer-manifest';
-import { refPathFor } from '../blob/layer-ref';
-import { isTaskHash, noshareEntryDir, nxCacheEntryDir } from '../cache-identity/nx-cache-layout';
+import { digestPathFor, manifestPathFor, refPathFor } from '../image/dist-layout';
+import { type LayerManifest, type ManifestFile, readManifest, summarizeManifest } from './layer-manifest';
+import { isTaskHash, noshareEntryDir, noshareEntryFiles, nxCacheEntryDir } from '../cache-identity/nx-cache-layout';
 
 /**
  * Where each layer of an image stands, base first, without building or
@@ -89,13 +88,6 @@ interface Found {
   manifest?: ManifestFile;
 }
 
-interface ManifestFile {
-  kind?: string;
-  files?: LayerManifest['files'] | null;
-  packages?: LayerManifest['packages'];
-  build?: BuildRecord;
-}
-
 export async function layerStatuses(layers: StatusLayer[], sources: StatusSources): Promise<LayerStatus[]> {
   const digests: Record<string, string> = {};
   let blockedBy: { state: CacheState; note: string } | undefined;
@@ -171,9 +163,9 @@ function readDist(layer: StatusLayer, sources: StatusSources): (Found & { fileSi
 function readLocalCache(layer: StatusLayer, hash: string, sources: StatusSources): Found | undefined {
   if (!isTaskHash(hash)) return undefined;
   if (layer.cacheability === 'noshare') {
-    const entry = noshareEntryDir(sources.nxCacheDir, hash);
-    const digest = readDigestFile(path.join(entry, 'layer.digest'));
-    return digest ? { digest, manifest: readManifest(path.join(entry, 'layer.manifest.json')) } : undefined;
+    const entry = noshareEntryFiles(noshareEntryDir(sources.nxCacheDir, hash));
+    const digest = readDigestFile(entry.digest);
+    return digest ? { digest, manifest: readManifest(entry.manifest) } : undefined;
   }
   if (layer.cacheability === 'nocache') return undefined;
   const entry = nxCacheEntryDir(sources.nxCacheDir, hash);
@@ -206,16 +198,6 @@ function readDigestFile(file: string): string | undefined {
   try {
     const digest = readFileSync(file, 'utf8').trim();
     return isDigest(digest) ? digest : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function readManifest(file: string): ManifestFile | undefined {
-  try {
-    const manifest = JSON.parse(readFileSync(file, 'utf8')) as ManifestFile;
-    if (manifest.build !== undefined && !isBuildRecord(manifest.build)) delete manifest.build;
-    return manifest;
   } catch {
     return undefined;
   }

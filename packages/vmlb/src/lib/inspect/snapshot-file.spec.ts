@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import type { RootSnapshot } from './layer-manifest';
+import type { RootSnapshot } from './root-snapshot';
 import { readSnapshotFile, writeSnapshotFile } from './snapshot-file';
 
 describe('snapshot files', () => {

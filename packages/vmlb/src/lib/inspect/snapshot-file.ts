@@ -2,7 +2,8 @@ import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { gunzip, gzip } from 'node:zlib';
 import { writeFileAtomic } from '../util/atomic-file';
-import type { FileState, RootSnapshot } from './layer-manifest';
+import type { FileState } from './file-entries';
+import type { RootSnapshot } from './root-snapshot';
 
 /**
  * A root snapshot on disk, gzipped JSON: one row per path (path, size,

@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import type { Log } from './log';
 
 /**
  * `VMLB_PAUSE_AT=<phase>` stops a layer build at one named phase and keeps
@@ -54,7 +55,7 @@ export function pausePhase(env: NodeJS.ProcessEnv = process.env): BuildPhase | u
  * otherwise, and always when there is no signal: only a build that can be
  * interrupted is paused (not, say, `diff` attaching a disk to read it).
  */
-export async function pausePoint(phase: BuildPhase, signal: AbortSignal | undefined, log: (message: string) => void): Promise<void> {
+export async function pausePoint(phase: BuildPhase, signal: AbortSignal | undefined, log: Log): Promise<void> {
   performance.mark(`${PHASE_MARK_PREFIX}${phase}`);
   if (!signal || pausePhase() !== phase) return;
   log(`vmlb: paused at ${phase} (${PAUSE_ENV}; pid ${process.pid}); interrupt to go on`);
