@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync, lstatSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import * as path from 'node:path';
 import { Readable, Transform } from 'node:stream';
@@ -10,7 +10,8 @@ import { execa } from 'execa';
 import { chainDigestAndSha256, writeDigest } from './digest';
 import { digestPathFor } from './dist-layout';
 import type { Log } from './disk-attach';
-import { createBlank, convertToQcow2, imageInfo, type SourceFormat } from './qcow2';
+import { detectBaseFormat } from './disk-format';
+import { createBlank, convertToQcow2, imageInfo } from './qcow2';
 import { formatBytes, formatDuration, parseSize } from './units';
 
 /** The digest a base's chain digest starts from (a base has no parent). */
@@ -94,7 +95,9 @@ async function convertDisk(file: string, output: string, log: Log, displayName: 
     disk = temporary;
   }
   try {
-    const info = await imageInfo(disk);
+    // The format comes from the file's header (never qemu's probe), and a disk naming other files is refused.
+    const { format } = await detectBaseFormat(disk, displayName, setting);
+    const info = await imageInfo(disk, { format });
     // qemu-img rounds a raw file up to whole sectors; a real raw disk is sector-sized already.
     const bytes = statSync(disk).size;
     if (info.format === 'raw' && (bytes === 0 || bytes % 512 !== 0)) {
@@ -104,7 +107,7 @@ async function convertDisk(file: string, output: string, log: Log, displayName: 
       );
     }
     log(`vmlb: importing ${info.format} disk of ${formatBytes(info.virtualSize)}`);
-    await convertToQcow2(disk, output, { sourceFormat: info.format as SourceFormat, progress: true });
+    await convertToQcow2(disk, output, { sourceFormat: format, progress: true });
   } finally {
     if (temporary) rmSync(temporary, { force: true });
   }
@@ -115,12 +118,27 @@ async function convertDisk(file: string, output: string, log: Log, displayName: 
  * only when the cache does not hold it yet. Images that share a base (same
  * sha256) share the download. A mismatch keeps nothing.
  */
-export async function fetchVerified(url: string, sha256: string, cacheDir: string, log: Log, configFile = 'image.json'): Promise<string> {
+export async function fetchVerified(
+  url: string,
+  sha256: string,
+  cacheDir: string,
+  log: Log,
+  configFile = 'image.json',
+): Promise<string> {
   const name = path.basename(new URL(url).pathname) || 'download';
   const cached = path.join(cacheDir, `${sha256}-${name}`);
   if (existsSync(cached)) {
-    log(`vmlb: using ${name} from the download cache (${cacheDir})`);
-    return cached;
+    // A name is no proof: the cache is a plain folder, and a copy there may have been damaged or replaced.
+    const actual = await cachedSha256(cached);
+    if (actual === sha256.toLowerCase()) {
+      log(`vmlb: using ${name} from the download cache (${cacheDir}), sha256 verified`);
+      return cached;
+    }
+    rmSync(cached, { force: true, recursive: true });
+    log(
+      `vmlb: ${name} in the download cache (${cached}) does not have the sha256 ${sha256.toLowerCase()} it is filed under ` +
+        `(it has ${actual}): discarded it, downloading again`,
+    );
   }
   mkdirSync(cacheDir, { recursive: true });
   const partial = `${cached}.${process.pid}.partial`;
@@ -164,6 +182,15 @@ export async function fetchVerified(url: string, sha256: string, cacheDir: strin
     rmSync(partial, { force: true });
     throw error;
   }
+}
+
+/** The sha256 of a cached download, or what it is instead of a regular file (never read: a FIFO would block). */
+async function cachedSha256(file: string): Promise<string> {
+  const stats = lstatSync(file);
+  if (!stats.isFile()) return `no sha256: it is not a regular file`;
+  const hash = createHash('sha256');
+  await pipeline(createReadStream(file), hash);
+  return hash.digest('hex');
 }
 
 async function openUrl(url: string, configFile: string): Promise<{ body: Readable; size?: number }> {
