@@ -393,6 +393,19 @@ describe('s3:// blob store (s3rver on 127.0.0.1)', () => {
     }
   });
 
+  it('an object bigger than the ref says (issue 18.7): refused before a byte is written, nothing kept', async () => {
+    const layer = await randomFile(MiB);
+    await store.upload(layer.sha256, layer.file);
+    await server.client.send(new PutObjectCommand({ Bucket: server.bucket, Key: `${prefix}/sha256/${layer.sha256}`, Body: randomBytes(3 * MiB) }));
+    const destination = scratchPath('oversized-s3.qcow2');
+    const failure = store.download(layer.sha256, destination, { expectedBytes: MiB });
+    await expect(failure).rejects.toBeInstanceOf(BlobIntegrityError);
+    await expect(failure).rejects.toThrow(
+      `Blob ${layer.sha256} in s3://${server.bucket}/${prefix} is larger than its ref says (${MiB} bytes): the store announces ${3 * MiB} bytes. The download was stopped`,
+    );
+    expect(await exists(destination)).toBe(false);
+  });
+
   it('names the store, the operation and the endpoint when nothing listens there', async () => {
     const unreachable = (await openRemoteBlobStore(`s3://${server.bucket}`, { ...server.env, AWS_ENDPOINT_URL_S3: 'http://127.0.0.1:9', AWS_MAX_ATTEMPTS: '1' })) as S3BlobStore;
     try {
