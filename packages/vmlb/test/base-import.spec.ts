@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { execa } from 'execa';
 import { ROOT_DIGEST, importBase } from '../src/lib/base-import';
 import { chainDigest, sha256File } from '../src/lib/digest';
+import { deadPort, startTestProxy, type TestProxy } from './support/connect-proxy';
 
 /**
  * Base import on real disks: a raw disk with a known pattern is served as a
@@ -257,6 +258,38 @@ describe('importBase', () => {
     requests = [];
     await importBase({ url: `${baseUrl}/disk.raw`, sha256 }, out('tamper-3'), { downloadCache: downloads, log, workspaceRoot: dir });
     expect(requests).toEqual([]);
+  });
+
+  describe('through https_proxy / http_proxy (issue 18.8)', () => {
+    let proxy: TestProxy;
+    let hidden: string;
+    beforeAll(async () => {
+      // A port nothing listens on: only the proxy forwards it, to the test's HTTP server.
+      hidden = `127.0.0.1:${await deadPort()}`;
+      proxy = await startTestProxy({ [hidden]: new URL(baseUrl).host });
+    });
+    afterAll(() => proxy?.close());
+
+    it('downloads a base from a host only the proxy reaches', async () => {
+      const sha256 = await sha256File(raw);
+      const env = { http_proxy: proxy.url, no_proxy: 'localhost,.example.internal' };
+      await importBase({ url: `http://${hidden}/disk.raw`, sha256 }, out('proxied'), { downloadCache: path.join(dir, 'proxy-cache'), log, workspaceRoot: dir, env });
+      await sameContent(out('proxied'));
+      expect(proxy.requests.length).toBe(1);
+      expect(proxy.requests[0]).toMatch(new RegExp(`^(CONNECT ${hidden}|GET http://${hidden}/disk\\.raw)$`));
+      expect(requests).toEqual(['/disk.raw']);
+    });
+
+    it('goes direct to a host no_proxy names (here: nothing answers), and without a proxy at all', async () => {
+      const sha256 = await sha256File(raw);
+      for (const env of [{ HTTP_PROXY: proxy.url, NO_PROXY: '127.0.0.1' }, {}]) {
+        proxy.requests.length = 0;
+        await expect(
+          importBase({ url: `http://${hidden}/disk.raw`, sha256 }, out('unproxied'), { downloadCache: path.join(dir, 'proxy-cache-2'), log, workspaceRoot: dir, env }),
+        ).rejects.toThrow(/ECONNREFUSED/);
+        expect(proxy.requests).toEqual([]);
+      }
+    });
   });
 
   it('creates a blank disk of the given size', async () => {

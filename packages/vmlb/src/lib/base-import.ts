@@ -7,10 +7,12 @@ import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { createGunzip } from 'node:zlib';
 import { execa } from 'execa';
+import { fetch } from 'undici';
 import { chainDigestAndSha256, writeDigest } from './digest';
 import { digestPathFor } from './dist-layout';
 import type { Log } from './disk-attach';
 import { detectBaseFormat } from './disk-format';
+import { proxyDispatcher } from './proxy-env';
 import { createBlank, convertToQcow2, imageInfo } from './qcow2';
 import { formatBytes, formatDuration, parseSize } from './units';
 
@@ -42,6 +44,8 @@ export async function importBase(
     configFile?: string;
     /** Files that describe the earlier base (its manifest): removed only when the new base replaces it. */
     replaces?: string[];
+    /** Where the proxy variables come from (default process.env). */
+    env?: NodeJS.ProcessEnv;
   },
 ): Promise<{ digest: string; sha256: string }> {
   const configFile = options.configFile ?? 'image.json';
@@ -61,7 +65,7 @@ export async function importBase(
       }
       await convertDisk(file, partial, options.log, source.path, `base.path in ${configFile}`);
     } else {
-      const download = await fetchVerified(source.url, source.sha256, options.downloadCache, options.log, configFile);
+      const download = await fetchVerified(source.url, source.sha256, options.downloadCache, options.log, configFile, options.env);
       await convertDisk(download, partial, options.log, path.basename(new URL(source.url).pathname), `base.url in ${configFile}`);
     }
     const { digest, sha256 } = await chainDigestAndSha256(ROOT_DIGEST, partial);
@@ -124,6 +128,7 @@ export async function fetchVerified(
   cacheDir: string,
   log: Log,
   configFile = 'image.json',
+  env: NodeJS.ProcessEnv = process.env,
 ): Promise<string> {
   const name = path.basename(new URL(url).pathname) || 'download';
   const cached = path.join(cacheDir, `${sha256}-${name}`);
@@ -144,7 +149,7 @@ export async function fetchVerified(
   const partial = `${cached}.${process.pid}.partial`;
   const hash = createHash('sha256');
   try {
-    const { body, size } = await openUrl(url, configFile);
+    const { body, size } = await openUrl(url, configFile, env);
     const progress = new ProgressReporter(name, size, log);
     let received = 0;
     try {
@@ -193,16 +198,18 @@ async function cachedSha256(file: string): Promise<string> {
   return hash.digest('hex');
 }
 
-async function openUrl(url: string, configFile: string): Promise<{ body: Readable; size?: number }> {
+async function openUrl(url: string, configFile: string, env: NodeJS.ProcessEnv): Promise<{ body: Readable; size?: number }> {
   const parsed = new URL(url);
   if (parsed.protocol === 'file:') {
     const file = fileURLToPath(parsed);
     if (!existsSync(file)) throw new Error(`Cannot download ${url}: ${file} does not exist. Check base.url in ${configFile}.`);
     return { body: createReadStream(file), size: statSync(file).size };
   }
-  let response: Response;
+  let response: Awaited<ReturnType<typeof fetch>>;
   try {
-    response = await fetch(url, { redirect: 'follow' });
+    // undici's own fetch: Node 20's global fetch ignores the proxy variables, and takes no dispatcher from this undici.
+    const dispatcher = proxyDispatcher(env);
+    response = await fetch(url, { redirect: 'follow', ...(dispatcher ? { dispatcher } : {}) });
   } catch (error) {
     const cause = (error as { cause?: Error }).cause;
     throw new Error(
