@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { createGunzip } from 'node:zlib';
 import { execa } from 'execa';
-import { fetch } from 'undici';
+import { type Dispatcher, fetch } from 'undici';
 import { chainDigestAndSha256, writeDigest } from './digest';
 import { digestPathFor } from './dist-layout';
 import type { Log } from './disk-attach';
@@ -148,8 +148,9 @@ export async function fetchVerified(
   mkdirSync(cacheDir, { recursive: true });
   const partial = `${cached}.${process.pid}.partial`;
   const hash = createHash('sha256');
+  const dispatcher = proxyDispatcher(env);
   try {
-    const { body, size } = await openUrl(url, configFile, env);
+    const { body, size } = await openUrl(url, configFile, dispatcher);
     const progress = new ProgressReporter(name, size, log);
     let received = 0;
     try {
@@ -186,6 +187,9 @@ export async function fetchVerified(
   } catch (error) {
     rmSync(partial, { force: true });
     throw error;
+  } finally {
+    // Its kept-alive connections would otherwise hold the process open.
+    await dispatcher?.destroy();
   }
 }
 
@@ -198,7 +202,7 @@ async function cachedSha256(file: string): Promise<string> {
   return hash.digest('hex');
 }
 
-async function openUrl(url: string, configFile: string, env: NodeJS.ProcessEnv): Promise<{ body: Readable; size?: number }> {
+async function openUrl(url: string, configFile: string, dispatcher: Dispatcher | undefined): Promise<{ body: Readable; size?: number }> {
   const parsed = new URL(url);
   if (parsed.protocol === 'file:') {
     const file = fileURLToPath(parsed);
@@ -207,8 +211,7 @@ async function openUrl(url: string, configFile: string, env: NodeJS.ProcessEnv):
   }
   let response: Awaited<ReturnType<typeof fetch>>;
   try {
-    // undici's own fetch: Node 20's global fetch ignores the proxy variables, and takes no dispatcher from this undici.
-    const dispatcher = proxyDispatcher(env);
+    // undici's own fetch, with a dispatcher of the same undici (Node 20's global fetch ignores the proxy variables).
     response = await fetch(url, { redirect: 'follow', ...(dispatcher ? { dispatcher } : {}) });
   } catch (error) {
     const cause = (error as { cause?: Error }).cause;

@@ -87,6 +87,14 @@ export function proxyHttpAgent(env: NodeJS.ProcessEnv = process.env): http.Agent
       }
       return tunnel.connect(request, options);
     }
+
+    /** The SDK destroys its agents with the client: the per-request ones go too. */
+    override destroy(): void {
+      super.destroy();
+      direct.http.destroy();
+      direct.https.destroy();
+      for (const tunnel of tunnels.values()) tunnel.destroy();
+    }
   }
   // The proxy given here is never used directly: connect() picks one per request.
   return new EnvProxyAgent((settings.httpsProxy ?? settings.httpProxy)!, { keepAlive: true });
