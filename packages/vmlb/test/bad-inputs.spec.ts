@@ -340,6 +340,41 @@ describe('bad input', () => {
       );
     }, 120_000);
 
+    describe('a base whose backing file is a file of this host (a canary standing for /etc/shadow)', () => {
+      const canaryText = 'CANARY-vmlb-bad-inputs-host-secret';
+      let canary: string;
+      let backed: Buffer;
+      beforeAll(async () => {
+        canary = path.join(served, 'canary.raw');
+        writeFileSync(canary, Buffer.alloc(1024 * 1024, `${canaryText}\n`));
+        await execa('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', canary, '-F', 'raw', path.join(served, 'backed.qcow2'), '1M']);
+        backed = readFileSync(path.join(served, 'backed.qcow2'));
+      });
+      /** No file of the image's dist/ or of the download cache holds a byte pattern of the canary. */
+      const canaryNowhere = () => {
+        for (const folder of [dist(), downloads]) {
+          for (const name of readdirSync(folder, { recursive: true }).map(String)) {
+            const file = path.join(folder, name);
+            if (spawnSync('test', ['-f', file]).status === 0) expect(readFileSync(file).includes(canaryText)).toBe(false);
+          }
+        }
+      };
+      const refusal = (name: string, setting: string) =>
+        `vmlb: ${name} is a qcow2 image with a backing file (${JSON.stringify(canary)}): vmlb imports standalone disks only, since opening it would read another file on this host into the base, ` +
+        `which the caches then share. Flatten it first, on a machine that has the files it names: qemu-img convert -O qcow2 <in> <out>, and point ${setting} in images/tiny/image.json at the result.`;
+
+      it('by base.path: refused with the flatten command; the canary is nowhere in dist/', async () => {
+        writeFileSync(image('backed.qcow2'), backed);
+        await expectFailure(await buildFrom({ path: 'backed.qcow2' }), refusal('images/tiny/backed.qcow2', 'base.path'));
+        canaryNowhere();
+      }, 120_000);
+
+      it('by base.url with its matching sha256: refused the same way; the canary is nowhere in dist/ or the download cache', async () => {
+        await expectFailure(await buildFrom({ url: `${url}/backed.qcow2`, sha256: sha256(backed) }), refusal('backed.qcow2', 'base.url'));
+        canaryNowhere();
+      }, 120_000);
+    });
+
     it('a local base disk that is not there', async () => {
       await expectFailure(
         await buildFrom({ path: 'disks/debian.qcow2' }),

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import { createReadStream, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
@@ -6,6 +7,7 @@ import * as path from 'node:path';
 import { execa } from 'execa';
 import { importBase } from '../src/lib/build/base-import';
 import { ROOT_DIGEST, chainDigest, sha256File } from '../src/lib/cache-identity/digest';
+import { deadPort, startTestProxy, type TestProxy } from './support/connect-proxy';
 
 /**
  * Base import on real disks: a raw disk with a known pattern is served as a
@@ -170,6 +172,124 @@ describe('importBase', () => {
     await importBase({ empty: '32M' }, output, { downloadCache: cache, log, workspaceRoot: dir, replaces: [manifest] });
     expect(existsSync(manifest)).toBe(false);
     expect(readFileSync(digestFile, 'utf8')).not.toBe(before.digest);
+  });
+
+  describe('a base that names other files of this host (issue 18.6)', () => {
+    // The canary stands for /etc/shadow or a block device: its bytes must never reach a base.
+    const canary = path.join(dir, 'canary.raw');
+    const canaryText = 'CANARY-7f3a-host-secret';
+    const holdsCanary = (folder: string) =>
+      existsSync(folder) && readdirSync(folder).some((name) => readFileSync(path.join(folder, name)).includes(canaryText));
+    const refusal = (name: string, what: RegExp) =>
+      new RegExp(
+        `^${name.replace(/\./g, '\\.')} is ${what.source}: vmlb imports standalone disks only, since opening it would read another file on this host into the base, ` +
+          `which the caches then share\\. Flatten it first, on a machine that has the files it names: qemu-img convert -O qcow2 <in> <out>, and point base\\.(path|url) in images/x/image\\.json at the result\\.$`,
+      );
+    beforeAll(async () => {
+      writeFileSync(canary, Buffer.alloc(1024 * 1024, `${canaryText}\n`));
+      await execa('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', canary, '-F', 'raw', path.join(dir, 'backed.qcow2'), '1M']);
+      await execa('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', `data_file=${canary},data_file_raw=on`, path.join(dir, 'data-file.qcow2'), '1M']);
+      await execa('qemu-img', ['convert', '-f', 'raw', '-O', 'vmdk', canary, path.join(dir, 'parent.vmdk')]);
+      await execa('qemu-img', ['create', '-q', '-f', 'vmdk', '-b', path.join(dir, 'parent.vmdk'), '-F', 'vmdk', path.join(dir, 'child.vmdk')]);
+      writeFileSync(
+        path.join(dir, 'descriptor.vmdk'),
+        `# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="monolithicFlat"\n\nRW 2048 FLAT "${canary}" 0\n`,
+      );
+    });
+    const options = (name: string) => ({ downloadCache: path.join(dir, `${name}-cache`), log, workspaceRoot: dir, configFile: 'images/x/image.json' });
+
+    it('a qcow2 whose backing file is a host file, by path: refused with the flatten command, nothing of the backing file imported', async () => {
+      await expect(importBase({ path: 'backed.qcow2' }, out('backed-path'), options('backed-path'))).rejects.toThrow(
+        refusal('backed.qcow2', new RegExp(`a qcow2 image with a backing file \\("${canary.replace(/\./g, '\\.')}"\\)`)),
+      );
+      expect(readdirSync(path.dirname(out('backed-path')))).toEqual([]);
+    });
+
+    it('the same qcow2 by URL with its matching sha256: refused, nothing of the backing file in dist', async () => {
+      const sha256 = await sha256File(path.join(dir, 'backed.qcow2'));
+      await expect(importBase({ url: `${baseUrl}/backed.qcow2`, sha256 }, out('backed-url'), options('backed-url'))).rejects.toThrow(refusal('backed.qcow2', /a qcow2 image with a backing file .*/));
+      expect(readdirSync(path.dirname(out('backed-url')))).toEqual([]);
+      expect(holdsCanary(path.dirname(out('backed-url')))).toBe(false);
+      expect(holdsCanary(path.join(dir, 'backed-url-cache'))).toBe(false);
+    });
+
+    it('a qcow2 with an external data file: refused', async () => {
+      await expect(importBase({ path: 'data-file.qcow2' }, out('data-file'), options('data-file'))).rejects.toThrow(refusal('data-file.qcow2', /a qcow2 image whose data is in an external data file \(data-file\)/));
+      expect(holdsCanary(path.dirname(out('data-file')))).toBe(false);
+    });
+
+    it('a sparse vmdk with a parent, and a vmdk descriptor whose extent is a host file: refused', async () => {
+      await expect(importBase({ path: 'child.vmdk' }, out('vmdk-child'), options('vmdk-child'))).rejects.toThrow(refusal('child.vmdk', /a vmdk image with a parent \(backing\) file .*/));
+      await expect(importBase({ path: 'descriptor.vmdk' }, out('vmdk-descriptor'), options('vmdk-descriptor'))).rejects.toThrow(
+        refusal('descriptor.vmdk', /a vmdk descriptor whose data is in extent files it names \(or an old VMware format\)/),
+      );
+      expect(holdsCanary(path.dirname(out('vmdk-child')))).toBe(false);
+      expect(holdsCanary(path.dirname(out('vmdk-descriptor')))).toBe(false);
+    });
+
+    it('a standalone qcow2 and a standalone sparse vmdk still import, opened with their own format', async () => {
+      await importBase({ path: 'parent.vmdk' }, out('vmdk-ok'), options('vmdk-ok'));
+      await expect(execa('qemu-img', ['compare', '-f', 'qcow2', '-F', 'raw', out('vmdk-ok'), canary])).resolves.toMatchObject({ exitCode: 0 });
+      await execa('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, path.join(dir, 'standalone.qcow2')]);
+      await importBase({ path: 'standalone.qcow2' }, out('qcow2-ok'), options('qcow2-ok'));
+      await sameContent(out('qcow2-ok'));
+    });
+  });
+
+  it('re-hashes a cached download before using it: a tampered copy is discarded and downloaded again, saying so (issue 18.7)', async () => {
+    const downloads = path.join(dir, 'tamper-cache');
+    const sha256 = await sha256File(raw);
+    await importBase({ url: `${baseUrl}/disk.raw`, sha256 }, out('tamper-1'), { downloadCache: downloads, log, workspaceRoot: dir });
+    const [cached] = readdirSync(downloads);
+    const bytes = readFileSync(path.join(downloads, cached));
+    bytes.write('tampered', 0);
+    writeFileSync(path.join(downloads, cached), bytes);
+    requests = [];
+    logs.length = 0;
+    await importBase({ url: `${baseUrl}/disk.raw`, sha256 }, out('tamper-2'), { downloadCache: downloads, log, workspaceRoot: dir });
+    await sameContent(out('tamper-2'));
+    expect(requests).toEqual(['/disk.raw']);
+    expect(logs.join('\n')).toContain(
+      `vmlb: disk.raw in the download cache (${path.join(downloads, cached)}) does not have the sha256 ${sha256} it is filed under ` +
+        `(it has ${createHash('sha256').update(bytes).digest('hex')}): discarded it, downloading again`,
+    );
+    expect(await sha256File(path.join(downloads, cached))).toBe(sha256);
+    // A good cached copy is still used without a download, after its sha256 is checked.
+    requests = [];
+    await importBase({ url: `${baseUrl}/disk.raw`, sha256 }, out('tamper-3'), { downloadCache: downloads, log, workspaceRoot: dir });
+    expect(requests).toEqual([]);
+  });
+
+  describe('through https_proxy / http_proxy (issue 18.8)', () => {
+    let proxy: TestProxy;
+    let hidden: string;
+    beforeAll(async () => {
+      // A port nothing listens on: only the proxy forwards it, to the test's HTTP server.
+      hidden = `127.0.0.1:${await deadPort()}`;
+      proxy = await startTestProxy({ [hidden]: new URL(baseUrl).host });
+    });
+    afterAll(() => proxy?.close());
+
+    it('downloads a base from a host only the proxy reaches', async () => {
+      const sha256 = await sha256File(raw);
+      const env = { http_proxy: proxy.url, no_proxy: 'localhost,.example.internal' };
+      await importBase({ url: `http://${hidden}/disk.raw`, sha256 }, out('proxied'), { downloadCache: path.join(dir, 'proxy-cache'), log, workspaceRoot: dir, env });
+      await sameContent(out('proxied'));
+      expect(proxy.requests.length).toBe(1);
+      expect(proxy.requests[0]).toMatch(new RegExp(`^(CONNECT ${hidden}|GET http://${hidden}/disk\\.raw)$`));
+      expect(requests).toEqual(['/disk.raw']);
+    });
+
+    it('goes direct to a host no_proxy names (here: nothing answers), and without a proxy at all', async () => {
+      const sha256 = await sha256File(raw);
+      for (const env of [{ HTTP_PROXY: proxy.url, NO_PROXY: '127.0.0.1' }, {}]) {
+        proxy.requests.length = 0;
+        await expect(
+          importBase({ url: `http://${hidden}/disk.raw`, sha256 }, out('unproxied'), { downloadCache: path.join(dir, 'proxy-cache-2'), log, workspaceRoot: dir, env }),
+        ).rejects.toThrow(/ECONNREFUSED/);
+        expect(proxy.requests).toEqual([]);
+      }
+    });
   });
 
   it('creates a blank disk of the given size', async () => {

@@ -7,15 +7,34 @@ describe('parseCommandLine', () => {
     return command.options;
   };
 
-  it('defaults to 127.0.0.1:3000, no tokens and no size limit', () => {
+  it('defaults to 127.0.0.1:3000, no tokens, 8 GiB entries at most, 60 s for headers, 120 s idle, no total limit, 256 connections', () => {
     expect(serve(['--dir', '/srv/cache'])).toEqual({
       dir: '/srv/cache',
       host: '127.0.0.1',
       port: 3000,
       readWriteTokens: [],
       readOnlyTokens: [],
-      maxEntryBytes: Number.POSITIVE_INFINITY,
+      maxEntryBytes: 8 * 1024 ** 3,
+      headersTimeoutMs: 60_000,
+      idleTimeoutMs: 120_000,
+      requestTimeoutMs: 0,
+      maxConnections: 256,
     });
+  });
+
+  it('reads the timeouts in seconds, the connection limit, and an unlimited entry size', () => {
+    expect(
+      serve(['--dir', '/srv/cache', '--headers-timeout', '10', '--idle-timeout=30', '--request-timeout', '3600', '--max-connections', '64', '--max-entry-size', 'unlimited']),
+    ).toMatchObject({ headersTimeoutMs: 10_000, idleTimeoutMs: 30_000, requestTimeoutMs: 3_600_000, maxConnections: 64, maxEntryBytes: Number.POSITIVE_INFINITY });
+  });
+
+  it.each([
+    [['--headers-timeout', '0'], '--headers-timeout must be a whole number of at least 1, got "0"'],
+    [['--max-connections', '-1'], '--max-connections must be a whole number of at least 1, got "-1"'],
+    [['--idle-timeout', '1.5'], '--idle-timeout must be a whole number of at least 1, got "1.5"'],
+    [['--request-timeout', '5'], '--request-timeout (5) must be 0 (none) or at least --headers-timeout (60)'],
+  ])('rejects %j', (argv, message) => {
+    expect(() => serve(['--dir', '/srv/cache', ...argv])).toThrow(new UsageError(message));
   });
 
   it('reads `--name value` and `--name=value`', () => {

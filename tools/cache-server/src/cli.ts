@@ -1,5 +1,12 @@
 import { TokenChecker } from './auth';
-import { DEFAULT_HOST, DEFAULT_PORT } from './server';
+import {
+  DEFAULT_HEADERS_TIMEOUT_MS,
+  DEFAULT_HOST,
+  DEFAULT_IDLE_TIMEOUT_MS,
+  DEFAULT_MAX_CONNECTIONS,
+  DEFAULT_MAX_ENTRY_BYTES,
+  DEFAULT_PORT,
+} from './server';
 
 export const READ_WRITE_TOKENS_ENV = 'VMLB_CACHE_READ_WRITE_TOKENS';
 export const READ_ONLY_TOKENS_ENV = 'VMLB_CACHE_READ_ONLY_TOKENS';
@@ -18,7 +25,12 @@ Options:
   --read-write-token <token>  A token that may read and write (repeatable).
   --read-only-token <token>   A token that may only read (repeatable).
   --max-entry-size <size>     Refuse entries larger than this: bytes or 512K, 512M, 2G, 1T
-                              (powers of 1024; default unlimited).
+                              (powers of 1024), or unlimited (default 8G).
+  --headers-timeout <s>       Seconds a client may take to send a request's headers (default ${DEFAULT_HEADERS_TIMEOUT_MS / 1000}).
+  --idle-timeout <s>          Close a connection with no traffic for this many seconds (default ${DEFAULT_IDLE_TIMEOUT_MS / 1000});
+                              bodies may take any time as long as they move.
+  --request-timeout <s>       Limit on a whole request, body included (default 0: none).
+  --max-connections <n>       Connections open at once; more are closed (default ${DEFAULT_MAX_CONNECTIONS}).
   -h, --help                  Show this help.
 
 Tokens (recommended: from the environment, since command lines show up in ps):
@@ -39,6 +51,10 @@ export interface CliOptions {
   readWriteTokens: string[];
   readOnlyTokens: string[];
   maxEntryBytes: number;
+  headersTimeoutMs: number;
+  idleTimeoutMs: number;
+  requestTimeoutMs: number;
+  maxConnections: number;
 }
 
 export type CliCommand = { kind: 'help' } | { kind: 'serve'; options: CliOptions };
@@ -46,7 +62,18 @@ export type CliCommand = { kind: 'help' } | { kind: 'serve'; options: CliOptions
 /** A mistake in the command line or environment: reported with exit status 2. */
 export class UsageError extends Error {}
 
-const VALUE_OPTIONS = ['dir', 'port', 'host', 'read-write-token', 'read-only-token', 'max-entry-size'] as const;
+const VALUE_OPTIONS = [
+  'dir',
+  'port',
+  'host',
+  'read-write-token',
+  'read-only-token',
+  'max-entry-size',
+  'headers-timeout',
+  'idle-timeout',
+  'request-timeout',
+  'max-connections',
+] as const;
 type ValueOption = (typeof VALUE_OPTIONS)[number];
 
 const SIZE_UNITS: Record<string, number> = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 };
@@ -61,6 +88,11 @@ export function parseCommandLine(argv: readonly string[], env: NodeJS.ProcessEnv
   const readWriteTokens = [...tokensFromEnv(env, READ_WRITE_TOKENS_ENV), ...tokensFromOption(values, 'read-write-token')];
   const readOnlyTokens = [...tokensFromEnv(env, READ_ONLY_TOKENS_ENV), ...tokensFromOption(values, 'read-only-token')];
   assertTokensUsable(readWriteTokens, readOnlyTokens);
+  const headersTimeoutMs = parseCount(values, 'headers-timeout', DEFAULT_HEADERS_TIMEOUT_MS / 1000, 1) * 1000;
+  const requestTimeoutMs = parseCount(values, 'request-timeout', 0, 0) * 1000;
+  if (requestTimeoutMs > 0 && requestTimeoutMs < headersTimeoutMs) {
+    throw new UsageError(`--request-timeout (${requestTimeoutMs / 1000}) must be 0 (none) or at least --headers-timeout (${headersTimeoutMs / 1000})`);
+  }
   return {
     kind: 'serve',
     options: {
@@ -69,7 +101,16 @@ export function parseCommandLine(argv: readonly string[], env: NodeJS.ProcessEnv
       port: parsePort(values.get('port')?.at(-1) ?? String(DEFAULT_PORT)),
       readWriteTokens,
       readOnlyTokens,
-      maxEntryBytes: maxEntrySize === undefined ? Number.POSITIVE_INFINITY : parseSize(maxEntrySize, '--max-entry-size'),
+      maxEntryBytes:
+        maxEntrySize === undefined
+          ? DEFAULT_MAX_ENTRY_BYTES
+          : maxEntrySize.trim().toLowerCase() === 'unlimited'
+            ? Number.POSITIVE_INFINITY
+            : parseSize(maxEntrySize, '--max-entry-size'),
+      headersTimeoutMs,
+      idleTimeoutMs: parseCount(values, 'idle-timeout', DEFAULT_IDLE_TIMEOUT_MS / 1000, 1) * 1000,
+      requestTimeoutMs,
+      maxConnections: parseCount(values, 'max-connections', DEFAULT_MAX_CONNECTIONS, 1),
     },
   };
 }
@@ -105,6 +146,17 @@ export function parsePort(text: string): number {
     throw new UsageError(`--port must be a number from 0 to 65535, got ${JSON.stringify(text)}`);
   }
   return port;
+}
+
+/** A whole number option (seconds or a count) of at least `minimum`. */
+function parseCount(values: Map<ValueOption, string[]>, name: ValueOption, fallback: number, minimum: number): number {
+  const text = values.get(name)?.at(-1);
+  if (text === undefined) return fallback;
+  const value = /^\d{1,9}$/.test(text.trim()) ? Number(text.trim()) : Number.NaN;
+  if (!(value >= minimum)) {
+    throw new UsageError(`--${name} must be a whole number${minimum > 0 ? ` of at least ${minimum}` : ''}, got ${JSON.stringify(text)}`);
+  }
+  return value;
 }
 
 function parseHost(text: string): string {

@@ -40,7 +40,9 @@ function startupLine(server: RunningCacheServer, options: CliOptions): string {
     : 'auth OFF (no tokens)';
   return (
     `${PROGRAM}: listening on ${server.url}, ${auth}, ` +
-    `storing in ${server.dir} (${server.entryCount} entries), max entry size ${formatBytes(options.maxEntryBytes)}`
+    `storing in ${server.dir} (${server.entryCount} entries), max entry size ${formatBytes(options.maxEntryBytes)}, ` +
+    `headers within ${options.headersTimeoutMs / 1000} s, idle connections closed after ${options.idleTimeoutMs / 1000} s, ` +
+    `${options.requestTimeoutMs ? `requests within ${options.requestTimeoutMs / 1000} s, ` : ''}at most ${options.maxConnections} connections`
   );
 }
 

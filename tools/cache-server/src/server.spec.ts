@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs/promises';
+import { once } from 'node:events';
 import * as http from 'node:http';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
@@ -65,12 +67,39 @@ describe('cache server', () => {
       expect(await tempFiles()).toEqual([]);
     });
 
-    it('stores an empty body', async () => {
+    it('refuses an empty body with 400, with Content-Length: 0 or chunked, and stores nothing (issue 18.10)', async () => {
       const server = await start();
-      expect((await request(server.url, '/v1/cache/empty', { method: 'PUT', body: Buffer.alloc(0) })).status).toBe(200);
-      const get = await request(server.url, '/v1/cache/empty');
-      expect(get.status).toBe(200);
-      expect(get.body.length).toBe(0);
+      const withLength = await request(server.url, '/v1/cache/empty', { method: 'PUT', body: Buffer.alloc(0) });
+      expect(withLength.status).toBe(400);
+      expect(withLength.body.toString()).toBe('empty body: a cache entry is never empty\n');
+      const chunked = await request(server.url, '/v1/cache/empty', { method: 'PUT', body: Readable.from([]) });
+      expect(chunked.status).toBe(400);
+      expect((await request(server.url, '/v1/cache/empty')).status).toBe(404);
+      expect(await exists(entryPath('empty'))).toBe(false);
+      expect(await tempFiles()).toEqual([]);
+    });
+
+    it('answers 411 to a PUT with neither Content-Length nor a chunked body, and stores nothing (issue 18.10)', async () => {
+      const server = await start();
+      const answer = await exchangeRaw(server.url, 'PUT /v1/cache/nolength HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
+      expect(answer).toMatch(/^HTTP\/1\.1 411 Length Required\r\n/);
+      expect(answer).toContain('a PUT needs a Content-Length (or a chunked body)');
+      expect(await exists(entryPath('nolength'))).toBe(false);
+    });
+
+    it('writes entries 0600 in a 0700 folder, even into a folder that was world-readable and with umask 0 (issue 18.10)', async () => {
+      await fs.mkdir(dir, { mode: 0o755 });
+      await fs.chmod(dir, 0o755);
+      const umask = process.umask(0);
+      try {
+        const server = await start();
+        expect((await request(server.url, '/v1/cache/private', { method: 'PUT', body: Buffer.from('layer') })).status).toBe(200);
+      } finally {
+        process.umask(umask);
+      }
+      expect((await fs.stat(entryPath('private'))).mode & 0o777).toBe(0o600);
+      expect((await fs.stat(dir)).mode & 0o777).toBe(0o700);
+      expect((await fs.stat(path.join(dir, '.tmp'))).mode & 0o777).toBe(0o700);
     });
 
     it('refuses a second PUT of the same hash with 409 and keeps the first body', async () => {
@@ -330,6 +359,56 @@ describe('cache server', () => {
     });
   });
 
+  describe('limits on what a client can hold (issue 18.9, 18.10)', () => {
+    it('refuses an entry over 8 GiB by default, from its Content-Length alone', async () => {
+      const server = await start();
+      const response = await request(server.url, '/v1/cache/huge', { method: 'PUT', headers: { 'Content-Length': 8 * 1024 ** 3 + 1 }, body: Readable.from([]) });
+      expect(response.status).toBe(413);
+      expect(response.body.toString()).toContain(`larger than the limit of ${8 * 1024 ** 3} bytes`);
+    });
+
+    it('closes a connection whose headers trickle in one byte at a time, with 408, once the headers timeout passes', async () => {
+      const server = await start({ headersTimeoutMs: 1000 });
+      const socket = net.connect(server.port, '127.0.0.1');
+      await once(socket, 'connect');
+      let received = '';
+      socket.on('data', (chunk: Buffer) => (received += chunk.toString()));
+      socket.on('error', () => undefined);
+      // Every byte keeps the connection from being idle; only a limit on the headers as a whole ends it.
+      const headers = `GET /health HTTP/1.1\r\nHost: localhost\r\nX-Slow: ${'x'.repeat(10_000)}`;
+      let sent = 0;
+      const drip = setInterval(() => {
+        if (!socket.destroyed) socket.write(headers[sent++ % headers.length]);
+      }, 100);
+      try {
+        await closed(socket);
+      } finally {
+        clearInterval(drip);
+      }
+      expect(received).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n/);
+      expect(sent).toBeLessThan(headers.length);
+    });
+
+    it('holds at most maxConnections; idle connections are closed by the headers timeout, and then a real client gets in', async () => {
+      const logs: string[] = [];
+      const server = await start({ headersTimeoutMs: 1000, maxConnections: 2, log: (line) => logs.push(line) });
+      const idle = await Promise.all([openIdle(server.port), openIdle(server.port)]);
+      // A third connection is closed at once, without an answer.
+      const refused = await exchangeRaw(server.url, 'GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
+      expect(refused).toBe('');
+      expect(logs.some((line) => line.includes('refused: 2 connections are open (maxConnections)'))).toBe(true);
+      // The idle ones never send headers: the server closes them...
+      await Promise.all(idle.map(closed));
+      // ...and the next client is served.
+      expect((await request(server.url, '/health')).status).toBe(200);
+    });
+
+    it('refuses limits that are not positive whole numbers, and a request timeout shorter than the headers timeout', async () => {
+      await expect(start({ maxConnections: 0 })).rejects.toThrow('startCacheServer: maxConnections must be a positive whole number, got 0');
+      await expect(start({ headersTimeoutMs: 60_000, requestTimeoutMs: 1000 })).rejects.toThrow('requestTimeoutMs (1000) must be at least headersTimeoutMs (60000)');
+    });
+  });
+
   describe('interrupted uploads', () => {
     it('leaves no entry and no temp file when the client disconnects mid-body', async () => {
       const server = await start();
@@ -465,3 +544,28 @@ describe('cache server', () => {
     });
   });
 });
+
+/** Sends raw bytes on a new connection and returns everything the server sent back before closing it. */
+async function exchangeRaw(baseUrl: string, data: string): Promise<string> {
+  const { hostname, port } = new URL(baseUrl);
+  const socket = net.connect(Number(port), hostname);
+  let received = '';
+  socket.on('data', (chunk: Buffer) => (received += chunk.toString()));
+  socket.on('error', () => undefined);
+  socket.write(data);
+  await closed(socket);
+  return received;
+}
+
+/** A connection that sends nothing (what a stuck or hostile client holds open). */
+async function openIdle(port: number): Promise<net.Socket> {
+  const socket = net.connect(port, '127.0.0.1');
+  socket.on('error', () => undefined);
+  await once(socket, 'connect');
+  return socket;
+}
+
+/** Resolves when the socket is closed, however (events.once would reject on a reset). */
+function closed(socket: net.Socket): Promise<void> {
+  return new Promise((resolve) => (socket.destroyed ? resolve() : socket.once('close', () => resolve())));
+}

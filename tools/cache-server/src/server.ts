@@ -1,9 +1,9 @@
 import { EventEmitter } from 'node:events';
 import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import { TokenChecker } from './auth';
-import { CacheStore, EntryTooLargeError, isValidHash } from './store';
+import { CacheStore, EmptyEntryError, EntryTooLargeError, isValidHash } from './store';
 
 export interface CacheServerOptions {
   /** Where entries are stored; created if missing. */
@@ -16,8 +16,23 @@ export interface CacheServerOptions {
   readWriteTokens?: readonly string[];
   /** Tokens that may only GET. */
   readOnlyTokens?: readonly string[];
-  /** Largest entry a PUT may store; default unlimited. */
+  /** Largest entry a PUT may store; default DEFAULT_MAX_ENTRY_BYTES (8 GiB). Infinity: unlimited. */
   maxEntryBytes?: number;
+  /**
+   * How long a client may take to send a request's headers, in ms (default
+   * 60 s). Counted from the first byte, however slowly the rest trickles in.
+   */
+  headersTimeoutMs?: number;
+  /**
+   * A connection with no traffic in either direction for this long is closed
+   * (default 120 s). This, not a total limit, is what bounds a body: an upload
+   * of many gigabytes over a slow link may take any time as long as it moves.
+   */
+  idleTimeoutMs?: number;
+  /** A limit on a whole request, body included, in ms; 0 (the default): none. */
+  requestTimeoutMs?: number;
+  /** Connections open at once (default 256); more are closed as they arrive, so the server never runs out of file descriptors. */
+  maxConnections?: number;
   /** Receives one line per request, and error details. Default: silent. */
   log?: (line: string) => void;
 }
@@ -57,6 +72,11 @@ export interface RunningCacheServer {
 
 export const DEFAULT_HOST = '127.0.0.1';
 export const DEFAULT_PORT = 3000;
+/** Nx holds an artifact in memory to upload it; nothing bigger than this is a sane cache entry. */
+export const DEFAULT_MAX_ENTRY_BYTES = 8 * 1024 ** 3;
+export const DEFAULT_HEADERS_TIMEOUT_MS = 60_000;
+export const DEFAULT_IDLE_TIMEOUT_MS = 120_000;
+export const DEFAULT_MAX_CONNECTIONS = 256;
 
 const CACHE_ROUTE = '/v1/cache';
 const HEALTH_ROUTE = '/health';
@@ -65,10 +85,6 @@ const CLIENT_CLOSED_REQUEST = 499;
 // keep-alive connection survives and the client surely sees the status;
 // anything larger (or of unknown length) gets the connection closed instead.
 const DRAIN_LIMIT_BYTES = 64 * 1024 * 1024;
-// Sockets with no traffic in either direction for this long are dropped.
-// There is deliberately no limit on a whole request (Node's default is 5
-// minutes): a multi-gigabyte entry over a slow link may take longer.
-const IDLE_SOCKET_TIMEOUT_MS = 120_000;
 const MAX_LOGGED_PATH_LENGTH = 200;
 
 interface Outcome {
@@ -88,7 +104,13 @@ interface RequestContext {
 export async function startCacheServer(options: CacheServerOptions): Promise<RunningCacheServer> {
   const host = options.host ?? DEFAULT_HOST;
   const port = options.port ?? DEFAULT_PORT;
-  const maxEntryBytes = options.maxEntryBytes ?? Number.POSITIVE_INFINITY;
+  const maxEntryBytes = options.maxEntryBytes ?? DEFAULT_MAX_ENTRY_BYTES;
+  const limits: ConnectionLimits = {
+    headersTimeoutMs: options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS,
+    idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+    requestTimeoutMs: options.requestTimeoutMs ?? 0,
+    maxConnections: options.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
+  };
   if (!options.dir) throw new Error('startCacheServer: dir is required');
   if (!Number.isInteger(port) || port < 0 || port > 65_535) {
     throw new Error(`startCacheServer: port must be an integer from 0 to 65535, got ${port}`);
@@ -96,11 +118,27 @@ export async function startCacheServer(options: CacheServerOptions): Promise<Run
   if (!(maxEntryBytes > 0)) {
     throw new Error(`startCacheServer: maxEntryBytes must be a positive number of bytes, got ${maxEntryBytes}`);
   }
+  for (const [name, value] of Object.entries(limits)) {
+    const positive = name === 'requestTimeoutMs' ? value >= 0 : value > 0;
+    if (!(Number.isSafeInteger(value) && positive)) {
+      throw new Error(`startCacheServer: ${name} must be a ${name === 'requestTimeoutMs' ? 'non-negative' : 'positive'} whole number, got ${value}`);
+    }
+  }
+  if (limits.requestTimeoutMs > 0 && limits.requestTimeoutMs < limits.headersTimeoutMs) {
+    throw new Error(`startCacheServer: requestTimeoutMs (${limits.requestTimeoutMs}) must be at least headersTimeoutMs (${limits.headersTimeoutMs})`);
+  }
   const tokens = new TokenChecker(options.readWriteTokens ?? [], options.readOnlyTokens ?? []);
   const store = await CacheStore.open(options.dir);
-  const server = new CacheServer(store, tokens, maxEntryBytes, options.log ?? (() => undefined));
+  const server = new CacheServer(store, tokens, maxEntryBytes, limits, options.log ?? (() => undefined));
   await server.listen(host, port);
   return server;
+}
+
+interface ConnectionLimits {
+  headersTimeoutMs: number;
+  idleTimeoutMs: number;
+  requestTimeoutMs: number;
+  maxConnections: number;
 }
 
 class CacheServer extends EventEmitter implements RunningCacheServer {
@@ -113,11 +151,31 @@ class CacheServer extends EventEmitter implements RunningCacheServer {
     private readonly store: CacheStore,
     private readonly tokens: TokenChecker,
     private readonly maxEntryBytes: number,
+    limits: ConnectionLimits,
     private readonly log: (line: string) => void,
   ) {
     super();
-    this.httpServer = http.createServer({ requestTimeout: 0 });
-    this.httpServer.setTimeout(IDLE_SOCKET_TIMEOUT_MS);
+    this.httpServer = http.createServer({
+      // Set explicitly: Node derives the headers timeout from requestTimeout, and
+      // requestTimeout 0 (no limit on a whole upload) would switch it off too.
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      // How often Node looks for expired requests: often enough for the timeouts to hold.
+      connectionsCheckingInterval: Math.max(50, Math.min(30_000, Math.floor(limits.headersTimeoutMs / 4))),
+    });
+    this.httpServer.setTimeout(limits.idleTimeoutMs);
+    this.httpServer.maxConnections = limits.maxConnections;
+    this.httpServer.on('drop', (data?: { remoteAddress?: string }) => {
+      this.log(`${new Date().toISOString()} connection from ${data?.remoteAddress ?? '?'} refused: ${limits.maxConnections} connections are open (maxConnections)`);
+    });
+    // Node's headers timeout starts with a request's first byte: a connection that never sends one
+    // would hold its descriptor until the idle timeout. It gets the headers timeout from its start.
+    this.httpServer.on('connection', (socket: Socket) => {
+      const silent = setTimeout(() => socket.destroy(), limits.headersTimeoutMs);
+      silent.unref();
+      socket.once('data', () => clearTimeout(silent));
+      socket.once('close', () => clearTimeout(silent));
+    });
     this.httpServer.on('request', (req, res) => this.track(this.handle(req, res, false)));
     // Answering before `100 Continue` lets a client skip uploading a body that
     // would be refused anyway (curl asks for larger uploads).
@@ -285,6 +343,11 @@ class CacheServer extends EventEmitter implements RunningCacheServer {
   private async handlePut(context: RequestContext, hash: string): Promise<Outcome> {
     const { req, res } = context;
     const declaredLength = declaredBodyLength(req);
+    // Without Content-Length or chunked encoding a request has no body: it would store an empty entry for good.
+    if (declaredLength === undefined && req.headers['transfer-encoding'] === undefined) {
+      return this.reply(context, 411, 'a PUT needs a Content-Length (or a chunked body)');
+    }
+    if (declaredLength === 0) return this.reply(context, 400, 'empty body: a cache entry is never empty');
     if (declaredLength !== undefined && declaredLength > this.maxEntryBytes) {
       return this.reply(context, 413, `entry of ${declaredLength} bytes is larger than the limit of ${this.maxEntryBytes} bytes`);
     }
@@ -305,6 +368,7 @@ class CacheServer extends EventEmitter implements RunningCacheServer {
     if (error instanceof EntryTooLargeError) {
       return this.reply(context, 413, error.message, { Connection: 'close' });
     }
+    if (error instanceof EmptyEntryError) return this.reply(context, 400, error.message);
     // Filesystem errors carry a syscall; anything else while the body was
     // still arriving means the client disconnected or sent less than it declared.
     const fromFilesystem = (error as NodeJS.ErrnoException).syscall !== undefined;

@@ -13,6 +13,9 @@ const HASH_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
 /** In-progress uploads: same filesystem as the entries, so link() can publish them. */
 export const TEMP_DIR_NAME = '.tmp';
 
+/** Entries (and uploads in progress) are readable and writable by the server's user only. */
+const ENTRY_MODE = 0o600;
+
 export function isValidHash(candidate: string): boolean {
   return HASH_PATTERN.test(candidate);
 }
@@ -23,6 +26,13 @@ export class EntryTooLargeError extends Error {
     readonly receivedBytes: number,
   ) {
     super(`entry is larger than the limit of ${limitBytes} bytes (received ${receivedBytes} bytes so far)`);
+  }
+}
+
+/** A body that ended without a byte: never published (it would stand for the task's outputs for good). */
+export class EmptyEntryError extends Error {
+  constructor() {
+    super('empty body: a cache entry is never empty');
   }
 }
 
@@ -52,7 +62,10 @@ export class CacheStore {
   static async open(dir: string): Promise<CacheStore> {
     const root = path.resolve(dir);
     const tempDir = path.join(root, TEMP_DIR_NAME);
-    await fs.mkdir(tempDir, { recursive: true });
+    // Entries are build outputs: readable by the server's user only. An existing folder is tightened too.
+    await fs.mkdir(tempDir, { recursive: true, mode: 0o700 });
+    await fs.chmod(root, 0o700);
+    await fs.chmod(tempDir, 0o700);
     // Whatever is left in .tmp belongs to uploads a previous run never finished.
     await removeDirectoryContents(tempDir);
     return new CacheStore(root, tempDir, await countEntries(root));
@@ -111,7 +124,7 @@ export class CacheStore {
       }
     }
     // Created before anything can fail, so the cleanup below always finds it.
-    const file = await fs.open(tempPath, 'wx');
+    const file = await fs.open(tempPath, 'wx', ENTRY_MODE);
     try {
       // pipeline() keeps backpressure end to end: the socket is read only as
       // fast as the disk takes the data, so memory use does not grow with the
@@ -119,6 +132,7 @@ export class CacheStore {
       // it first, so the data is on disk before the entry's name is and a
       // crash leaves an entry complete or absent, never truncated.
       await pipeline(body, countAndLimit, file.createWriteStream({ flush: true }));
+      if (received.bytes === 0) throw new EmptyEntryError();
       const published = await linkUnlessExists(tempPath, finalPath);
       if (published) this.knownEntries += 1;
       return { published, bytes: received.bytes };

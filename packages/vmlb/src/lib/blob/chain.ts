@@ -14,6 +14,9 @@ export interface BlobStores {
   remote?: RemoteBlobStore;
 }
 
+/** More parents than any real image has layers: a walk past this is a loop. */
+const MAX_CHAIN_LENGTH = 1000;
+
 /** A ref whose blob is in no store this machine can reach. */
 export class BlobMissingError extends Error {}
 
@@ -62,8 +65,17 @@ export async function materialiseChain(
   options: { log: Log; signal?: AbortSignal },
 ): Promise<{ present: number; linked: number; downloaded: number; downloadedBytes: number }> {
   const chain: Array<{ file: string; ref: LayerRef }> = [];
+  const visited = new Set<string>();
   for (let file: string | undefined = top; file; ) {
     const refPath = refPathFor(file);
+    // readRef keeps parents in the folder and off the layer itself; a longer cycle (a → b → a) ends here.
+    if (visited.has(file) || visited.size >= MAX_CHAIN_LENGTH) {
+      throw new Error(
+        `The layer refs above ${path.basename(file)} in ${path.dirname(file)} ${visited.has(file) ? `form a cycle (${[...visited, file].map((f) => path.basename(f)).join(' → ')})` : `name more than ${MAX_CHAIN_LENGTH} parents`}: ` +
+          `they were not written by vmlb. Delete the .ref files there and build the image again.`,
+      );
+    }
+    visited.add(file);
     let ref: LayerRef;
     try {
       ref = await readRef(refPath);
@@ -114,6 +126,8 @@ async function download(file: string, ref: LayerRef, stores: BlobStores, options
     await stores.remote.download(ref.sha256, temporary, {
       onProgress: progressLogger(`vmlb: downloading ${name} from ${stores.remote.url}`, options.log),
       signal: options.signal,
+      // The ref knows the size: a store serving more (a FIFO, /dev/zero, a wrong object) is cut off there.
+      expectedBytes: ref.size,
     });
     await stores.local.adopt(ref.sha256, temporary);
   } finally {

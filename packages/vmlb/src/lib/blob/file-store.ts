@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { RemoteBlobStore, TransferOptions } from './store-api';
 import { assertSha256, BlobIntegrityError, BlobNotFoundError, BlobStoreError, withContext } from './errors';
-import { downloadIntoNewFile, durableWriteStream, openFileSource, ProgressReporter, Sha256Meter } from './transfer';
+import { downloadIntoNewFile, durableWriteStream, fileKind, openFileSource, ProgressReporter, Sha256Meter } from './transfer';
 
 /**
  * A blob store in a directory every machine mounts (NFS and the like):
@@ -35,7 +35,14 @@ export class FileBlobStore implements RemoteBlobStore {
   async has(sha256: string): Promise<boolean> {
     const blobPath = this.pathOf(sha256);
     try {
-      return (await fs.stat(blobPath)).isFile();
+      const stats = await fs.stat(blobPath);
+      if (stats.isFile()) return true;
+      // Never read: a FIFO would block, /dev/zero would never end.
+      throw new BlobStoreError(
+        `${this.url}: blob ${sha256} (${blobPath}) is ${fileKind(stats)}, not a regular file; a file store holds only regular files. ` +
+          `Delete ${blobPath} from the store so that the next upload of this layer replaces it.`,
+        { code: 'ENOTREG' },
+      );
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
       throw withContext(`${this.url}: cannot check for blob ${sha256}`, error);

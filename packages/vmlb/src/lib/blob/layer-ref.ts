@@ -1,4 +1,5 @@
 import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
 import { writeFileAtomic } from '../util/atomic-file';
 import { isDigest } from '../cache-identity/digest';
 
@@ -38,11 +39,23 @@ export async function readRef(refPath: string): Promise<LayerRef> {
     !/^[0-9a-f]{64}$/.test(String(ref.sha256)) && 'sha256',
     !Number.isSafeInteger(ref.size) && 'size',
     !isDigest(String(ref.digest)) && 'digest',
-    ref.parent !== undefined && (typeof ref.parent !== 'string' || ref.parent.includes('/')) && 'parent',
+    ref.parent !== undefined && !isParentName(ref.parent, refPath) && 'parent',
     typeof ref.builtBy !== 'string' && 'builtBy',
   ].filter(Boolean);
   if (problems.length) throw new Error(`Layer ref ${refPath} has a malformed ${problems.join(', ')}. Delete it and rebuild the layer.`);
   return ref;
+}
+
+/**
+ * A parent is a bare qcow2 file name in the ref's own folder (`base.qcow2`,
+ * `10_update.qcow2`): no path, no `..`, and not the layer itself.
+ */
+function isParentName(parent: unknown, refPath: string): boolean {
+  return (
+    typeof parent === 'string' &&
+    /^[A-Za-z0-9_][A-Za-z0-9._-]*\.qcow2$/.test(parent) &&
+    parent !== path.basename(refPath).replace(/\.ref$/, '.qcow2')
+  );
 }
 
 /** Writes a ref atomically (temporary file, fsync, rename). */

@@ -3,6 +3,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { RemoteBlobStore, TransferOptions } from './store-api';
+import { proxyHttpAgent } from '../util/proxy-env';
 import { assertSha256, BlobIntegrityError, BlobNotFoundError, BlobStoreError, isAbortError, isDescribed, messageOf, withContext } from './errors';
 import { type BlobSource, downloadIntoNewFile, openFileSource, ProgressReporter, Sha256Meter } from './transfer';
 
@@ -262,6 +263,9 @@ export function createS3Client(env: NodeJS.ProcessEnv): S3Client {
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
   };
+  // The SDK ignores https_proxy/http_proxy; this agent honours them (and no_proxy) per request.
+  const agent = proxyHttpAgent(env);
+  if (agent) config.requestHandler = { httpAgent: agent, httpsAgent: agent };
   if (env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY) {
     config.credentials = {
       accessKeyId: env.AWS_ACCESS_KEY_ID,

@@ -4,6 +4,8 @@ export interface TransferOptions {
   /** Called as bytes move (at most every 250 ms), and once with the total at the end. */
   onProgress?: (bytesDone: number, totalBytes: number) => void;
   signal?: AbortSignal;
+  /** (download) The blob's size as its ref says: more bytes than this fail the download at once. */
+  expectedBytes?: number;
 }
 
 export interface RemoteBlobStore {

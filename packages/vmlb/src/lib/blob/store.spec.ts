@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { deadPort, startTestProxy, type TestProxy } from '../../../test/support/connect-proxy';
 import { type S3TestServer, startS3TestServer } from '../../../test/support/s3-server';
 import { BlobIntegrityError, BlobNotFoundError, openRemoteBlobStore, type RemoteBlobStore } from './store';
 import type { S3BlobStore } from './s3-store';
@@ -391,6 +392,73 @@ describe('s3:// blob store (s3rver on 127.0.0.1)', () => {
     } finally {
       denied.client.destroy();
     }
+  });
+
+  it('an object bigger than the ref says (issue 18.7): refused before a byte is written, nothing kept', async () => {
+    const layer = await randomFile(MiB);
+    await store.upload(layer.sha256, layer.file);
+    await server.client.send(new PutObjectCommand({ Bucket: server.bucket, Key: `${prefix}/sha256/${layer.sha256}`, Body: randomBytes(3 * MiB) }));
+    const destination = scratchPath('oversized-s3.qcow2');
+    const failure = store.download(layer.sha256, destination, { expectedBytes: MiB });
+    await expect(failure).rejects.toBeInstanceOf(BlobIntegrityError);
+    await expect(failure).rejects.toThrow(
+      `Blob ${layer.sha256} in s3://${server.bucket}/${prefix} is larger than its ref says (${MiB} bytes): the store announces ${3 * MiB} bytes. The download was stopped`,
+    );
+    expect(await exists(destination)).toBe(false);
+  });
+
+  describe('through https_proxy / http_proxy (issue 18.8)', () => {
+    let proxy: TestProxy;
+    let hiddenEndpoint: string;
+    beforeAll(async () => {
+      // The store's endpoint is a port nothing listens on; only the proxy forwards it to s3rver.
+      const hidden = `127.0.0.1:${await deadPort()}`;
+      hiddenEndpoint = `http://${hidden}`;
+      proxy = await startTestProxy({ [hidden]: new URL(server.env.AWS_ENDPOINT_URL_S3).host });
+    });
+    afterAll(() => proxy?.close());
+
+    it.each(['http_proxy', 'HTTP_PROXY'])('uploads, finds and downloads a blob through the proxy named by %s (the endpoint is http://)', async (variable) => {
+      proxy.requests.length = 0;
+      const proxied = (await openRemoteBlobStore(`s3://${server.bucket}/${prefix}`, {
+        ...server.env,
+        AWS_ENDPOINT_URL_S3: hiddenEndpoint,
+        AWS_MAX_ATTEMPTS: '1',
+        [variable]: proxy.url,
+        // Both spellings of the variable are read; this entry names another host.
+        no_proxy: 'localhost,.internal.example',
+      })) as S3BlobStore;
+      try {
+        const layer = await randomFile(MiB + 512);
+        expect(await proxied.upload(layer.sha256, layer.file)).toBe('uploaded');
+        expect(await proxied.has(layer.sha256)).toBe(true);
+        const destination = scratchPath('via-proxy.qcow2');
+        await proxied.download(layer.sha256, destination, { expectedBytes: layer.bytes });
+        expect(await sha256Of(destination)).toBe(layer.sha256);
+        expect(proxy.requests.length).toBeGreaterThan(0);
+        expect(new Set(proxy.requests)).toEqual(new Set([`CONNECT ${new URL(hiddenEndpoint).host}`]));
+      } finally {
+        proxied.client.destroy();
+      }
+    });
+
+    it('connects directly to a host no_proxy names (here: refused, as nothing listens there)', async () => {
+      proxy.requests.length = 0;
+      const direct = (await openRemoteBlobStore(`s3://${server.bucket}`, {
+        ...server.env,
+        AWS_ENDPOINT_URL_S3: hiddenEndpoint,
+        AWS_MAX_ATTEMPTS: '1',
+        https_proxy: proxy.url,
+        http_proxy: proxy.url,
+        no_proxy: '127.0.0.1',
+      })) as S3BlobStore;
+      try {
+        await expect(direct.has(UNKNOWN_SHA256)).rejects.toThrow(/ECONNREFUSED/);
+        expect(proxy.requests).toEqual([]);
+      } finally {
+        direct.client.destroy();
+      }
+    });
   });
 
   it('names the store, the operation and the endpoint when nothing listens there', async () => {

@@ -90,14 +90,31 @@ export interface BlobSource {
 
 /** Opens `file` for streaming; ENOENT and other errors come from open, not later from the stream. */
 export async function openFileSource(file: string): Promise<BlobSource> {
-  const handle = await fs.open(file, 'r');
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever. No effect on regular files.
+  const handle = await fs.open(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
   try {
-    const { size } = await handle.stat();
+    const stats = await handle.stat();
+    if (!stats.isFile()) {
+      throw new BlobStoreError(`${file} is ${fileKind(stats)}, not a regular file: blobs and layer files are regular files. Delete it (or fix what put it there).`, {
+        code: 'ENOTREG',
+      });
+    }
+    const { size } = stats;
     return { stream: handle.createReadStream({ highWaterMark: CHUNK_BYTES }), totalBytes: size };
   } catch (error) {
     await handle.close();
     throw error;
   }
+}
+
+/** What a non-regular file is, for messages. */
+export function fileKind(stats: import('node:fs').Stats): string {
+  if (stats.isFIFO()) return 'a FIFO (named pipe)';
+  if (stats.isCharacterDevice()) return 'a character device';
+  if (stats.isBlockDevice()) return 'a block device';
+  if (stats.isDirectory()) return 'a directory';
+  if (stats.isSocket()) return 'a socket';
+  return 'something other than a file';
 }
 
 /**
@@ -136,9 +153,15 @@ export async function downloadIntoNewFile(
   let complete = false;
   try {
     const source = await openSource(options.signal);
+    const limit = options.expectedBytes;
+    if (limit !== undefined && source.totalBytes > limit) {
+      source.stream.destroy();
+      throw oversizedBlobError(request, limit, `the store announces ${source.totalBytes} bytes`);
+    }
     const progress = new ProgressReporter(source.totalBytes, options.onProgress);
     const meter = new Sha256Meter((bytes) => progress.update(bytes));
-    await pipeline(source.stream, meter, durableWriteStream(target), { signal: options.signal });
+    const cap = new ByteLimit(limit ?? Number.POSITIVE_INFINITY, () => oversizedBlobError(request, limit!, `more than ${limit} bytes arrived`));
+    await pipeline(source.stream, cap, meter, durableWriteStream(target), { signal: options.signal });
     if (meter.sha256 !== request.sha256) throw corruptBlobError(request, meter.sha256, meter.bytes);
     progress.finish(meter.bytes);
     complete = true;
@@ -161,6 +184,31 @@ async function createExclusively(destination: string, sha256: string): Promise<f
     }
     throw error;
   }
+}
+
+/** Fails the stream as soon as more than `limit` bytes have passed. */
+class ByteLimit extends Transform {
+  private bytes = 0;
+
+  constructor(
+    private readonly limit: number,
+    private readonly failure: () => Error,
+  ) {
+    super({ highWaterMark: CHUNK_BYTES });
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.bytes += chunk.length;
+    if (this.bytes > this.limit) callback(this.failure());
+    else callback(null, chunk);
+  }
+}
+
+function oversizedBlobError(request: DownloadRequest, expected: number, found: string): BlobIntegrityError {
+  return new BlobIntegrityError(
+    `Blob ${request.sha256} in ${request.storeUrl} is larger than its ref says (${expected} bytes): ${found}. The download was stopped ` +
+      `and ${request.destination} removed. Delete ${request.blobLocation} from the store so that the next upload of this layer replaces it.`,
+  );
 }
 
 function corruptBlobError(request: DownloadRequest, actual: string, bytes: number): BlobIntegrityError {

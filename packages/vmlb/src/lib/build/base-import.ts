@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync, lstatSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import * as path from 'node:path';
 import { Readable, Transform } from 'node:stream';
@@ -7,11 +7,14 @@ import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { createGunzip } from 'node:zlib';
 import { execa } from 'execa';
+import { type Dispatcher, fetch } from 'undici';
 import { chainDigestAndSha256, ROOT_DIGEST, writeDigest } from '../cache-identity/digest';
 import { digestPathFor } from '../image/dist-layout';
 import type { Log } from '../util/log';
-import { createBlank, convertToQcow2, imageInfo, type SourceFormat } from '../disk/qcow2';
+import { createBlank, convertToQcow2, imageInfo } from '../disk/qcow2';
 import { formatBytes, formatDuration, parseSize } from '../util/units';
+import { detectBaseFormat } from '../disk/disk-format';
+import { proxyDispatcher } from '../util/proxy-env';
 
 
 export type BaseSource = { url: string; sha256: string } | { path: string } | { empty: string };
@@ -39,6 +42,8 @@ export async function importBase(
     configFile?: string;
     /** Files that describe the earlier base (its manifest): removed only when the new base replaces it. */
     replaces?: string[];
+    /** Where the proxy variables come from (default process.env). */
+    env?: NodeJS.ProcessEnv;
   },
 ): Promise<{ digest: string; sha256: string }> {
   const configFile = options.configFile ?? 'image.json';
@@ -58,7 +63,7 @@ export async function importBase(
       }
       await convertDisk(file, partial, options.log, source.path, `base.path in ${configFile}`);
     } else {
-      const download = await fetchVerified(source.url, source.sha256, options.downloadCache, options.log, configFile);
+      const download = await fetchVerified(source.url, source.sha256, options.downloadCache, options.log, configFile, options.env);
       await convertDisk(download, partial, options.log, path.basename(new URL(source.url).pathname), `base.url in ${configFile}`);
     }
     const { digest, sha256 } = await chainDigestAndSha256(ROOT_DIGEST, partial);
@@ -92,7 +97,9 @@ async function convertDisk(file: string, output: string, log: Log, displayName: 
     disk = temporary;
   }
   try {
-    const info = await imageInfo(disk);
+    // The format comes from the file's header (never qemu's probe), and a disk naming other files is refused.
+    const { format } = await detectBaseFormat(disk, displayName, setting);
+    const info = await imageInfo(disk, { format });
     // qemu-img rounds a raw file up to whole sectors; a real raw disk is sector-sized already.
     const bytes = statSync(disk).size;
     if (info.format === 'raw' && (bytes === 0 || bytes % 512 !== 0)) {
@@ -102,7 +109,7 @@ async function convertDisk(file: string, output: string, log: Log, displayName: 
       );
     }
     log(`vmlb: importing ${info.format} disk of ${formatBytes(info.virtualSize)}`);
-    await convertToQcow2(disk, output, { sourceFormat: info.format as SourceFormat, progress: true });
+    await convertToQcow2(disk, output, { sourceFormat: format, progress: true });
   } finally {
     if (temporary) rmSync(temporary, { force: true });
   }
@@ -113,18 +120,35 @@ async function convertDisk(file: string, output: string, log: Log, displayName: 
  * only when the cache does not hold it yet. Images that share a base (same
  * sha256) share the download. A mismatch keeps nothing.
  */
-export async function fetchVerified(url: string, sha256: string, cacheDir: string, log: Log, configFile = 'image.json'): Promise<string> {
+export async function fetchVerified(
+  url: string,
+  sha256: string,
+  cacheDir: string,
+  log: Log,
+  configFile = 'image.json',
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<string> {
   const name = path.basename(new URL(url).pathname) || 'download';
   const cached = path.join(cacheDir, `${sha256}-${name}`);
   if (existsSync(cached)) {
-    log(`vmlb: using ${name} from the download cache (${cacheDir})`);
-    return cached;
+    // A name is no proof: the cache is a plain folder, and a copy there may have been damaged or replaced.
+    const actual = await cachedSha256(cached);
+    if (actual === sha256.toLowerCase()) {
+      log(`vmlb: using ${name} from the download cache (${cacheDir}), sha256 verified`);
+      return cached;
+    }
+    rmSync(cached, { force: true, recursive: true });
+    log(
+      `vmlb: ${name} in the download cache (${cached}) does not have the sha256 ${sha256.toLowerCase()} it is filed under ` +
+        `(it has ${actual}): discarded it, downloading again`,
+    );
   }
   mkdirSync(cacheDir, { recursive: true });
   const partial = `${cached}.${process.pid}.partial`;
   const hash = createHash('sha256');
+  const dispatcher = proxyDispatcher(env);
   try {
-    const { body, size } = await openUrl(url, configFile);
+    const { body, size } = await openUrl(url, configFile, dispatcher);
     const progress = new ProgressReporter(name, size, log);
     let received = 0;
     try {
@@ -161,19 +185,32 @@ export async function fetchVerified(url: string, sha256: string, cacheDir: strin
   } catch (error) {
     rmSync(partial, { force: true });
     throw error;
+  } finally {
+    // Its kept-alive connections would otherwise hold the process open.
+    await dispatcher?.destroy();
   }
 }
 
-async function openUrl(url: string, configFile: string): Promise<{ body: Readable; size?: number }> {
+/** The sha256 of a cached download, or what it is instead of a regular file (never read: a FIFO would block). */
+async function cachedSha256(file: string): Promise<string> {
+  const stats = lstatSync(file);
+  if (!stats.isFile()) return `no sha256: it is not a regular file`;
+  const hash = createHash('sha256');
+  await pipeline(createReadStream(file), hash);
+  return hash.digest('hex');
+}
+
+async function openUrl(url: string, configFile: string, dispatcher: Dispatcher | undefined): Promise<{ body: Readable; size?: number }> {
   const parsed = new URL(url);
   if (parsed.protocol === 'file:') {
     const file = fileURLToPath(parsed);
     if (!existsSync(file)) throw new Error(`Cannot download ${url}: ${file} does not exist. Check base.url in ${configFile}.`);
     return { body: createReadStream(file), size: statSync(file).size };
   }
-  let response: Response;
+  let response: Awaited<ReturnType<typeof fetch>>;
   try {
-    response = await fetch(url, { redirect: 'follow' });
+    // undici's own fetch, with a dispatcher of the same undici (Node 20's global fetch ignores the proxy variables).
+    response = await fetch(url, { redirect: 'follow', ...(dispatcher ? { dispatcher } : {}) });
   } catch (error) {
     const cause = (error as { cause?: Error }).cause;
     throw new Error(

@@ -147,10 +147,22 @@ export async function createBlank(outputPath: string, bytes: number): Promise<vo
  * works on an overlay whose parent is missing). `-U` because vmlb reads
  * info while a build may hold the image open.
  */
-export async function imageInfo(imagePath: string): Promise<ImageInfo> {
+export async function imageInfo(imagePath: string, options: { format?: SourceFormat } = {}): Promise<ImageInfo> {
   const file = await existingFile(imagePath, 'Disk image');
-  const { stdout } = await run('qemu-img', ['info', '--output=json', '-U', file]);
-  return toImageInfo(parseJson<QemuImgInfoJson>(stdout, `qemu-img info ${file}`));
+  // With a format: opened as that format, as a plain file and without any backing file (see standaloneSource).
+  const source = options.format ? ['-f', options.format, standaloneSource(file)] : [file];
+  const { stdout } = await run('qemu-img', ['info', '--output=json', '-U', ...source]);
+  const info = toImageInfo(parseJson<QemuImgInfoJson>(stdout, `qemu-img info ${file}`));
+  return options.format ? { ...info, filename: file } : info;
+}
+
+/**
+ * A qemu source name for `file` that qemu opens exactly as a plain local
+ * file, never as a pseudo-protocol (`json:`, `nbd:`...), and without its
+ * backing file, whatever its header names: the format comes from `-f`.
+ */
+function standaloneSource(file: string): string {
+  return `json:${JSON.stringify({ backing: null, file: { driver: 'file', filename: file } })}`;
 }
 
 /**
@@ -211,7 +223,8 @@ export async function convertToQcow2(sourcePath: string, outputPath: string, opt
     throw new Error(`Cannot convert ${source} onto itself; choose another output path`);
   }
   const partial = path.join(path.dirname(output), `.${path.basename(output)}.${process.pid}.partial`);
-  const args = ['convert', ...(options.progress ? ['-p'] : []), '-f', options.sourceFormat, '-O', 'qcow2', source, partial];
+  // Never probed and never through a backing file: a base must not pull other files of this host into it.
+  const args = ['convert', ...(options.progress ? ['-p'] : []), '-f', options.sourceFormat, '-O', 'qcow2', standaloneSource(source), partial];
   try {
     await run('qemu-img', args, { stream: options.progress === true });
     await fs.rename(partial, output);
