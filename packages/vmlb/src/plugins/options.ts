@@ -1,7 +1,6 @@
 import * as path from 'node:path';
 import { blobModeSetting } from '../lib/blob/config';
-import { refPathFor } from '../lib/blob/layer-ref';
-import { DEFAULT_DIST_DIR, digestPathFor } from '../lib/image/dist-layout';
+import { DEFAULT_DIST_DIR, digestPathFor, refPathFor } from '../lib/image/dist-layout';
 
 /** Options of the vmlb entry in nx.json's `plugins`. */
 export interface VmlbPluginOptions {

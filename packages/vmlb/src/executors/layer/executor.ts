@@ -6,7 +6,7 @@ import { readDigest } from '../../lib/cache-identity/digest';
 import { digestPathFor, manifestPathFor } from '../../lib/image/dist-layout';
 import { chainBlobsReachable, prepareLayerBuild, publishLayerFile } from '../../lib/blob/chain';
 import { openBlobStores } from '../../lib/blob/config';
-import { refPathFor } from '../../lib/blob/layer-ref';
+import { refPathFor } from '../../lib/image/dist-layout';
 import { LocalLayerStore, noshareStoreKey, restoreNoshareLayer } from '../../lib/cache-identity/local-layer-store';
 import { parseHints, SCRIPT_KINDS, type ScriptKind } from '../../lib/image/hints';
 import { reportFailure } from '../../lib/util/executor-errors';

@@ -4,8 +4,7 @@ import type { LocalBlobCache } from './local-cache';
 import type { RemoteBlobStore } from './store';
 import { type LayerRef, readRef, refPathFor, writeRef } from './layer-ref';
 import { formatBytes } from '../util/units';
-
-type Log = (message: string) => void;
+import type { Log } from '../util/log';
 
 /** Where blob mode keeps and finds layer files. */
 export interface BlobStores {

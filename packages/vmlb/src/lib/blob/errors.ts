@@ -1,3 +1,5 @@
+import { isSha256 } from '../cache-identity/digest';
+
 /** The store has no blob under the sha256 asked for. */
 export class BlobNotFoundError extends Error {
   override readonly name = 'BlobNotFoundError';
@@ -24,11 +26,9 @@ export class BlobStoreError extends Error {
   code?: string;
 }
 
-const SHA256_PATTERN = /^[0-9a-f]{64}$/;
-
 /** Throws unless `value` is a sha256 as blob stores name blobs: 64 lower-case hex digits. */
 export function assertSha256(value: unknown, what = 'blob sha256'): asserts value is string {
-  if (typeof value !== 'string' || !SHA256_PATTERN.test(value)) {
+  if (typeof value !== 'string' || !isSha256(value)) {
     throw new Error(`Invalid ${what} ${JSON.stringify(value)}: expected 64 lower-case hex digits (the output of sha256sum).`);
   }
 }

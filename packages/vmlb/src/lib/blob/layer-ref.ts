@@ -1,7 +1,7 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../util/atomic-file';
-import { isDigest } from '../cache-identity/digest';
+import { isDigest, isSha256 } from '../cache-identity/digest';
 
 /**
  * In blob mode a layer's Nx outputs are this small file and the digest: the
@@ -21,10 +21,7 @@ export interface LayerRef {
   builtBy: string;
 }
 
-/** `10_update.qcow2` → `10_update.ref`. */
-export function refPathFor(qcow2Path: string): string {
-  return qcow2Path.replace(/\.qcow2$/, '') + '.ref';
-}
+export { refPathFor } from '../image/dist-layout';
 
 /** Reads and checks a ref; a missing file throws Node's ENOENT error (check `code`). */
 export async function readRef(refPath: string): Promise<LayerRef> {
@@ -36,7 +33,7 @@ export async function readRef(refPath: string): Promise<LayerRef> {
     throw new Error(`Layer ref ${refPath} is not JSON. Delete it and rebuild the layer.`);
   }
   const problems = [
-    !/^[0-9a-f]{64}$/.test(String(ref.sha256)) && 'sha256',
+    !isSha256(String(ref.sha256)) && 'sha256',
     !Number.isSafeInteger(ref.size) && 'size',
     !isDigest(String(ref.digest)) && 'digest',
     ref.parent !== undefined && !isParentName(ref.parent, refPath) && 'parent',

@@ -3,6 +3,7 @@ import { constants as fsConstants } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { homedir } from 'node:os';
 import * as path from 'node:path';
+import { isSha256 } from '../cache-identity/digest';
 
 /**
  * This machine's content-addressed store of layer files, shared by every
@@ -112,7 +113,7 @@ export class LocalBlobCache {
       throw error;
     }
     const blobs = [];
-    for (const name of names.filter((candidate) => SHA256_PATTERN.test(candidate))) {
+    for (const name of names.filter((candidate) => isSha256(candidate))) {
       const stats = await statOrUndefined(this.pathOf(name));
       if (stats) blobs.push({ sha256: name, size: stats.size, lastUsed: stats.mtimeMs, links: stats.nlink });
     }
@@ -124,10 +125,8 @@ export class LocalBlobCache {
   }
 }
 
-const SHA256_PATTERN = /^[0-9a-f]{64}$/;
-
 export function assertSha256(sha256: string): void {
-  if (!SHA256_PATTERN.test(sha256)) throw new Error(`'${sha256}' is not a sha256 (64 lower-case hex digits).`);
+  if (!isSha256(sha256)) throw new Error(`'${sha256}' is not a sha256 (64 lower-case hex digits).`);
 }
 
 async function statOrUndefined(file: string) {

@@ -9,7 +9,7 @@ import { createGunzip } from 'node:zlib';
 import { execa } from 'execa';
 import { type Dispatcher, fetch } from 'undici';
 import { chainDigestAndSha256, ROOT_DIGEST, writeDigest } from '../cache-identity/digest';
-import { digestPathFor } from '../image/dist-layout';
+import { digestPathFor, partialPathFor } from '../image/dist-layout';
 import type { Log } from '../util/log';
 import { createBlank, convertToQcow2, imageInfo } from '../disk/qcow2';
 import { formatBytes, formatDuration, parseSize } from '../util/units';
@@ -48,7 +48,7 @@ export async function importBase(
 ): Promise<{ digest: string; sha256: string }> {
   const configFile = options.configFile ?? 'image.json';
   mkdirSync(path.dirname(output), { recursive: true });
-  const partial = path.join(path.dirname(output), `.${path.basename(output)}.partial`);
+  const partial = partialPathFor(output);
   rmSync(partial, { force: true });
   try {
     if ('empty' in source) {

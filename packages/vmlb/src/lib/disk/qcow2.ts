@@ -13,7 +13,7 @@ import { formatBytes } from '../util/units';
  */
 
 /** What `qemu-img info` says about one file. */
-export interface ImageInfo {
+export interface DiskImageInfo {
   /** Absolute path of the file. */
   filename: string;
   /** 'qcow2', 'raw', ... as qemu-img detects (or was told) it. */
@@ -147,7 +147,7 @@ export async function createBlank(outputPath: string, bytes: number): Promise<vo
  * works on an overlay whose parent is missing). `-U` because vmlb reads
  * info while a build may hold the image open.
  */
-export async function imageInfo(imagePath: string, options: { format?: SourceFormat } = {}): Promise<ImageInfo> {
+export async function imageInfo(imagePath: string, options: { format?: SourceFormat } = {}): Promise<DiskImageInfo> {
   const file = await existingFile(imagePath, 'Disk image');
   // With a format: opened as that format, as a plain file and without any backing file (see standaloneSource).
   const source = options.format ? ['-f', options.format, standaloneSource(file)] : [file];
@@ -170,7 +170,7 @@ function standaloneSource(file: string): string {
  * file names. When a link is broken the error names the missing or damaged
  * file and the overlay that points at it.
  */
-export async function backingChain(imagePath: string): Promise<ImageInfo[]> {
+export async function backingChain(imagePath: string): Promise<DiskImageInfo[]> {
   const file = await existingFile(imagePath, 'Disk image');
   // -f qcow2: without it a top file whose header is destroyed is probed as
   // raw and "passes" as a one-file chain (the files below are opened with
@@ -234,8 +234,8 @@ export async function convertToQcow2(sourcePath: string, outputPath: string, opt
   }
 }
 
-function toImageInfo(json: QemuImgInfoJson): ImageInfo {
-  const info: ImageInfo = {
+function toImageInfo(json: QemuImgInfoJson): DiskImageInfo {
+  const info: DiskImageInfo = {
     filename: json.filename,
     format: json.format,
     virtualSize: json['virtual-size'],
@@ -283,7 +283,7 @@ async function chainError(top: string, reason: string, fallback = `qemu-img cann
     } catch {
       return new Error(`${described} is missing. Restore it, or rebuild ${overlay ? overlay.file : current} and every layer after it.`);
     }
-    let info: ImageInfo;
+    let info: DiskImageInfo;
     try {
       info = await imageInfo(current);
     } catch (error) {
