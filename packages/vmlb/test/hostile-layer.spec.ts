@@ -211,6 +211,12 @@ describe('a hostile layer script: its writes stay in the image', () => {
     await expectHostUnchanged();
   }, 120_000);
 
+  it("writes to /dev/tty (keystrokes into the user's terminal): it has no terminal", async () => {
+    hostile('echo pwned > /dev/tty');
+    expectFailure(await build(), /can't create \/dev\/tty: No such device or address/);
+    await expectHostUnchanged();
+  }, 120_000);
+
   it("changes the mode of /dev/null: the sandbox's own node changes, the host's does not", async () => {
     hostile('chmod 600 /dev/null', 'ls -l /dev/null');
     const run = await build();
