@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 # debootstrap, cloud-guest-utils (growpart): images/prod; openssh-client: test-boot --ssh;
 # xz-utils, zstd: compressed base downloads; time (/usr/bin/time -v): tools/bench;
 # tar: OVA exports; libxml2-utils (xmllint): the OVA test checks the OVF descriptor.
-PACKAGES=(qemu-utils qemu-system-common qemu-system-x86 extlinux syslinux-common debootstrap cloud-guest-utils openssh-client fdisk e2fsprogs fuse3 util-linux mount busybox-static xz-utils zstd time tar libxml2-utils ca-certificates)
+PACKAGES=(qemu-utils qemu-system-common qemu-system-x86 extlinux syslinux-common debootstrap cloud-guest-utils openssh-client fdisk e2fsprogs fuse3 util-linux mount libcap2-bin busybox-static xz-utils zstd time tar libxml2-utils ca-certificates)
 
 # --bench: also what `npm run bench` compares against. libguestfs-tools:
 # virt-customize; linux-image-amd64: the kernel libguestfs' appliance boots

@@ -1,4 +1,5 @@
-import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { execa } from 'execa';
 
@@ -315,4 +316,35 @@ export async function releaseHostLeftovers(root: string, options: LeftoverOption
     }
   }
   return released;
+}
+
+/** Live processes with `text` as one of their arguments (a marker a test script gave them), with their command line. */
+export function processesWithArgument(text: string): Array<{ pid: number; commandLine: string }> {
+  return processes()
+    .filter(({ argv }) => argv.includes(text))
+    .map(({ pid, argv }) => ({ pid, commandLine: argv.join(' ') }));
+}
+
+/**
+ * Every entry under a folder, with its type, mode, owner, size, link target
+ * and a sha256 of its content, one line each: equal strings mean nothing
+ * in the folder was added, removed, replaced or changed (mtimes aside).
+ */
+export function folderFingerprint(dir: string): string {
+  const lines: string[] = [];
+  const walk = (folder: string) => {
+    for (const name of readdirSync(folder).sort()) {
+      const full = path.join(folder, name);
+      const stat = lstatSync(full);
+      const relative = path.relative(dir, full);
+      const meta = `${(stat.mode & 0o170000).toString(8)} ${(stat.mode & 0o7777).toString(8)} ${stat.uid}:${stat.gid}`;
+      if (stat.isSymbolicLink()) lines.push(`${relative} link ${meta} -> ${readlinkSync(full)}`);
+      else if (stat.isDirectory()) {
+        lines.push(`${relative}/ ${meta}`);
+        walk(full);
+      } else lines.push(`${relative} ${meta} ${stat.size} ${createHash('sha256').update(readFileSync(full)).digest('hex')}`);
+    }
+  };
+  walk(dir);
+  return lines.join('\n');
 }

@@ -1,7 +1,7 @@
-import { realpathSync, symlinkSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { TempWorkspace } from '../../testing/temp-workspace';
-import { bindSource, checkBindSources } from './chroot';
+import { KEPT_CAPABILITIES, bindSource, blockServiceStarts, checkBindSources, droppedCapabilities, unlinkedPathUnder } from './chroot';
 
 describe('bind-mount sources stay inside the layer folder', () => {
   let workspace: TempWorkspace;
@@ -34,5 +34,68 @@ describe('bind-mount sources stay inside the layer folder', () => {
     expect(() => checkBindSources(layerDir, [{ source: 'files', target: '/a' }, { source: 'nope', target: '/b' }], 'images/x/10_a/build-layer')).toThrow(
       `images/x/10_a/build-layer: # chroot-bind-mount nope /b: chroot-bind-mount source 'nope' does not exist in the layer folder ${layerDir}. Create it there, or fix the path`,
     );
+  });
+});
+
+describe("after a script: vmlb's clean-up never follows a symlink the script planted", () => {
+  let workspace: TempWorkspace;
+  let root: string;
+  let host: string;
+  beforeEach(() => {
+    workspace = new TempWorkspace();
+    workspace.write('root/etc/debian_version', '12\n');
+    workspace.mkdir('root/usr/sbin');
+    workspace.write('host/sbin/policy-rc.d', "the host's own\n");
+    root = realpathSync(workspace.path('root'));
+    host = realpathSync(workspace.path('host'));
+  });
+  afterEach(() => workspace.remove());
+
+  it('unlinkedPathUnder: the host path when no component is a symlink; nothing when one is, or the path is missing or climbs', () => {
+    expect(unlinkedPathUnder(root, 'usr/sbin')?.hostPath).toBe(path.join(root, 'usr/sbin'));
+    symlinkSync(host, path.join(root, 'data'));
+    expect(unlinkedPathUnder(root, 'data/sbin')).toBeUndefined();
+    expect(unlinkedPathUnder(root, 'data')).toBeUndefined();
+    expect(unlinkedPathUnder(root, 'usr/nothing')).toBeUndefined();
+    expect(unlinkedPathUnder(root, 'usr/../../host')).toBeUndefined();
+    expect(unlinkedPathUnder(root, 'etc/debian_version/x')).toBeUndefined();
+  });
+
+  it("removes its policy-rc.d after the script, but not through /usr/sbin replaced with a link to a host folder", () => {
+    const restore = blockServiceStarts(root);
+    expect(existsSync(path.join(root, 'usr/sbin/policy-rc.d'))).toBe(true);
+    rmSync(path.join(root, 'usr/sbin'), { recursive: true });
+    symlinkSync(path.join(host, 'sbin'), path.join(root, 'usr/sbin'));
+    restore();
+    expect(readFileSync(path.join(host, 'sbin/policy-rc.d'), 'utf8')).toBe("the host's own\n");
+  });
+
+  it('removes its own policy-rc.d; keeps one the script rewrote', () => {
+    blockServiceStarts(root)();
+    expect(existsSync(path.join(root, 'usr/sbin/policy-rc.d'))).toBe(false);
+    const restore = blockServiceStarts(root);
+    writeFileSync(path.join(root, 'usr/sbin/policy-rc.d'), '#!/bin/sh\nexit 0\n');
+    restore();
+    expect(readFileSync(path.join(root, 'usr/sbin/policy-rc.d'), 'utf8')).toBe('#!/bin/sh\nexit 0\n');
+  });
+
+  it('leaves an image\'s own policy-rc.d alone', () => {
+    writeFileSync(path.join(root, 'usr/sbin/policy-rc.d'), 'mine');
+    blockServiceStarts(root)();
+    expect(readFileSync(path.join(root, 'usr/sbin/policy-rc.d'), 'utf8')).toBe('mine');
+  });
+});
+
+describe('the capabilities a layer script keeps', () => {
+  it('drops every capability of the kernel but the kept ones, by name, and a newer kernel\'s unknown ones by number', () => {
+    const dropped = droppedCapabilities(42);
+    expect(dropped).toEqual(expect.arrayContaining(['cap_sys_admin', 'cap_sys_chroot', 'cap_sys_module', 'cap_mknod', 'cap_net_admin', 'cap_sys_rawio', 'cap_sys_boot', 'cap_sys_time', '41', '42']));
+    for (const kept of KEPT_CAPABILITIES) expect(dropped).not.toContain(kept);
+    expect(dropped.length + KEPT_CAPABILITIES.length).toBe(43);
+  });
+
+  it('asks an older kernel to drop only capabilities it has', () => {
+    expect(droppedCapabilities(37)).not.toContain('cap_bpf');
+    expect(droppedCapabilities(37)).toContain('cap_audit_read');
   });
 });

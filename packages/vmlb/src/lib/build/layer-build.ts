@@ -1,6 +1,6 @@
 import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, statfsSync } from 'node:fs';
 import * as path from 'node:path';
-import { SCRIPT_NAMESPACES, blockServiceStarts, dropForeignBuildMounts, runInChroot, scriptEnvironment } from './chroot';
+import { DIE_WITH_PARENT, SCRIPT_NAMESPACES, blockServiceStarts, dropForeignBuildMounts, runInChroot, scriptEnvironment } from './chroot';
 import { writeFileAtomic } from '../util/atomic-file';
 import { type BuildRecord, makeBuildRecord } from '../cache-identity/build-record';
 import { chainDigestAndSha256, readDigest, writeDigest } from '../cache-identity/digest';
@@ -324,19 +324,23 @@ async function writeManifest(plan: LayerBuildPlan, manifest: TimedManifest | und
 async function runModifyDisk(plan: LayerBuildPlan, disk: AttachedDisk, workDir: WorkDir, target: string, signal?: AbortSignal) {
   const device = await disk.wholeDiskDevice();
   // Its own mount and PID namespaces: whatever the script mounts or leaves
-  // running is dropped with it, even when it is killed.
+  // running is dropped with it, even when it is killed, and even when this
+  // process is killed (the kernel kills unshare with it, and unshare's
+  // --kill-child the script's namespace). unshare --fork ignores SIGTERM,
+  // so an interrupted build stops it with SIGKILL rather than 5 s later.
   // Opened before the script runs: the kernel reports a write error on the
   // device to every descriptor opened before it happened, even when the
   // script's own loop device already consumed the report on detaching.
   const errorWatch = openSync(device, 'r');
   const startScript = `${dropForeignBuildMounts(workDir.dir)}\nexec "$0" "$@"`;
-  const result = await run('unshare', [...SCRIPT_NAMESPACES, '/bin/sh', '-c', startScript, plan.script, plan.parent, target, device], {
+  const result = await run(DIE_WITH_PARENT[0], [...DIE_WITH_PARENT.slice(1), 'unshare', ...SCRIPT_NAMESPACES, '/bin/sh', '-c', startScript, plan.script, plan.parent, target, device], {
     cwd: plan.layerDir,
     env: { ...scriptEnvironment(plan.imageName, plan.layer), HOME: process.env.HOME ?? '/root' },
     cleanEnv: true,
     stream: true,
     reject: false,
     signal,
+    killSignal: 'SIGKILL',
   });
   try {
     if (result.exitCode === 0 && !signal?.aborted) {

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { run } from '../util/exec';
 import { type LoopDevice, attachLoop, detachLoop, isMounted, listLoopDevices, loopsStackedOn, mountsUnder, unmount } from './mounts';
@@ -56,6 +56,8 @@ export class AttachedDisk {
   static async open(options: AttachOptions): Promise<AttachedDisk> {
     const { workDir } = options;
     mkdirSync(workDir.dir, { recursive: true });
+    // The image root is mounted in it: only root may reach its files (a setuid program or device node of the image is no use to anyone else).
+    chmodSync(workDir.dir, 0o700);
     const state: AttachState = { owner: process.pid, loopDevices: [], mounts: [], ...(options.readOnly ? {} : { partialFile: options.overlay }) };
     workDir.writeState(state);
     if (options.nbdDevice) {
@@ -146,8 +148,10 @@ export class AttachedDisk {
     this.record((state) => state.mounts.push(mountPoint));
     // noatime: reading a file or listing a folder would otherwise rewrite
     // inode tables and the journal, so even an empty layer stored megabytes
-    // of access times, different on every build.
-    await run('mount', ['-o', options.readOnly || this.options.readOnly ? 'ro' : 'noatime', device, mountPoint]);
+    // of access times, different on every build. nosuid,nodev: the image's
+    // setuid programs and device nodes are of no use on the host (nor, for
+    // device nodes, in the build's sandbox, which sees this mount).
+    await run('mount', ['-o', `${options.readOnly || this.options.readOnly ? 'ro' : 'noatime'},nosuid,nodev`, device, mountPoint]);
     return device;
   }
 

@@ -108,6 +108,28 @@ describe('changed inodes and the incremental snapshot', () => {
     expect(diffSnapshots(before, incremental!).files.modified.map((entry) => entry.path)).toEqual(['/etc/motd']);
   });
 
+  it('never looks through a folder a script replaced with a symlink to a host folder', async () => {
+    await mountFresh([]);
+    populate();
+    const host = path.join(scratch, 'host');
+    mkdirSync(path.join(host, 'lib/old/deep'), { recursive: true });
+    await execa('sync', ['--file-system', root]);
+    const before = await snapshotRoot(root);
+    await settle();
+    const since = Math.floor(Date.now() / 1000) - 1;
+    // /var/lib changes too (as when vmlb made a mount point in it), so it is looked at again.
+    writeFileSync(path.join(root, 'var/lib/new'), 'x');
+    renameSync(path.join(root, 'var'), path.join(root, 'var.moved'));
+    symlinkSync(host, path.join(root, 'var'));
+    await execa('sync', ['--file-system', root]);
+    const changed = await changedInodesSince(device, since);
+    const incremental = await updateSnapshot(before, root, changed!.inodes);
+    const full = await snapshotRoot(root);
+    expect(comparable(incremental!)).toEqual(comparable(full));
+    expect(incremental!.files.get('/var')?.mode).toBe(full.files.get('/var')?.mode);
+    expect([...incremental!.files.keys()].filter((imagePath) => imagePath.startsWith('/var/'))).toEqual([]);
+  });
+
   it('says it cannot read a device that holds no ext filesystem', async () => {
     const image = path.join(scratch, 'blank.img');
     await execa('truncate', ['-s', '4M', image]);

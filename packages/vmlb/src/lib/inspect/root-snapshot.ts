@@ -143,7 +143,11 @@ export async function updateSnapshot(before: RootSnapshot, root: string, changed
   const newFolders: PendingFolder[] = [];
   let looked = 0;
   for (const imagePath of candidates) {
-    if (imagePath !== '/' && !files.has(parentOf(imagePath))) continue; // its folder went away: already removed
+    // Its folder went away, or is no folder any more (the script replaced it
+    // with a symlink, maybe to a host folder): already removed, and never
+    // looked up through the link. Parents come first, so theirs is current.
+    const parent = imagePath === '/' ? undefined : files.get(parentOf(imagePath));
+    if (imagePath !== '/' && (!parent || typeOf(parent.mode) !== 'dir')) continue;
     const hostPath = hostPathOf(imagePath);
     const stats = lstatOrThrow(hostPath, imagePath, rootPath);
     if (!stats) {

@@ -31,6 +31,8 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** Run with exactly `env`, not the current environment plus `env`. */
   cleanEnv?: boolean;
+  /** The signal `signal` stops the command with (default SIGTERM). */
+  killSignal?: NodeJS.Signals;
 }
 
 export interface RunResult {
@@ -51,6 +53,7 @@ export async function run(file: string, args: readonly string[], options: RunOpt
     input: options.input,
     timeout: options.timeout,
     cancelSignal: options.signal,
+    ...(options.killSignal ? { killSignal: options.killSignal } : {}),
     extendEnv: !options.cleanEnv,
     reject: false,
     stripFinalNewline: true,
