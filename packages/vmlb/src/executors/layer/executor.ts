@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { cacheDir, type ExecutorContext } from '@nx/devkit';
-import { checkBindSources } from '../../lib/build/chroot';
+import { checkBindSources } from '../../lib/build/bind-sources';
 import { readDigest } from '../../lib/cache-identity/digest';
 import { digestPathFor, manifestPathFor } from '../../lib/image/dist-layout';
 import { chainBlobsReachable, prepareLayerBuild, publishLayerFile } from '../../lib/blob/chain';

@@ -1,7 +1,9 @@
 import { existsSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { TempWorkspace } from '../../testing/temp-workspace';
-import { KEPT_CAPABILITIES, bindSource, blockServiceStarts, checkBindSources, droppedCapabilities, unlinkedPathUnder } from './chroot';
+import { bindSource, checkBindSources } from './bind-sources';
+import { blockServiceStarts, unlinkedPathUnder } from './image-root-edits';
+import { KEPT_CAPABILITIES, droppedCapabilities } from './sandbox-capabilities';
 
 describe('bind-mount sources stay inside the layer folder', () => {
   let workspace: TempWorkspace;

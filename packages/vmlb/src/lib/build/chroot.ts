@@ -1,86 +1,13 @@
-import {
-  type Stats,
-  copyFileSync,
-  existsSync,
-  lstatSync,
-  mkdirSync,
-  readFileSync,
-  realpathSync,
-  rmdirSync,
-  rmSync,
-  statSync,
-  symlinkSync,
-  unlinkSync,
-  writeFileSync,
-} from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, realpathSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import * as path from 'node:path';
 import { type RunResult, run } from '../util/exec';
 import type { BindMountHint } from '../image/hints';
 import { resolveInRoot } from '../disk/root-path';
 import { shellQuote as quote } from '../util/shell-quote';
+import { bindSource } from './bind-sources';
+import { makeFoldersInRoot, removeMadeFolders } from './image-root-edits';
+import { droppedCapabilities } from './sandbox-capabilities';
 
-/**
- * The host path of `relative` (a path under the image root, as
- * `resolveInRoot` gave it before a script ran) only if every component is
- * still what it was meant to be: no symlink anywhere, every parent a real
- * folder. After a layer script has run, vmlb touches the image root only
- * through this, so a symlink the script planted (`/usr/sbin` -> a host
- * folder) can never lead vmlb's clean-up out of the image. The script's
- * processes are all gone by then (its PID namespace ended), so nothing
- * changes the tree between the check and the removal.
- */
-export function unlinkedPathUnder(root: string, relative: string): { hostPath: string; stats: Stats } | undefined {
-  const parts = relative.split('/').filter((part) => part && part !== '.');
-  if (parts.includes('..')) return undefined;
-  let current = root;
-  let stats;
-  for (const [index, part] of parts.entries()) {
-    current = path.join(current, part);
-    try {
-      stats = lstatSync(current);
-    } catch {
-      return undefined;
-    }
-    if (stats.isSymbolicLink()) return undefined;
-    if (index < parts.length - 1 && !stats.isDirectory()) return undefined;
-  }
-  return stats ? { hostPath: current, stats } : undefined;
-}
-
-/**
- * Creates the folders of `hostPath` (under `root`) that do not exist, one by
- * one; returns those it created, relative to the root, outermost first, so
- * that they can be taken away again (`removeMadeFolders`).
- */
-function makeFoldersInRoot(root: string, hostPath: string): string[] {
-  const relative = path.relative(root, hostPath);
-  const made: string[] = [];
-  let current = '';
-  for (const part of relative.split('/').filter(Boolean)) {
-    current = current ? `${current}/${part}` : part;
-    if (existsSync(path.join(root, current))) continue;
-    mkdirSync(path.join(root, current));
-    made.push(current);
-  }
-  return made;
-}
-
-/**
- * Removes folders `makeFoldersInRoot` created, innermost first, when they
- * are still empty folders reached without a symlink; anything else now
- * belongs to the image and is left alone.
- */
-function removeMadeFolders(root: string, made: readonly string[]): void {
-  for (const relative of [...made].reverse()) {
-    const found = unlinkedPathUnder(root, relative);
-    if (!found?.stats.isDirectory()) continue;
-    try {
-      rmdirSync(found.hostPath);
-    } catch {
-      /* not empty: the script put something there */
-    }
-  }
-}
 
 /** Mount points a chroot needs, created (as empty folders) when an image lacks them. */
 const STANDARD_MOUNT_POINTS = ['/proc', '/sys', '/dev', '/tmp', '/run', '/mnt'];
@@ -100,73 +27,6 @@ export const SCRIPT_NAMESPACES = ['--mount', '--propagation', 'private', '--pid'
  * process, whose end ends every process of the PID namespace.
  */
 export const DIE_WITH_PARENT = ['setpriv', '--pdeathsig', 'KILL'] as const;
-
-/**
- * Capabilities a layer script keeps: what package managers and maintainer
- * scripts use on files and users of the image (chown, chmod on any file,
- * setuid/setgid, file capabilities, signals, low ports, audit messages).
- * Every other one is dropped from its bounding set before the image's
- * shell starts: no mount or remount (sys_admin), chroot (sys_chroot, the
- * way out of a chroot), kernel modules, raw I/O, reboot or kexec, clock,
- * device nodes (mknod), network configuration or raw sockets on the host's
- * network (net_admin, net_raw), ptrace, the kernel log, open_by_handle_at
- * (dac_read_search), BPF, perf, MAC policy, audit control.
- */
-export const KEPT_CAPABILITIES = [
-  'cap_chown',
-  'cap_dac_override',
-  'cap_fowner',
-  'cap_fsetid',
-  'cap_kill',
-  'cap_setgid',
-  'cap_setuid',
-  'cap_setpcap',
-  'cap_linux_immutable',
-  'cap_net_bind_service',
-  'cap_net_broadcast',
-  'cap_ipc_lock',
-  'cap_ipc_owner',
-  'cap_sys_nice',
-  'cap_sys_resource',
-  'cap_lease',
-  'cap_audit_write',
-  'cap_setfcap',
-] as const;
-
-/** Capability names by number (capability.h), as far as libcap 2.66 knows them. */
-const CAPABILITY_NAMES = [
-  'cap_chown', 'cap_dac_override', 'cap_dac_read_search', 'cap_fowner', 'cap_fsetid', 'cap_kill', 'cap_setgid', 'cap_setuid',
-  'cap_setpcap', 'cap_linux_immutable', 'cap_net_bind_service', 'cap_net_broadcast', 'cap_net_admin', 'cap_net_raw', 'cap_ipc_lock',
-  'cap_ipc_owner', 'cap_sys_module', 'cap_sys_rawio', 'cap_sys_chroot', 'cap_sys_ptrace', 'cap_sys_pacct', 'cap_sys_admin', 'cap_sys_boot',
-  'cap_sys_nice', 'cap_sys_resource', 'cap_sys_time', 'cap_sys_tty_config', 'cap_mknod', 'cap_lease', 'cap_audit_write',
-  'cap_audit_control', 'cap_setfcap', 'cap_mac_override', 'cap_mac_admin', 'cap_syslog', 'cap_wake_alarm', 'cap_block_suspend',
-  'cap_audit_read', 'cap_perfmon', 'cap_bpf', 'cap_checkpoint_restore',
-];
-
-/**
- * Every capability the running kernel has but `KEPT_CAPABILITIES` (a newer
- * kernel's unknown ones by number), for `capsh --drop`.
- */
-export function droppedCapabilities(lastCap = readLastCap()): string[] {
-  const dropped: string[] = [];
-  for (let number = 0; number <= lastCap; number++) {
-    const name = CAPABILITY_NAMES[number] ?? String(number);
-    if (!(KEPT_CAPABILITIES as readonly string[]).includes(name)) dropped.push(name);
-  }
-  return dropped;
-}
-
-let lastCapCache: number | undefined;
-function readLastCap(): number {
-  if (lastCapCache === undefined) {
-    try {
-      lastCapCache = Number(readFileSync('/proc/sys/kernel/cap_last_cap', 'utf8').trim());
-    } catch {
-      lastCapCache = CAPABILITY_NAMES.length - 1;
-    }
-  }
-  return lastCapCache;
-}
 
 /**
  * Entries of the script's /proc that reach the host kernel for a writing
@@ -382,67 +242,3 @@ function resolvConfLines(root: string, workDir: string): string[] {
   return [];
 }
 
-/** A bind-mount source must be inside the layer folder, even after following symlinks. */
-export function bindSource(layerDir: string, source: string): string {
-  const candidate = path.join(layerDir, source);
-  if (!existsSync(candidate)) {
-    throw new Error(
-      `chroot-bind-mount source '${source}' does not exist in the layer folder ${layerDir}. Create it there, or fix the path (it is relative to the layer folder).`,
-    );
-  }
-  const real = realpathSync(candidate);
-  const realLayerDir = realpathSync(layerDir);
-  if (real !== realLayerDir && !real.startsWith(`${realLayerDir}/`)) {
-    throw new Error(
-      `chroot-bind-mount source '${source}' resolves to ${real}, outside the layer folder ${layerDir}; bind sources must stay inside it. ` +
-        `Copy what the layer needs into its folder instead of linking to it.`,
-    );
-  }
-  return real;
-}
-
-/**
- * Checks every `# chroot-bind-mount` source of a script before anything is
- * attached (they are checked again when mounted); the message names the
- * script and the hint.
- */
-export function checkBindSources(layerDir: string, bindMounts: readonly BindMountHint[], script: string): void {
-  for (const hint of bindMounts) {
-    try {
-      bindSource(layerDir, hint.source);
-    } catch (error) {
-      throw new Error(`${script}: # chroot-bind-mount ${hint.source} ${hint.target}: ${(error as Error).message}`);
-    }
-  }
-}
-
-const POLICY_RC_D = '#!/bin/sh\n# Written by vmlb for the duration of a layer build: services must not start in a chroot.\nexit 101\n';
-
-/**
- * On Debian-family images, stop package installs from starting services
- * during the build (invoke-rc.d asks /usr/sbin/policy-rc.d; 101 = denied).
- * Returns a function that puts things back; an image's own policy-rc.d is
- * left alone, and so is one the script replaced or reached through a
- * symlink it planted (`/usr/sbin` -> a host folder): after the script, the
- * file is found again without following any link, and removed only if it
- * is still vmlb's.
- */
-export function blockServiceStarts(root: string): () => void {
-  if (!existsSync(resolveInRoot(root, '/etc/debian_version'))) return () => undefined;
-  const sbin = resolveInRoot(root, '/usr/sbin');
-  if (!existsSync(sbin)) return () => undefined;
-  const policy = path.join(sbin, 'policy-rc.d');
-  try {
-    lstatSync(policy);
-    return () => undefined;
-  } catch {
-    // 'wx': never through a symlink, never over a file.
-    writeFileSync(policy, POLICY_RC_D, { mode: 0o755, flag: 'wx' });
-    const relative = path.relative(root, policy);
-    return () => {
-      const found = unlinkedPathUnder(root, relative);
-      if (!found?.stats.isFile() || found.stats.size !== POLICY_RC_D.length) return;
-      if (readFileSync(found.hostPath, 'utf8') === POLICY_RC_D) unlinkSync(found.hostPath);
-    };
-  }
-}
