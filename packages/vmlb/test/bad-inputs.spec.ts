@@ -4,7 +4,6 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import {
   chmodSync,
-  cpSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -20,8 +19,9 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { execa } from 'execa';
 import { readFilesFromImage } from './support/disk-read';
-import { describeLeftovers, findLeftovers, releaseHostLeftovers } from './support/host-state';
+import { describeLeftovers, findLeftovers } from './support/host-state';
 import { type NxRun, NxWorkspace, REPO_ROOT, cacheHits, nxEnvironment } from './support/nx-workspace';
+import { tearDownHost } from './support/host-teardown';
 
 // Bad input, end to end through `nx build`: each case must fail (exit not
 // 0) with a message that names the file or layer and the fix, lose nothing
@@ -90,10 +90,7 @@ describe('bad input', () => {
   });
 
   afterEach(async () => {
-    const released = await releaseHostLeftovers(workspace.root);
-    if (released.length) console.warn(`released what the test left behind:\n${released.join('\n')}`);
-    rmSync(image(), { recursive: true, force: true });
-    cpSync(path.join(REPO_ROOT, 'images/tiny'), image(), { recursive: true });
+    await tearDownHost(workspace, { restoreImages: ['tiny'] });
     // Layers a test added and built do not belong to the next test.
     for (const name of readdirSync(dist())) {
       const layer = /^([0-9]{2,}_[^.]+)\./.exec(name)?.[1];

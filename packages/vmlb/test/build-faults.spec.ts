@@ -7,6 +7,7 @@ import { BUILD_PHASES } from '../src/lib/util/pause-point';
 import { readFilesFromImage } from './support/disk-read';
 import { describeLeftovers, findLeftovers, releaseHostLeftovers, waitForCleanHost, waitForProcessGroupExit } from './support/host-state';
 import { NxWorkspace, nxEnvironment } from './support/nx-workspace';
+import { tearDownHost } from './support/host-teardown';
 
 // Fault injection: a layer build is stopped with SIGINT, SIGTERM and
 // SIGKILL at every phase of its life, and each time the host must end up
@@ -134,10 +135,9 @@ describe('a layer build stopped at every phase', () => {
   }, 300_000);
 
   afterEach(async () => {
-    if (running && running.pid && running.exitCode === null) process.kill(-running.pid, 'SIGKILL');
+    const pid = running?.exitCode === null ? running.pid : undefined;
     running = undefined;
-    const released = await releaseHostLeftovers(workspace.root, leftoverOptions());
-    if (released.length) console.warn(`released what the test left behind:\n${released.join('\n')}`);
+    await tearDownHost(workspace, { processGroups: [pid], leftovers: leftoverOptions() });
   }, 60_000);
 
   afterAll(async () => {

@@ -15,6 +15,7 @@ import {
   watchLoops,
 } from './support/host-state';
 import { type NxRun, type RunningNx, NxWorkspace, REPO_ROOT, cacheHits, startNx, tasksRun } from './support/nx-workspace';
+import { killProcessGroups, tearDownHost } from './support/host-teardown';
 
 // A layer build that fails, or is interrupted, must say clearly what went
 // wrong and leave nothing on the host: no mount, loop device, storage daemon,
@@ -162,14 +163,10 @@ describe('a failing or interrupted layer build', () => {
   }, 180_000);
 
   afterEach(async () => {
-    for (const running of started.splice(0)) {
-      if (processGroupMembers(running.pid).length > 0) process.kill(-running.pid, 'SIGKILL');
-      await waitForProcessGroupExit(running.pid, 10_000);
-    }
     // A failed test must not leave the host dirty, nor fail the tests after it.
+    await killProcessGroups(started.splice(0).map((running) => running.pid));
     await unmountTmpfs(dist());
-    const released = await releaseHostLeftovers(workspace.root, { distDir: workspace.path('dist'), suspectLoops });
-    if (released.length) console.warn(`released what the test left behind:\n${released.join('\n')}`);
+    await tearDownHost(workspace, { leftovers: { distDir: workspace.path('dist'), suspectLoops } });
     suspectLoops = [];
     restoreImages();
     // Layers the tests added do not belong to the next test.
