@@ -17,9 +17,7 @@ function findEsmPackages(nodeModulesDir, found = new Set()) {
   }
   for (const entry of entries) {
     if (entry.startsWith('.')) continue;
-    const names = entry.startsWith('@')
-      ? fs.readdirSync(path.join(nodeModulesDir, entry)).map((scoped) => `${entry}/${scoped}`)
-      : [entry];
+    const names = entry.startsWith('@') ? fs.readdirSync(path.join(nodeModulesDir, entry)).map((scoped) => `${entry}/${scoped}`) : [entry];
     for (const name of names) {
       const packageDir = path.join(nodeModulesDir, name);
       try {

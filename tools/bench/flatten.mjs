@@ -52,7 +52,8 @@ async function measure(label, bareArgs, exportOptions, describe = 'convert + ren
   const bareOut = path.join(work, 'bare.qcow2');
   const vmlbOut = path.join(work, 'vmlb', 'out.qcow2');
   const bare = () => execFileSync('qemu-img', ['convert', ...bareArgs, chain, bareOut]);
-  const vmlb = () => exportDisk(chain, vmlbOut, { compress: false, vmdkSubformat: 'monolithicSparse', machine: { cpus: 1, memoryMiB: 512 }, progress: false, ...exportOptions });
+  const vmlb = () =>
+    exportDisk(chain, vmlbOut, { compress: false, vmdkSubformat: 'monolithicSparse', machine: { cpus: 1, memoryMiB: 512 }, progress: false, ...exportOptions });
   bare();
   await vmlb();
   const bareTimes = [];
@@ -104,7 +105,7 @@ try {
   console.log('\n| export | baseline | baseline, s | vmlb flatten, s | ratio of medians | file |');
   console.log('| --- | --- | --- | --- | --- | --- |');
   for (const row of rows) console.log(row.ab);
-  console.log('\nThe same vmlb runs, split: the qemu-img convert inside them, and vmlb\'s own time around it.');
+  console.log("\nThe same vmlb runs, split: the qemu-img convert inside them, and vmlb's own time around it.");
   console.log('\n| export | inside qemu-img convert, s | vmlb around it, s | median of (whole run / its convert) |');
   console.log('| --- | --- | --- | --- |');
   for (const row of rows) console.log(row.within);

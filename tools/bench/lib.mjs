@@ -12,7 +12,9 @@ const require = createRequire(import.meta.url);
 export const plugin = (module) => {
   const source = path.join(repo, 'packages/vmlb/src', `${module}.ts`);
   if (!existsSync(source)) {
-    throw new Error(`tools/bench: packages/vmlb/src/${module}.ts does not exist: the module moved or was renamed; update the benchmark that loads '${module}'.`);
+    throw new Error(
+      `tools/bench: packages/vmlb/src/${module}.ts does not exist: the module moved or was renamed; update the benchmark that loads '${module}'.`,
+    );
   }
   return require(path.join(repo, 'packages/vmlb/dist', `${module}.js`));
 };

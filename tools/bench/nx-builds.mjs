@@ -46,7 +46,11 @@ try {
   cpSync(path.join(repo, 'images/tiny'), path.join(root, 'images/tiny'), { recursive: true });
   for (const layer of ['30_tools', '40_app']) {
     mkdirSync(path.join(root, 'images/tiny', layer));
-    writeFileSync(path.join(root, 'images/tiny', layer, 'build-layer'), `#!/bin/sh\nset -eu\nmkdir -p /opt/${layer}\nfor i in $(seq 20); do echo "$i" > /opt/${layer}/f$i; done\n`, { mode: 0o755 });
+    writeFileSync(
+      path.join(root, 'images/tiny', layer, 'build-layer'),
+      `#!/bin/sh\nset -eu\nmkdir -p /opt/${layer}\nfor i in $(seq 20); do echo "$i" > /opt/${layer}/f$i; done\n`,
+      { mode: 0o755 },
+    );
   }
   const top = path.join(root, 'images/tiny/40_app/build-layer');
   nx(['build', 'image-tiny']);

@@ -15,7 +15,7 @@ const benchmarks = {
   'nx-builds': { script: 'nx-builds.mjs', what: 'incremental against full rebuild; no-op build with the Nx daemon off and on' },
   flatten: { script: 'flatten.mjs', image: 'prod', what: 'flatten against a bare qemu-img convert' },
   'test-boot': { script: 'test-boot.mjs', image: 'tiny-boot', what: 'test-boot --check against the bare qemu command to the same marker' },
-  'layer-manifest': { script: 'layer-manifest.mjs', image: 'prod', what: "what the layer manifest costs on a Debian root" },
+  'layer-manifest': { script: 'layer-manifest.mjs', image: 'prod', what: 'what the layer manifest costs on a Debian root' },
   'virt-customize': {
     script: 'virt-customize.mjs',
     image: 'prod',
@@ -32,10 +32,14 @@ for (const name of asked) {
   }
 }
 const selected = asked.length ? asked : Object.keys(benchmarks);
-const missingTools = selected.filter((name) => benchmarks[name].tool && spawnSync('sh', ['-c', `command -v ${benchmarks[name].tool.command}`], { stdio: 'ignore' }).status !== 0);
+const missingTools = selected.filter(
+  (name) => benchmarks[name].tool && spawnSync('sh', ['-c', `command -v ${benchmarks[name].tool.command}`], { stdio: 'ignore' }).status !== 0,
+);
 if (missingTools.length) {
   console.error(
-    missingTools.map((name) => `${name} compares against ${benchmarks[name].tool.command}, which is not installed: ${benchmarks[name].tool.install}.`).join('\n') +
+    missingTools
+      .map((name) => `${name} compares against ${benchmarks[name].tool.command}, which is not installed: ${benchmarks[name].tool.install}.`)
+      .join('\n') +
       `\nInstall it, or leave ${missingTools.length > 1 ? 'them' : 'it'} out: npm run bench -- ${selected.filter((name) => !missingTools.includes(name)).join(' ')}`,
   );
   process.exit(1);
@@ -46,11 +50,11 @@ const images = [...new Set(selected.map((name) => benchmarks[name].image).filter
 if (images.length) {
   // The benchmarks read dist/ directly, so it must hold the chains the current sources build.
   console.log(`Building the images the benchmarks measure on (${images.join(', ')}); cached layers are restored, not rebuilt.`);
-  const build = spawnSync(
-    process.execPath,
-    [nxBin, 'run-many', '-t', 'build', '-p', ...images.map((image) => `image-${image}`), '--output-style=static'],
-    { cwd: repo, stdio: 'inherit', env: { ...process.env, NX_TUI: 'false' } },
-  );
+  const build = spawnSync(process.execPath, [nxBin, 'run-many', '-t', 'build', '-p', ...images.map((image) => `image-${image}`), '--output-style=static'], {
+    cwd: repo,
+    stdio: 'inherit',
+    env: { ...process.env, NX_TUI: 'false' },
+  });
   if (build.status !== 0) {
     console.error(`Building ${images.map((image) => `image-${image}`).join(', ')} failed (above); no benchmark was run.`);
     process.exit(1);
@@ -63,9 +67,14 @@ const failed = [];
 for (const name of selected) {
   console.log(`\n## ${name}: ${benchmarks[name].what}\n`);
   const benchmarkStarted = Date.now();
-  const result = spawnSync(process.execPath, [path.join(repo, 'tools/bench', benchmarks[name].script)], { stdio: 'inherit', env: { RUNS: '5', ...process.env } });
+  const result = spawnSync(process.execPath, [path.join(repo, 'tools/bench', benchmarks[name].script)], {
+    stdio: 'inherit',
+    env: { RUNS: '5', ...process.env },
+  });
   if (result.status !== 0) failed.push(name);
   console.log(`\n(${name}: ${Math.round((Date.now() - benchmarkStarted) / 1000)} s)`);
 }
-console.log(`\nsuite: ${selected.length} benchmarks in ${((Date.now() - started) / 60000).toFixed(1)} min${building}${failed.length ? `; failed: ${failed.join(', ')}` : ''}`);
+console.log(
+  `\nsuite: ${selected.length} benchmarks in ${((Date.now() - started) / 60000).toFixed(1)} min${building}${failed.length ? `; failed: ${failed.join(', ')}` : ''}`,
+);
 process.exit(failed.length ? 1 : 0);

@@ -84,7 +84,10 @@ try {
     const runVirtCustomize = () => {
       rmSync(theirs, { force: true });
       execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', path.basename(top), theirs], { cwd: work });
-      execFileSync('virt-customize', ['--quiet', '--format', 'qcow2', '-a', theirs, '--no-network', '--run', script], { env: guestfsEnv, stdio: ['ignore', 'ignore', 'inherit'] });
+      execFileSync('virt-customize', ['--quiet', '--format', 'qcow2', '-a', theirs, '--no-network', '--run', script], {
+        env: guestfsEnv,
+        stdio: ['ignore', 'ignore', 'inherit'],
+      });
     };
     await runVmlb();
     runVirtCustomize();
@@ -92,7 +95,9 @@ try {
     rows.push({ label, vmlbTimes, theirTimes, vmlbBytes: written(plan.output), theirBytes: written(theirs) });
   }
   const mib = (bytes) => (bytes / 2 ** 20).toFixed(1);
-  console.log(`chain: ${path.relative(repo, top)}; ${runs} runs each, taking turns; virt-customize under ${guestfsEnv.LIBGUESTFS_BACKEND_SETTINGS ? 'TCG' : 'KVM'}`);
+  console.log(
+    `chain: ${path.relative(repo, top)}; ${runs} runs each, taking turns; virt-customize under ${guestfsEnv.LIBGUESTFS_BACKEND_SETTINGS ? 'TCG' : 'KVM'}`,
+  );
   console.log('\n| script | baseline: virt-customize --run, s | vmlb, s | ratio of medians | overlay written (virt-customize / vmlb), MiB |');
   console.log('| --- | --- | --- | --- | --- |');
   for (const row of rows) {

@@ -26,7 +26,21 @@ import { fileURLToPath } from 'node:url';
 const defaultLockfile = path.join(path.dirname(fileURLToPath(import.meta.url)), '../../package-lock.json');
 
 // The lockfile fields npm takes from a package's manifest (arborist's pkgMetaKeys).
-const manifestFields = ['dependencies', 'peerDependencies', 'peerDependenciesMeta', 'optionalDependencies', 'bundleDependencies', 'funding', 'engines', 'os', 'cpu', 'libc', 'license', 'bin', 'deprecated'];
+const manifestFields = [
+  'dependencies',
+  'peerDependencies',
+  'peerDependenciesMeta',
+  'optionalDependencies',
+  'bundleDependencies',
+  'funding',
+  'engines',
+  'os',
+  'cpu',
+  'libc',
+  'license',
+  'bin',
+  'deprecated',
+];
 
 // The location npm resolves `name` to from the package at `from`: the nearest node_modules/<name> up the tree, or null.
 export function resolveLocation(packages, from, name) {
@@ -120,7 +134,10 @@ export function entryFor({ name, spec }, npm = 'npm') {
   if (!latest) throw new Error(`the registry has no package ${name}, so its platform (os, cpu, libc) is unknown; add its entry by hand`);
   const entry = { version: spec.trim().replace(/^v/, '') };
   for (const field of ['os', 'cpu', 'libc']) if (latest[field]?.length) entry[field] = latest[field];
-  if (!entry.os && !entry.cpu) throw new Error(`${name}@${latest.version} declares no os or cpu, so it is not a platform package this script may describe without the registry; add its entry by hand`);
+  if (!entry.os && !entry.cpu)
+    throw new Error(
+      `${name}@${latest.version} declares no os or cpu, so it is not a platform package this script may describe without the registry; add its entry by hand`,
+    );
   return { entry, note: ` (the registry has no ${spec}: os/cpu/libc from ${latest.version}, no integrity)` };
 }
 

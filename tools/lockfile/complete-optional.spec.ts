@@ -81,7 +81,11 @@ describe('complete-optional --check', () => {
       'node_modules/@bin/darwin-arm64': { version: '1.0.0', cpu: ['arm64'], dev: true, optional: true, os: ['darwin'] },
       // A nested package resolves up the tree: its own node_modules first, then its parents', then the root's.
       'node_modules/other': { version: '2.0.0', dev: true, dependencies: { inner: '1.0.0' } },
-      'node_modules/other/node_modules/inner': { version: '1.0.0', dev: true, optionalDependencies: { '@bin/win32-x64': '1.0.0', helper: '^3.0.0', own: '1.0.0' } },
+      'node_modules/other/node_modules/inner': {
+        version: '1.0.0',
+        dev: true,
+        optionalDependencies: { '@bin/win32-x64': '1.0.0', helper: '^3.0.0', own: '1.0.0' },
+      },
       'node_modules/other/node_modules/inner/node_modules/own': { version: '1.0.0', dev: true, optional: true },
       'node_modules/other/node_modules/helper': { version: '3.1.0', dev: true, optional: true },
     });
@@ -121,7 +125,10 @@ describe('complete-optional', () => {
       '"node_modules/@bin/darwin-arm64": {\n      "version": "1.0.0",\n      "integrity": "sha512-darwin",\n      "cpu": [\n        "arm64"\n      ],\n      "dev": true,\n      "license": "MIT",\n      "optional": true,\n      "os": [\n        "darwin"\n      ],\n      "engines": {',
     );
 
-    const again = spawnSync(process.execPath, [script, first.file], { encoding: 'utf8', env: { ...process.env, PATH: `${dir}${path.delimiter}${process.env.PATH}` } });
+    const again = spawnSync(process.execPath, [script, first.file], {
+      encoding: 'utf8',
+      env: { ...process.env, PATH: `${dir}${path.delimiter}${process.env.PATH}` },
+    });
     expect(again.status).toBe(0);
     expect(again.stdout).toContain('nothing to add');
     expect(readFileSync(first.file, 'utf8')).toBe(written);
@@ -129,7 +136,9 @@ describe('complete-optional', () => {
   });
 
   it("describes a version the registry does not serve by the platform of the package's latest version, without integrity", () => {
-    const { status, stdout, file } = run(lockfile({ 'node_modules/@bin/darwin-arm64': { version: '1.0.0', optional: true, dev: true } }, { '@bin/freebsd-x64': '1.0.0' }));
+    const { status, stdout, file } = run(
+      lockfile({ 'node_modules/@bin/darwin-arm64': { version: '1.0.0', optional: true, dev: true } }, { '@bin/freebsd-x64': '1.0.0' }),
+    );
     expect(status).toBe(0);
     expect(stdout).toBe('added @bin/freebsd-x64@1.0.0 (the registry has no 1.0.0: os/cpu/libc from 1.0.7, no integrity)\n');
     expect(JSON.parse(readFileSync(file, 'utf8')).packages['node_modules/@bin/freebsd-x64']).toEqual({

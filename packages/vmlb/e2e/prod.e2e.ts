@@ -34,7 +34,11 @@ describe('images/prod', () => {
   it('builds from scratch, boots, and serves the page over ssh', async () => {
     const build = await timed('full build', () => workspace.nxOk(['build', 'image-prod'], { timeoutMs: 3_000_000 }));
     expect(tasksRun(build)).toEqual(
-      ['image-prod:base', 'image-prod:build', ...['00_base', '10_update', '20_packages', '30_app', '40_resize', '50_cleanup'].map((layer) => `prod-${layer}:build`)].sort(),
+      [
+        'image-prod:base',
+        'image-prod:build',
+        ...['00_base', '10_update', '20_packages', '30_app', '40_resize', '50_cleanup'].map((layer) => `prod-${layer}:build`),
+      ].sort(),
     );
     const boot = await timed('boot check with ssh', () => workspace.nxOk(check, { timeoutMs: 1_200_000 }));
     expect(boot).toContain('Hello from prod, built by vmlb');

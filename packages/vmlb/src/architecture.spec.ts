@@ -22,9 +22,7 @@ function modules(folder = SRC): string[] {
 function importsOf(module: string, known: Set<string>): string[] {
   const text = readFileSync(path.join(SRC, `${module}.ts`), 'utf8');
   const specifiers = [...text.matchAll(/(?:from|import|require)\s*\(?\s*'(\.{1,2}\/[^']+)'/g)].map((match) => match[1]);
-  return specifiers
-    .map((specifier) => path.relative(SRC, path.resolve(path.dirname(path.join(SRC, module)), specifier)))
-    .filter((target) => known.has(target));
+  return specifiers.map((specifier) => path.relative(SRC, path.resolve(path.dirname(path.join(SRC, module)), specifier))).filter((target) => known.has(target));
 }
 
 /** The lib folder of a module, or undefined outside src/lib. */

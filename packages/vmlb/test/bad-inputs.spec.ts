@@ -153,13 +153,17 @@ describe('bad input', () => {
       await expectFailure(await build(), 'images/tiny: layers 20_motd and 20_other share the number 20, so their order is ambiguous. Renumber one of them.');
     }, 120_000);
 
-    it.each([['../../../etc'], ['/etc']])('a # chroot-bind-mount source outside the layer folder: %s', async (source) => {
-      writeLayer('30_x', 'build-layer', `#!/bin/sh\n# chroot-bind-mount ${source} /host-etc\ntouch /host-etc/escaped\n`);
-      await expectFailure(
-        await build(),
-        `images/tiny/30_x/build-layer:2: bind-mount source '${source}' must be a path inside the layer folder, relative to it (usage: # chroot-bind-mount <path in layer folder> <absolute path in image>)`,
-      );
-    }, 120_000);
+    it.each([['../../../etc'], ['/etc']])(
+      'a # chroot-bind-mount source outside the layer folder: %s',
+      async (source) => {
+        writeLayer('30_x', 'build-layer', `#!/bin/sh\n# chroot-bind-mount ${source} /host-etc\ntouch /host-etc/escaped\n`);
+        await expectFailure(
+          await build(),
+          `images/tiny/30_x/build-layer:2: bind-mount source '${source}' must be a path inside the layer folder, relative to it (usage: # chroot-bind-mount <path in layer folder> <absolute path in image>)`,
+        );
+      },
+      120_000,
+    );
   });
 
   describe('found by the layer task before it touches a disk', () => {
@@ -219,7 +223,21 @@ describe('bad input', () => {
         // In a mount namespace of its own, a regular file covers /dev/fuse: the host's stays as it is.
         const result = await execa(
           'unshare',
-          ['--mount', '--propagation', 'private', '--', 'sh', '-c', 'mount --bind "$0" /dev/fuse && exec "$@"', notADevice, process.execPath, NX, 'build', 'image-tiny', '--output-style=static'],
+          [
+            '--mount',
+            '--propagation',
+            'private',
+            '--',
+            'sh',
+            '-c',
+            'mount --bind "$0" /dev/fuse && exec "$@"',
+            notADevice,
+            process.execPath,
+            NX,
+            'build',
+            'image-tiny',
+            '--output-style=static',
+          ],
           { cwd: workspace.root, all: true, reject: false, env: nxEnvironment() },
         );
         await expectFailure(
@@ -250,7 +268,11 @@ describe('bad input', () => {
         await chownWorkspace('0');
         rmSync(home, { recursive: true, force: true });
       }
-      await expectFailure(run, 'nx run tiny-30_x:build', 'vmlb: cannot build on this host; missing:\n  - root: vmlb attaches disks, mounts filesystems and runs chroots; run it as root (e.g. sudo npx nx ...).');
+      await expectFailure(
+        run,
+        'nx run tiny-30_x:build',
+        'vmlb: cannot build on this host; missing:\n  - root: vmlb attaches disks, mounts filesystems and runs chroots; run it as root (e.g. sudo npx nx ...).',
+      );
       expect(run.output).not.toContain(started('30_x'));
     }, 120_000);
   });
@@ -324,7 +346,9 @@ describe('bad input', () => {
     it('a download cut short', async () => {
       await expectFailure(
         await buildFrom({ url: `${url}/truncated.raw`, sha256: sha256(disk) }),
-        new RegExp(`vmlb: Cannot download ${url.replace(/\./g, '\\.')}/truncated\\.raw: the transfer stopped after \\d+ of 1048576 bytes \\(.+\\)\\. Nothing was kept; build again to retry\\.`),
+        new RegExp(
+          `vmlb: Cannot download ${url.replace(/\./g, '\\.')}/truncated\\.raw: the transfer stopped after \\d+ of 1048576 bytes \\(.+\\)\\. Nothing was kept; build again to retry\\.`,
+        ),
       );
       expect(readdirSync(downloads)).toEqual([]);
     }, 120_000);
@@ -393,7 +417,11 @@ describe('bad input', () => {
         writeLayer('30_x', 'build-layer', '#!/bin/sh\nset -e\necho escaped > /mnt/out/escaped\n');
         symlinkSync(outside, image('30_x', 'out'));
         // The image has no such folder: the write fails there.
-        await expectFailure(await build(), 'Layer 30_x of image tiny: images/tiny/30_x/build-layer exited with code', /\/mnt\/out\/escaped: nonexistent directory/);
+        await expectFailure(
+          await build(),
+          'Layer 30_x of image tiny: images/tiny/30_x/build-layer exited with code',
+          /\/mnt\/out\/escaped: nonexistent directory/,
+        );
         expect(readdirSync(outside)).toEqual([]);
       } finally {
         rmSync(outside, { recursive: true, force: true });

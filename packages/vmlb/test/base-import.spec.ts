@@ -28,7 +28,10 @@ describe('importBase', () => {
   beforeAll(async () => {
     // 8 MiB with a recognisable pattern at the start and some data further in.
     await execa('truncate', ['-s', '8M', raw]);
-    await execa('sh', ['-c', `printf 'vmlb base disk' | dd of=${raw} conv=notrunc status=none && head -c 1048576 /dev/urandom | dd of=${raw} bs=1M seek=3 conv=notrunc status=none`]);
+    await execa('sh', [
+      '-c',
+      `printf 'vmlb base disk' | dd of=${raw} conv=notrunc status=none && head -c 1048576 /dev/urandom | dd of=${raw} bs=1M seek=3 conv=notrunc status=none`,
+    ]);
     await execa('gzip', ['-k', raw]);
     await execa('xz', ['-k', '-T1', raw]);
     await execa('zstd', ['-q', '-k', raw]);
@@ -109,23 +112,38 @@ describe('importBase', () => {
 
   it('says what the server answered for a missing file, and when nothing answers', async () => {
     await expect(
-      importBase({ url: `${baseUrl}/nope.raw`, sha256: 'a'.repeat(64) }, out('missing'), { downloadCache: cache, log, workspaceRoot: dir, configFile: 'images/x/image.json' }),
+      importBase({ url: `${baseUrl}/nope.raw`, sha256: 'a'.repeat(64) }, out('missing'), {
+        downloadCache: cache,
+        log,
+        workspaceRoot: dir,
+        configFile: 'images/x/image.json',
+      }),
     ).rejects.toThrow(`Cannot download ${baseUrl}/nope.raw: the server answered 404 Not Found. Check base.url in images/x/image.json.`);
     const closed = createServer();
     await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
     const port = (closed.address() as AddressInfo).port;
     await new Promise((resolve) => closed.close(resolve));
-    await expect(importBase({ url: `http://127.0.0.1:${port}/disk.raw`, sha256: 'a'.repeat(64) }, out('down'), { downloadCache: cache, log, workspaceRoot: dir })).rejects.toThrow(
-      new RegExp(`^Cannot download http://127\\.0\\.0\\.1:${port}/disk\\.raw: .*ECONNREFUSED.*\\. Check base\\.url in image\\.json, and that this host reaches the server`),
+    await expect(
+      importBase({ url: `http://127.0.0.1:${port}/disk.raw`, sha256: 'a'.repeat(64) }, out('down'), { downloadCache: cache, log, workspaceRoot: dir }),
+    ).rejects.toThrow(
+      new RegExp(
+        `^Cannot download http://127\\.0\\.0\\.1:${port}/disk\\.raw: .*ECONNREFUSED.*\\. Check base\\.url in image\\.json, and that this host reaches the server`,
+      ),
     );
     expect(existsSync(out('missing'))).toBe(false);
   });
 
   it('refuses a download cut short, naming the URL, and keeps nothing', async () => {
     const downloads = path.join(dir, 'truncated-cache');
-    const failure = importBase({ url: `${baseUrl}/truncated.raw`, sha256: 'a'.repeat(64) }, out('truncated'), { downloadCache: downloads, log, workspaceRoot: dir });
+    const failure = importBase({ url: `${baseUrl}/truncated.raw`, sha256: 'a'.repeat(64) }, out('truncated'), {
+      downloadCache: downloads,
+      log,
+      workspaceRoot: dir,
+    });
     await expect(failure).rejects.toThrow(
-      new RegExp(`^Cannot download ${baseUrl.replace(/\./g, '\\.')}/truncated\\.raw: the transfer stopped after \\d+ of 8388608 bytes \\(.+\\)\\. Nothing was kept; build again to retry\\.$`),
+      new RegExp(
+        `^Cannot download ${baseUrl.replace(/\./g, '\\.')}/truncated\\.raw: the transfer stopped after \\d+ of 8388608 bytes \\(.+\\)\\. Nothing was kept; build again to retry\\.$`,
+      ),
     );
     expect(existsSync(out('truncated'))).toBe(false);
     expect(existsSync(downloads) ? readdirSync(downloads) : []).toEqual([]);
@@ -143,7 +161,9 @@ describe('importBase', () => {
     writeFileSync(path.join(dir, 'notes.txt'), 'not a disk');
     await execa('gzip', ['-kf', path.join(dir, 'notes.txt')]);
     const sha256 = await sha256File(text);
-    await expect(importBase({ url: `file://${text}`, sha256 }, out('text'), { downloadCache: cache, log, workspaceRoot: dir, configFile: 'images/x/image.json' })).rejects.toThrow(
+    await expect(
+      importBase({ url: `file://${text}`, sha256 }, out('text'), { downloadCache: cache, log, workspaceRoot: dir, configFile: 'images/x/image.json' }),
+    ).rejects.toThrow(
       'notes.txt.gz is not a disk image: qemu-img sees no image format in it, and as a raw disk its 10 bytes are not a whole number of 512-byte sectors. ' +
         'Point base.url in images/x/image.json at a disk image',
     );
@@ -151,7 +171,9 @@ describe('importBase', () => {
   });
 
   it('names base.path and the image.json it is in when the local disk is not there', async () => {
-    await expect(importBase({ path: 'disks/nope.qcow2' }, out('nopath'), { downloadCache: cache, log, workspaceRoot: dir, configFile: 'images/x/image.json' })).rejects.toThrow(
+    await expect(
+      importBase({ path: 'disks/nope.qcow2' }, out('nopath'), { downloadCache: cache, log, workspaceRoot: dir, configFile: 'images/x/image.json' }),
+    ).rejects.toThrow(
       `base.path disks/nope.qcow2 does not exist (resolved to ${dir}/disks/nope.qcow2). Fix base.path in images/x/image.json, or put the disk there.`,
     );
     expect(existsSync(out('nopath'))).toBe(false);
@@ -165,7 +187,9 @@ describe('importBase', () => {
     writeFileSync(manifest, 'describes the 64M base');
     const before = { base: await sha256File(output), digest: readFileSync(digestFile, 'utf8') };
 
-    await expect(importBase({ url: `${baseUrl}/nope.raw`, sha256: 'a'.repeat(64) }, output, { downloadCache: cache, log, workspaceRoot: dir, replaces: [manifest] })).rejects.toThrow('404');
+    await expect(
+      importBase({ url: `${baseUrl}/nope.raw`, sha256: 'a'.repeat(64) }, output, { downloadCache: cache, log, workspaceRoot: dir, replaces: [manifest] }),
+    ).rejects.toThrow('404');
     expect({ base: await sha256File(output), digest: readFileSync(digestFile, 'utf8') }).toEqual(before);
     expect(readFileSync(manifest, 'utf8')).toBe('describes the 64M base');
 
@@ -207,19 +231,25 @@ describe('importBase', () => {
 
     it('the same qcow2 by URL with its matching sha256: refused, nothing of the backing file in dist', async () => {
       const sha256 = await sha256File(path.join(dir, 'backed.qcow2'));
-      await expect(importBase({ url: `${baseUrl}/backed.qcow2`, sha256 }, out('backed-url'), options('backed-url'))).rejects.toThrow(refusal('backed.qcow2', /a qcow2 image with a backing file .*/));
+      await expect(importBase({ url: `${baseUrl}/backed.qcow2`, sha256 }, out('backed-url'), options('backed-url'))).rejects.toThrow(
+        refusal('backed.qcow2', /a qcow2 image with a backing file .*/),
+      );
       expect(readdirSync(path.dirname(out('backed-url')))).toEqual([]);
       expect(holdsCanary(path.dirname(out('backed-url')))).toBe(false);
       expect(holdsCanary(path.join(dir, 'backed-url-cache'))).toBe(false);
     });
 
     it('a qcow2 with an external data file: refused', async () => {
-      await expect(importBase({ path: 'data-file.qcow2' }, out('data-file'), options('data-file'))).rejects.toThrow(refusal('data-file.qcow2', /a qcow2 image whose data is in an external data file \(data-file\)/));
+      await expect(importBase({ path: 'data-file.qcow2' }, out('data-file'), options('data-file'))).rejects.toThrow(
+        refusal('data-file.qcow2', /a qcow2 image whose data is in an external data file \(data-file\)/),
+      );
       expect(holdsCanary(path.dirname(out('data-file')))).toBe(false);
     });
 
     it('a sparse vmdk with a parent, and a vmdk descriptor whose extent is a host file: refused', async () => {
-      await expect(importBase({ path: 'child.vmdk' }, out('vmdk-child'), options('vmdk-child'))).rejects.toThrow(refusal('child.vmdk', /a vmdk image with a parent \(backing\) file .*/));
+      await expect(importBase({ path: 'child.vmdk' }, out('vmdk-child'), options('vmdk-child'))).rejects.toThrow(
+        refusal('child.vmdk', /a vmdk image with a parent \(backing\) file .*/),
+      );
       await expect(importBase({ path: 'descriptor.vmdk' }, out('vmdk-descriptor'), options('vmdk-descriptor'))).rejects.toThrow(
         refusal('descriptor.vmdk', /a vmdk descriptor whose data is in extent files it names \(or an old VMware format\)/),
       );
@@ -273,7 +303,12 @@ describe('importBase', () => {
     it('downloads a base from a host only the proxy reaches', async () => {
       const sha256 = await sha256File(raw);
       const env = { http_proxy: proxy.url, no_proxy: 'localhost,.example.internal' };
-      await importBase({ url: `http://${hidden}/disk.raw`, sha256 }, out('proxied'), { downloadCache: path.join(dir, 'proxy-cache'), log, workspaceRoot: dir, env });
+      await importBase({ url: `http://${hidden}/disk.raw`, sha256 }, out('proxied'), {
+        downloadCache: path.join(dir, 'proxy-cache'),
+        log,
+        workspaceRoot: dir,
+        env,
+      });
       await sameContent(out('proxied'));
       expect(proxy.requests.length).toBe(1);
       expect(proxy.requests[0]).toMatch(new RegExp(`^(CONNECT ${hidden}|GET http://${hidden}/disk\\.raw)$`));
@@ -285,7 +320,12 @@ describe('importBase', () => {
       for (const env of [{ HTTP_PROXY: proxy.url, NO_PROXY: '127.0.0.1' }, {}]) {
         proxy.requests.length = 0;
         await expect(
-          importBase({ url: `http://${hidden}/disk.raw`, sha256 }, out('unproxied'), { downloadCache: path.join(dir, 'proxy-cache-2'), log, workspaceRoot: dir, env }),
+          importBase({ url: `http://${hidden}/disk.raw`, sha256 }, out('unproxied'), {
+            downloadCache: path.join(dir, 'proxy-cache-2'),
+            log,
+            workspaceRoot: dir,
+            env,
+          }),
         ).rejects.toThrow(/ECONNREFUSED/);
         expect(proxy.requests).toEqual([]);
       }

@@ -180,7 +180,7 @@ describe.each([
     expect(await store.blobs()).toContain(fresh.ref('20_motd').sha256);
   });
 
-  it('keeps a # noshare layer\'s blob on its machine, and gc frees only blobs no ref names', async () => {
+  it("keeps a # noshare layer's blob on its machine, and gc frees only blobs no ref names", async () => {
     const own = machine();
     const script = own.workspace.path('images/tiny/10_hello/build-layer');
     writeFileSync(script, readFileSync(script, 'utf8').replace('set -eu\n', 'set -eu\n# noshare\n'));

@@ -72,7 +72,11 @@ describe('a layer build stopped at every phase', () => {
   }
 
   /** Starts the layer's build in a process group of its own; resolves with its output once it is at the point. */
-  function startBuild(env: Record<string, string>): { child: ChildProcess; output: () => string; exited: Promise<{ code: number | null; signal: string | null }> } {
+  function startBuild(env: Record<string, string>): {
+    child: ChildProcess;
+    output: () => string;
+    exited: Promise<{ code: number | null; signal: string | null }>;
+  } {
     builds++;
     const child = spawn(process.execPath, [path.join(__dirname, 'support/run-layer-executor.js'), JSON.stringify(buildOptions), `${IMAGE}-${LAYER}`], {
       cwd: workspace.root,
@@ -110,7 +114,14 @@ describe('a layer build stopped at every phase', () => {
   /** sha256 of each lower layer's qcow2 and digest: a fault in 30_x must not touch them. */
   function lowerLayers(): Record<string, string> {
     const files = readdirSync(dist()).filter((name) => /^(base|\d\d_(?!x)\w+)\.(qcow2|digest)$/.test(name) && !name.startsWith(LAYER));
-    return Object.fromEntries(files.sort().map((name) => [name, createHash('sha256').update(readFileSync(dist(name))).digest('hex')]));
+    return Object.fromEntries(
+      files.sort().map((name) => [
+        name,
+        createHash('sha256')
+          .update(readFileSync(dist(name)))
+          .digest('hex'),
+      ]),
+    );
   }
 
   /** Every digest file in the image folder matches the chain it names; no .partial file exists. */
@@ -173,50 +184,54 @@ describe('a layer build stopped at every phase', () => {
   });
 
   const cases = POINTS.flatMap((point) => SIGNALS.map((signal) => [point.phase, signal, point] as const));
-  it.each(cases)('at %s, %s: nothing is left once the build is gone, and the next build is correct', async (phase, signal, point) => {
-    const outcome: Outcome = { phase, signal, cleanAfterExit: false, nextBuildCorrect: false };
-    outcomes.push(outcome);
-    const lowerBefore = lowerLayers();
-    const digestBefore = readFileSync(dist(`${LAYER}.digest`), 'utf8');
+  it.each(cases)(
+    'at %s, %s: nothing is left once the build is gone, and the next build is correct',
+    async (phase, signal, point) => {
+      const outcome: Outcome = { phase, signal, cleanAfterExit: false, nextBuildCorrect: false };
+      outcomes.push(outcome);
+      const lowerBefore = lowerLayers();
+      const digestBefore = readFileSync(dist(`${LAYER}.digest`), 'utf8');
 
-    writeScript(point.script ?? passingScript(`stopped at ${phase}`));
-    const build = startBuild(point.script ? {} : { VMLB_PAUSE_AT: phase });
-    await waitFor(point.script ? MARKER : `vmlb: paused at ${phase}`, build, 60_000);
-    process.kill(-build.child.pid!, signal);
-    const ended = await build.exited;
-    expect(await waitForProcessGroupExit(build.child.pid!, 30_000)).toBe(true);
-    running = undefined;
+      writeScript(point.script ?? passingScript(`stopped at ${phase}`));
+      const build = startBuild(point.script ? {} : { VMLB_PAUSE_AT: phase });
+      await waitFor(point.script ? MARKER : `vmlb: paused at ${phase}`, build, 60_000);
+      process.kill(-build.child.pid!, signal);
+      const ended = await build.exited;
+      expect(await waitForProcessGroupExit(build.child.pid!, 30_000)).toBe(true);
+      running = undefined;
 
-    expect(ended.code === 0).toBe(false);
-    if (signal === 'SIGKILL') {
-      // Only the watcher, in a session of its own, can clean up now.
-      expect(await waitForCleanHost(workspace.root, leftoverOptions(), 20_000)).toBe('');
-    } else {
-      // The build released everything itself before it exited.
+      expect(ended.code === 0).toBe(false);
+      if (signal === 'SIGKILL') {
+        // Only the watcher, in a session of its own, can clean up now.
+        expect(await waitForCleanHost(workspace.root, leftoverOptions(), 20_000)).toBe('');
+      } else {
+        // The build released everything itself before it exited.
+        expect(describeLeftovers(await findLeftovers(workspace.root, leftoverOptions()))).toBe('');
+        expect(build.output()).toContain(`Build of layer ${LAYER} of image ${IMAGE} was interrupted.`);
+      }
+      // The layer is the one from before (an interrupted build replaces nothing), or, once renamed into
+      // place, gone: never a qcow2 without its digest, never a new one.
+      const digestAfter = existsSync(dist(`${LAYER}.digest`)) ? readFileSync(dist(`${LAYER}.digest`), 'utf8') : undefined;
+      expect(digestAfter === undefined || digestAfter === digestBefore).toBe(true);
+      expect(existsSync(dist(`${LAYER}.qcow2`))).toBe(digestAfter !== undefined);
+      await checkDist();
+      expect(lowerLayers()).toEqual(lowerBefore);
+      outcome.cleanAfterExit = true;
+
+      const label = `built after ${signal} at ${phase}`;
+      const output = await buildToEnd(label);
+      expect(output).toContain(`vmlb: layer ${LAYER} built`);
+      // The stopped build (or its watcher) left nothing for this one to clean.
+      expect(output).not.toContain('cleaned up after an interrupted build');
+      await checkDist();
+      expect(existsSync(dist(`${LAYER}.digest`))).toBe(true);
+      expect(await readFilesFromImage(dist(`${LAYER}.qcow2`), ['/etc/fault-test'])).toEqual({ '/etc/fault-test': label });
       expect(describeLeftovers(await findLeftovers(workspace.root, leftoverOptions()))).toBe('');
-      expect(build.output()).toContain(`Build of layer ${LAYER} of image ${IMAGE} was interrupted.`);
-    }
-    // The layer is the one from before (an interrupted build replaces nothing), or, once renamed into
-    // place, gone: never a qcow2 without its digest, never a new one.
-    const digestAfter = existsSync(dist(`${LAYER}.digest`)) ? readFileSync(dist(`${LAYER}.digest`), 'utf8') : undefined;
-    expect(digestAfter === undefined || digestAfter === digestBefore).toBe(true);
-    expect(existsSync(dist(`${LAYER}.qcow2`))).toBe(digestAfter !== undefined);
-    await checkDist();
-    expect(lowerLayers()).toEqual(lowerBefore);
-    outcome.cleanAfterExit = true;
-
-    const label = `built after ${signal} at ${phase}`;
-    const output = await buildToEnd(label);
-    expect(output).toContain(`vmlb: layer ${LAYER} built`);
-    // The stopped build (or its watcher) left nothing for this one to clean.
-    expect(output).not.toContain('cleaned up after an interrupted build');
-    await checkDist();
-    expect(existsSync(dist(`${LAYER}.digest`))).toBe(true);
-    expect(await readFilesFromImage(dist(`${LAYER}.qcow2`), ['/etc/fault-test'])).toEqual({ '/etc/fault-test': label });
-    expect(describeLeftovers(await findLeftovers(workspace.root, leftoverOptions()))).toBe('');
-    expect(lowerLayers()).toEqual(lowerBefore);
-    outcome.nextBuildCorrect = true;
-  }, 180_000);
+      expect(lowerLayers()).toEqual(lowerBefore);
+      outcome.nextBuildCorrect = true;
+    },
+    180_000,
+  );
 
   it('refuses a VMLB_PAUSE_AT that names no phase, listing the phases', async () => {
     writeScript(passingScript('never'));

@@ -15,7 +15,13 @@ const CHAIN_FILES = ['base', '00_disk', '10_hello', '20_motd'];
 describe('nx build image-tiny', () => {
   let workspace: NxWorkspace;
   const dist = (file: string) => workspace.path('dist/images/tiny', file);
-  const snapshot = () => Object.fromEntries(CHAIN_FILES.flatMap((name) => [[`${name}.qcow2`, readFileSync(dist(`${name}.qcow2`))], [`${name}.digest`, readFileSync(dist(`${name}.digest`), 'utf8')]]));
+  const snapshot = () =>
+    Object.fromEntries(
+      CHAIN_FILES.flatMap((name) => [
+        [`${name}.qcow2`, readFileSync(dist(`${name}.qcow2`))],
+        [`${name}.digest`, readFileSync(dist(`${name}.digest`), 'utf8')],
+      ]),
+    );
   let firstBuild: Record<string, Buffer | string>;
 
   beforeAll(() => {
@@ -28,7 +34,11 @@ describe('nx build image-tiny', () => {
     expect(tasksRun(output)).toEqual(['image-tiny:base', 'image-tiny:build', ...LAYERS]);
 
     expect(readlinkSync(dist('image.qcow2'))).toBe('20_motd.qcow2');
-    for (const [layer, parent] of [['00_disk', 'base'], ['10_hello', '00_disk'], ['20_motd', '10_hello']]) {
+    for (const [layer, parent] of [
+      ['00_disk', 'base'],
+      ['10_hello', '00_disk'],
+      ['20_motd', '10_hello'],
+    ]) {
       const { stdout } = await execa('qemu-img', ['info', '--output=json', dist(`${layer}.qcow2`)]);
       expect(JSON.parse(stdout)['backing-filename']).toBe(`${parent}.qcow2`);
     }
@@ -84,10 +94,7 @@ describe('nx build image-tiny', () => {
   });
 
   it('4. is all cache hits again after the edit is reverted, byte-identical to the first build', async () => {
-    writeFileSync(
-      workspace.path('images/tiny/10_hello/build-layer'),
-      readFileSync(require.resolve('../../../images/tiny/10_hello/build-layer')),
-    );
+    writeFileSync(workspace.path('images/tiny/10_hello/build-layer'), readFileSync(require.resolve('../../../images/tiny/10_hello/build-layer')));
     const output = await workspace.nxOk(['build', 'image-tiny']);
     expect(cacheHits(output)).toEqual(['image-tiny:base', ...LAYERS]);
     expect(snapshot()).toEqual(firstBuild);
@@ -99,12 +106,9 @@ describe('nx build image-tiny', () => {
     expect(cacheHits(output)).toEqual(['image-tiny:base', ...LAYERS]);
     expect(snapshot()).toEqual(firstBuild);
     const { stdout } = await execa('qemu-img', ['info', '--backing-chain', '--output=json', dist('image.qcow2')]);
-    expect(JSON.parse(stdout).map((info: { filename: string }) => info.filename.split('/').pop())).toEqual([
-      'image.qcow2',
-      '10_hello.qcow2',
-      '00_disk.qcow2',
-      'base.qcow2',
-    ].map((name, index) => (index === 0 ? 'image.qcow2' : name)));
+    expect(JSON.parse(stdout).map((info: { filename: string }) => info.filename.split('/').pop())).toEqual(
+      ['image.qcow2', '10_hello.qcow2', '00_disk.qcow2', 'base.qcow2'].map((name, index) => (index === 0 ? 'image.qcow2' : name)),
+    );
   });
 
   it('7. writes a standalone image.qcow2 with --flatten, with the same content as the chain', async () => {

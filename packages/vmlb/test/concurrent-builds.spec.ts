@@ -115,4 +115,3 @@ describe('builds at the same time', () => {
     await expectHostClean(workspace.root);
   }, 300_000);
 });
-

@@ -46,7 +46,9 @@ describe('flatten and export', () => {
     expect(described['virtual-size']).toBe((await info(chain()))['virtual-size']);
     await expect(execa('qemu-img', ['compare', '-f', 'qcow2', '-F', qemuFormat, chain(), file])).resolves.toMatchObject({ exitCode: 0 });
     // sha256sum -c reads the .sha256 file as written.
-    await expect(execa('sha256sum', ['-c', `tiny.${extension}.sha256`], { cwd: path.dirname(file) })).resolves.toMatchObject({ stdout: `tiny.${extension}: OK` });
+    await expect(execa('sha256sum', ['-c', `tiny.${extension}.sha256`], { cwd: path.dirname(file) })).resolves.toMatchObject({
+      stdout: `tiny.${extension}: OK`,
+    });
     expect(readdirSync(path.dirname(file)).sort()).toEqual([`tiny.${extension}`, `tiny.${extension}.sha256`]);
   });
 
@@ -83,9 +85,7 @@ describe('flatten and export', () => {
       expect(ovf).toContain(`ovf:capacity="${64 * 1024 * 1024}" ovf:capacityAllocationUnits="byte"`);
       expect(ovf).toContain('<rasd:VirtualQuantity>256</rasd:VirtualQuantity>');
       const manifest = readFileSync(path.join(unpacked, 'tiny.mf'), 'utf8');
-      expect(manifest).toBe(
-        `SHA256(tiny.ovf)= ${await sha256File(path.join(unpacked, 'tiny.ovf'))}\nSHA256(tiny-disk1.vmdk)= ${await sha256File(vmdk)}\n`,
-      );
+      expect(manifest).toBe(`SHA256(tiny.ovf)= ${await sha256File(path.join(unpacked, 'tiny.ovf'))}\nSHA256(tiny-disk1.vmdk)= ${await sha256File(vmdk)}\n`);
       expect((await info(vmdk))['format-specific'].data['create-type']).toBe('streamOptimized');
       await expect(execa('qemu-img', ['compare', '-F', 'vmdk', chain(), vmdk])).resolves.toMatchObject({ exitCode: 0 });
     } finally {

@@ -107,7 +107,7 @@ describe('a hostile layer script: its writes stay in the image', () => {
     canary = mkdtempSync(path.join(tmpdir(), 'vmlb-canary-'));
     writeFileSync(path.join(canary, 'secret.txt'), 'a file of the host\n');
     mkdirSync(path.join(canary, 'sbin'));
-    writeFileSync(path.join(canary, 'sbin', 'policy-rc.d'), '#!/bin/sh\n# the host\'s own\nexit 0\n', { mode: 0o755 });
+    writeFileSync(path.join(canary, 'sbin', 'policy-rc.d'), "#!/bin/sh\n# the host's own\nexit 0\n", { mode: 0o755 });
     mkdirSync(path.join(canary, 'lib', 'vmlb-run'), { recursive: true });
     const run = await workspace.nx(['build', 'image-tiny', '--output-style=static']);
     if (run.exitCode !== 0) throw new Error(`building images/tiny failed:\n${run.output}`);
@@ -152,7 +152,10 @@ describe('a hostile layer script: its writes stay in the image', () => {
   }, 120_000);
 
   it('writes a host file through any process of its /proc: every one is in the image', async () => {
-    hostile(`for root in /proc/[0-9]*/root; do if echo pwned 2>/dev/null > "$root${canary}/secret.txt"; then echo "escaped through $root"; exit 0; fi; done`, 'exit 3');
+    hostile(
+      `for root in /proc/[0-9]*/root; do if echo pwned 2>/dev/null > "$root${canary}/secret.txt"; then echo "escaped through $root"; exit 0; fi; done`,
+      'exit 3',
+    );
     const run = await build();
     expectFailure(run, /exited with code 3/);
     expect(run.output).not.toContain('escaped through');
@@ -204,10 +207,28 @@ describe('a hostile layer script: its writes stay in the image', () => {
     expect(effective).toBe(bounding);
     // capability.h numbers
     const has = (bit: number) => (bounding >> BigInt(bit)) & 1n;
-    const dropped = { dac_read_search: 2, net_admin: 12, net_raw: 13, sys_module: 16, sys_rawio: 17, sys_chroot: 18, sys_ptrace: 19, sys_admin: 21, sys_boot: 22, sys_time: 25, mknod: 27, syslog: 34, bpf: 39 };
+    const dropped = {
+      dac_read_search: 2,
+      net_admin: 12,
+      net_raw: 13,
+      sys_module: 16,
+      sys_rawio: 17,
+      sys_chroot: 18,
+      sys_ptrace: 19,
+      sys_admin: 21,
+      sys_boot: 22,
+      sys_time: 25,
+      mknod: 27,
+      syslog: 34,
+      bpf: 39,
+    };
     const kept = { chown: 0, dac_override: 1, fowner: 3, fsetid: 4, kill: 5, setgid: 6, setuid: 7, setfcap: 31 };
-    expect(Object.fromEntries(Object.entries(dropped).map(([name, bit]) => [name, has(bit)]))).toEqual(Object.fromEntries(Object.keys(dropped).map((name) => [name, 0n])));
-    expect(Object.fromEntries(Object.entries(kept).map(([name, bit]) => [name, has(bit)]))).toEqual(Object.fromEntries(Object.keys(kept).map((name) => [name, 1n])));
+    expect(Object.fromEntries(Object.entries(dropped).map(([name, bit]) => [name, has(bit)]))).toEqual(
+      Object.fromEntries(Object.keys(dropped).map((name) => [name, 0n])),
+    );
+    expect(Object.fromEntries(Object.entries(kept).map(([name, bit]) => [name, has(bit)]))).toEqual(
+      Object.fromEntries(Object.keys(kept).map((name) => [name, 1n])),
+    );
     await expectHostUnchanged();
   }, 120_000);
 

@@ -208,7 +208,17 @@ describe('a failing or interrupted layer build', () => {
   it('keeps the layer it had when a rebuild fails: qcow2, digest, manifest and listing as they were', async () => {
     expectSuccess(await nx(['build', 'image-tiny']));
     const files = ['20_motd.qcow2', '20_motd.digest', '20_motd.manifest.json', '20_motd.snapshot.json.gz'];
-    const contents = () => Object.fromEntries(files.map((file) => [file, existsSync(dist(file)) ? createHash('sha256').update(readFileSync(dist(file))).digest('hex') : 'missing']));
+    const contents = () =>
+      Object.fromEntries(
+        files.map((file) => [
+          file,
+          existsSync(dist(file))
+            ? createHash('sha256')
+                .update(readFileSync(dist(file)))
+                .digest('hex')
+            : 'missing',
+        ]),
+      );
     const before = contents();
     expect(Object.values(before)).not.toContain('missing');
 
@@ -224,31 +234,35 @@ describe('a failing or interrupted layer build', () => {
   it.each([
     ['SIGINT', 'Ctrl-C'],
     ['SIGTERM', 'a stop request'],
-  ] as const)('on %s (%s) stops the script, releases everything and exits non-zero; the next build succeeds', async (signal, _what) => {
-    writeLayer('30_x', sleepingScript);
-    const running = start(['build', 'image-tiny']);
-    await running.waitForOutput(MARKER, 120_000);
+  ] as const)(
+    'on %s (%s) stops the script, releases everything and exits non-zero; the next build succeeds',
+    async (signal, _what) => {
+      writeLayer('30_x', sleepingScript);
+      const running = start(['build', 'image-tiny']);
+      await running.waitForOutput(MARKER, 120_000);
 
-    const ended = await signalAndWait(running, signal);
+      const ended = await signalAndWait(running, signal);
 
-    expect(ended.exitCode ?? ended.signal).not.toBe(0);
-    expect(ended.output).not.toContain('layer 30_x built');
-    if (signal === 'SIGTERM') {
-      // (On SIGINT nx silences all output at once, as a terminal would expect.)
-      expect(ended.output).toContain('vmlb: SIGTERM received; stopping the script and releasing the disk...');
-      expect(ended.output).toContain('Build of layer 30_x of image tiny was interrupted.');
-    }
-    expectNoLayerOutput('30_x');
-    await expectHostClean();
+      expect(ended.exitCode ?? ended.signal).not.toBe(0);
+      expect(ended.output).not.toContain('layer 30_x built');
+      if (signal === 'SIGTERM') {
+        // (On SIGINT nx silences all output at once, as a terminal would expect.)
+        expect(ended.output).toContain('vmlb: SIGTERM received; stopping the script and releasing the disk...');
+        expect(ended.output).toContain('Build of layer 30_x of image tiny was interrupted.');
+      }
+      expectNoLayerOutput('30_x');
+      await expectHostClean();
 
-    writeLayer('30_x', passingScript(`after ${signal}`));
-    const rerun = await nx(['build', 'image-tiny']);
-    expectSuccess(rerun);
-    expect(rerun.output).toContain('vmlb: layer 30_x built');
-    // The interrupted build released everything itself; nothing was left for this one.
-    expect(rerun.output).not.toContain('cleaned up after an interrupted build');
-    await expectHostClean();
-  }, 180_000);
+      writeLayer('30_x', passingScript(`after ${signal}`));
+      const rerun = await nx(['build', 'image-tiny']);
+      expectSuccess(rerun);
+      expect(rerun.output).toContain('vmlb: layer 30_x built');
+      // The interrupted build released everything itself; nothing was left for this one.
+      expect(rerun.output).not.toContain('cleaned up after an interrupted build');
+      await expectHostClean();
+    },
+    180_000,
+  );
 
   it('on SIGKILL: once the build is gone, its watcher releases everything it attached; the next build succeeds', async () => {
     writeLayer('30_x', sleepingScript);
@@ -444,9 +458,7 @@ describe('a failing or interrupted layer build', () => {
 
       expect(run.exitCode).not.toBe(0);
       expect(tasksRun(run.output)).toEqual(['tiny-20_motd:build']);
-      expect(run.output).toContain(
-        `Backing file ${dist('00_disk.qcow2')} of ${dist('10_hello.qcow2')} (which names it "00_disk.qcow2") is missing.`,
-      );
+      expect(run.output).toContain(`Backing file ${dist('00_disk.qcow2')} of ${dist('10_hello.qcow2')} (which names it "00_disk.qcow2") is missing.`);
       expectNoLayerOutput('20_motd');
       await expectHostClean();
     } finally {

@@ -91,17 +91,13 @@ describe('seeing what each layer is and what it changed', () => {
       expect(row.fileSize).toBeGreaterThan(0);
       expect(row.lastBuild?.seconds).toBeGreaterThanOrEqual(0);
     }
-    expect(rows.map((row) => row.changes)).toEqual([
-      'base disk',
-      'disk changed below the filesystem (no file list)',
-      '+1 files',
-      '+1 files',
-      '+2 ~2 -1 files',
-    ]);
+    expect(rows.map((row) => row.changes)).toEqual(['base disk', 'disk changed below the filesystem (no file list)', '+1 files', '+1 files', '+2 ~2 -1 files']);
 
     const table = await workspace.nxOk(['run', 'image-tiny:layers']);
     expect(table).toMatch(/Layer\s+Kind\s+Hints\s+State\s+Task hash\s+Digest\s+Size\s+Disk\s+Last build\s+Changes/);
-    expect(table).toMatch(new RegExp(`30_edit\\s+build-layer\\s+-\\s+built here\\s+${rows[4].hash}\\s+${rows[4].digest!.slice(0, 12)}\\s+.*64 MiB.*\\+2 ~2 -1 files`));
+    expect(table).toMatch(
+      new RegExp(`30_edit\\s+build-layer\\s+-\\s+built here\\s+${rows[4].hash}\\s+${rows[4].digest!.slice(0, 12)}\\s+.*64 MiB.*\\+2 ~2 -1 files`),
+    );
   });
 
   it("writes a manifest that lists exactly what the layer's script changed", () => {

@@ -51,7 +51,9 @@ describe('nx run image-tiny-boot:test-boot', () => {
   it('fails with the console tail and the log path when the expected text never appears', async () => {
     const run = await workspace.nx(['run', 'image-tiny-boot:test-boot', '--check', '--expect=never printed by this guest', '--timeout=90']);
     expect(run.exitCode).not.toBe(0);
-    expect(run.output).toMatch(/test-boot of image tiny-boot failed after \d+\.\d s: qemu exited \(code 0\) before \/never printed by this guest\/ appeared on the console/);
+    expect(run.output).toMatch(
+      /test-boot of image tiny-boot failed after \d+\.\d s: qemu exited \(code 0\) before \/never printed by this guest\/ appeared on the console/,
+    );
     expect(run.output).toMatch(/Last 40 console lines:\n[\s\S]*reboot: Power down/);
     expect(run.output).toContain('The whole console is in dist/images/tiny-boot/test-boot.log.');
     expect(qemuProcesses()).toEqual([]);

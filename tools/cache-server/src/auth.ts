@@ -53,8 +53,7 @@ function knownToken(token: string, access: TokenAccess, index: number): KnownTok
   // The token itself never goes into an error message: it is a secret.
   if (!TOKEN_PATTERN.test(token)) {
     throw new Error(
-      `${access} token #${index + 1} is empty or contains spaces, control or non-ASCII characters; ` +
-        'tokens must be printable ASCII without spaces',
+      `${access} token #${index + 1} is empty or contains spaces, control or non-ASCII characters; ` + 'tokens must be printable ASCII without spaces',
     );
   }
   return { digest: sha256(token), access };

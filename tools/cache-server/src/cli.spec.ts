@@ -24,8 +24,26 @@ describe('parseCommandLine', () => {
 
   it('reads the timeouts in seconds, the connection limit, and an unlimited entry size', () => {
     expect(
-      serve(['--dir', '/srv/cache', '--headers-timeout', '10', '--idle-timeout=30', '--request-timeout', '3600', '--max-connections', '64', '--max-entry-size', 'unlimited']),
-    ).toMatchObject({ headersTimeoutMs: 10_000, idleTimeoutMs: 30_000, requestTimeoutMs: 3_600_000, maxConnections: 64, maxEntryBytes: Number.POSITIVE_INFINITY });
+      serve([
+        '--dir',
+        '/srv/cache',
+        '--headers-timeout',
+        '10',
+        '--idle-timeout=30',
+        '--request-timeout',
+        '3600',
+        '--max-connections',
+        '64',
+        '--max-entry-size',
+        'unlimited',
+      ]),
+    ).toMatchObject({
+      headersTimeoutMs: 10_000,
+      idleTimeoutMs: 30_000,
+      requestTimeoutMs: 3_600_000,
+      maxConnections: 64,
+      maxEntryBytes: Number.POSITIVE_INFINITY,
+    });
   });
 
   it.each([

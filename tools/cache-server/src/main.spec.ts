@@ -143,62 +143,56 @@ describe('vmlb-cache-server CLI', () => {
     expect((await fs.stat(dir)).isDirectory()).toBe(true);
   });
 
-  it(
-    'streams a 256 MiB entry in and out with bounded memory, then exits 0 on SIGTERM',
-    async () => {
-      const SIZE = 256 * MiB;
-      const CHUNK = MiB;
-      const token = 'stream-secret';
-      const auth = { Authorization: `Bearer ${token}` };
-      const server = await startCli(
-        ['--dir', path.join(root, 'stream'), '--port', '0', '--max-entry-size', '1G'],
-        { VMLB_CACHE_READ_WRITE_TOKENS: token },
-        ['--max-old-space-size=48'],
-      );
-      expect(server.stdout()).toMatch(/auth on \(1 read-write, 0 read-only tokens\)/);
+  it('streams a 256 MiB entry in and out with bounded memory, then exits 0 on SIGTERM', async () => {
+    const SIZE = 256 * MiB;
+    const CHUNK = MiB;
+    const token = 'stream-secret';
+    const auth = { Authorization: `Bearer ${token}` };
+    const server = await startCli(['--dir', path.join(root, 'stream'), '--port', '0', '--max-entry-size', '1G'], { VMLB_CACHE_READ_WRITE_TOKENS: token }, [
+      '--max-old-space-size=48',
+    ]);
+    expect(server.stdout()).toMatch(/auth on \(1 read-write, 0 read-only tokens\)/);
 
-      // Generated as it is sent, hashed on the way: the test holds one chunk at a time.
-      const sent = createHash('sha256');
-      const body = Readable.from(
-        (function* () {
-          for (let offset = 0; offset < SIZE; offset += CHUNK) {
-            const chunk = randomBytes(CHUNK);
-            sent.update(chunk);
-            yield chunk;
-          }
-        })(),
-      );
-      const put = await request(server.url, '/v1/cache/256mib', {
-        method: 'PUT',
-        headers: { ...auth, 'Content-Length': SIZE },
-        body,
-      });
-      expect(put.status).toBe(200);
-
-      const received = createHash('sha256');
-      let receivedBytes = 0;
-      const getStatus = await streamingGet(server.url, '/v1/cache/256mib', auth, async (response) => {
-        expect(response.headers['content-length']).toBe(String(SIZE));
-        for await (const chunk of response) {
-          received.update(chunk as Buffer);
-          receivedBytes += (chunk as Buffer).length;
+    // Generated as it is sent, hashed on the way: the test holds one chunk at a time.
+    const sent = createHash('sha256');
+    const body = Readable.from(
+      (function* () {
+        for (let offset = 0; offset < SIZE; offset += CHUNK) {
+          const chunk = randomBytes(CHUNK);
+          sent.update(chunk);
+          yield chunk;
         }
-      });
+      })(),
+    );
+    const put = await request(server.url, '/v1/cache/256mib', {
+      method: 'PUT',
+      headers: { ...auth, 'Content-Length': SIZE },
+      body,
+    });
+    expect(put.status).toBe(200);
 
-      const peakRssBytes = await peakResidentBytes(server.child.pid!);
-      server.child.kill('SIGTERM');
+    const received = createHash('sha256');
+    let receivedBytes = 0;
+    const getStatus = await streamingGet(server.url, '/v1/cache/256mib', auth, async (response) => {
+      expect(response.headers['content-length']).toBe(String(SIZE));
+      for await (const chunk of response) {
+        received.update(chunk as Buffer);
+        receivedBytes += (chunk as Buffer).length;
+      }
+    });
 
-      expect(getStatus).toBe(200);
-      expect(receivedBytes).toBe(SIZE);
-      expect(received.digest('hex')).toBe(sent.digest('hex'));
-      console.log(`cache server peak RSS (VmHWM) for a 256 MiB PUT and GET: ${(peakRssBytes / MiB).toFixed(1)} MiB`);
-      expect(peakRssBytes).toBeLessThan(150 * MiB);
-      expect(await server.exited).toBe(0);
-      expect(server.stdout()).toMatch(new RegExp(` PUT /v1/cache/256mib 200 ${SIZE}B \\d+ms\\n`));
-      expect(server.stdout()).toMatch(new RegExp(` GET /v1/cache/256mib 200 ${SIZE}B \\d+ms\\n`));
-    },
-    60_000,
-  );
+    const peakRssBytes = await peakResidentBytes(server.child.pid!);
+    server.child.kill('SIGTERM');
+
+    expect(getStatus).toBe(200);
+    expect(receivedBytes).toBe(SIZE);
+    expect(received.digest('hex')).toBe(sent.digest('hex'));
+    console.log(`cache server peak RSS (VmHWM) for a 256 MiB PUT and GET: ${(peakRssBytes / MiB).toFixed(1)} MiB`);
+    expect(peakRssBytes).toBeLessThan(150 * MiB);
+    expect(await server.exited).toBe(0);
+    expect(server.stdout()).toMatch(new RegExp(` PUT /v1/cache/256mib 200 ${SIZE}B \\d+ms\\n`));
+    expect(server.stdout()).toMatch(new RegExp(` GET /v1/cache/256mib 200 ${SIZE}B \\d+ms\\n`));
+  }, 60_000);
 });
 
 /** The process's peak resident set size so far, from Linux's VmHWM. */

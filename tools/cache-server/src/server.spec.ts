@@ -211,8 +211,7 @@ describe('cache server', () => {
     const bearer = (token: string): http.OutgoingHttpHeaders => ({ Authorization: `Bearer ${token}` });
     const put = (server: RunningCacheServer, hash: string, headers: http.OutgoingHttpHeaders) =>
       request(server.url, `/v1/cache/${hash}`, { method: 'PUT', headers, body: Buffer.from(`body of ${hash}`) });
-    const get = (server: RunningCacheServer, hash: string, headers: http.OutgoingHttpHeaders) =>
-      request(server.url, `/v1/cache/${hash}`, { headers });
+    const get = (server: RunningCacheServer, hash: string, headers: http.OutgoingHttpHeaders) => request(server.url, `/v1/cache/${hash}`, { headers });
 
     let server: RunningCacheServer;
     beforeEach(async () => {
@@ -337,7 +336,10 @@ describe('cache server', () => {
 
       const response = await request(server.url, '/v1/cache/chunked', {
         method: 'PUT',
-        body: slowBody([512, 512, 512, 512, 512].map((size) => Buffer.alloc(size)), 20),
+        body: slowBody(
+          [512, 512, 512, 512, 512].map((size) => Buffer.alloc(size)),
+          20,
+        ),
       });
 
       expect(response.status).toBe(413);
@@ -362,7 +364,11 @@ describe('cache server', () => {
   describe('limits on what a client can hold (issue 18.9, 18.10)', () => {
     it('refuses an entry over 8 GiB by default, from its Content-Length alone', async () => {
       const server = await start();
-      const response = await request(server.url, '/v1/cache/huge', { method: 'PUT', headers: { 'Content-Length': 8 * 1024 ** 3 + 1 }, body: Readable.from([]) });
+      const response = await request(server.url, '/v1/cache/huge', {
+        method: 'PUT',
+        headers: { 'Content-Length': 8 * 1024 ** 3 + 1 },
+        body: Readable.from([]),
+      });
       expect(response.status).toBe(413);
       expect(response.body.toString()).toContain(`larger than the limit of ${8 * 1024 ** 3} bytes`);
     });
@@ -405,7 +411,9 @@ describe('cache server', () => {
 
     it('refuses limits that are not positive whole numbers, and a request timeout shorter than the headers timeout', async () => {
       await expect(start({ maxConnections: 0 })).rejects.toThrow('startCacheServer: maxConnections must be a positive whole number, got 0');
-      await expect(start({ headersTimeoutMs: 60_000, requestTimeoutMs: 1000 })).rejects.toThrow('requestTimeoutMs (1000) must be at least headersTimeoutMs (60000)');
+      await expect(start({ headersTimeoutMs: 60_000, requestTimeoutMs: 1000 })).rejects.toThrow(
+        'requestTimeoutMs (1000) must be at least headersTimeoutMs (60000)',
+      );
     });
   });
 
@@ -439,10 +447,7 @@ describe('cache server', () => {
       const server = await start();
       const finished = nextRequestEvent(server, (event) => event.hash === 'short');
 
-      await sendRaw(
-        server.url,
-        `PUT /v1/cache/short HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\n\r\n${'x'.repeat(10)}`,
-      );
+      await sendRaw(server.url, `PUT /v1/cache/short HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\n\r\n${'x'.repeat(10)}`);
 
       expect((await finished).status).toBe(499);
       expect(await exists(entryPath('short'))).toBe(false);

@@ -166,7 +166,9 @@ class CacheServer extends EventEmitter implements RunningCacheServer {
     this.httpServer.setTimeout(limits.idleTimeoutMs);
     this.httpServer.maxConnections = limits.maxConnections;
     this.httpServer.on('drop', (data?: { remoteAddress?: string }) => {
-      this.log(`${new Date().toISOString()} connection from ${data?.remoteAddress ?? '?'} refused: ${limits.maxConnections} connections are open (maxConnections)`);
+      this.log(
+        `${new Date().toISOString()} connection from ${data?.remoteAddress ?? '?'} refused: ${limits.maxConnections} connections are open (maxConnections)`,
+      );
     });
     // Node's headers timeout starts with a request's first byte: a connection that never sends one
     // would hold its descriptor until the idle timeout. It gets the headers timeout from its start.
@@ -225,9 +227,7 @@ class CacheServer extends EventEmitter implements RunningCacheServer {
   private async shutDown(graceMs: number): Promise<void> {
     const closed = new Promise<void>((resolve) => this.httpServer.close(() => resolve()));
     this.httpServer.closeIdleConnections();
-    const cutOff = Number.isFinite(graceMs)
-      ? setTimeout(() => this.httpServer.closeAllConnections(), graceMs)
-      : undefined;
+    const cutOff = Number.isFinite(graceMs) ? setTimeout(() => this.httpServer.closeAllConnections(), graceMs) : undefined;
     try {
       await closed;
       // Handlers clean up their temp files after the socket is gone; wait for that too.
@@ -305,8 +305,7 @@ class CacheServer extends EventEmitter implements RunningCacheServer {
       const shown = JSON.stringify(logSafe(hashSegment));
       return this.reply(context, 400, `invalid cache hash ${shown}: expected [A-Za-z0-9_-]{1,128}`);
     }
-    const outcome =
-      req.method === 'PUT' ? await this.handlePut(context, hashSegment) : await this.handleGet(context, hashSegment);
+    const outcome = req.method === 'PUT' ? await this.handlePut(context, hashSegment) : await this.handleGet(context, hashSegment);
     return { ...outcome, hash: hashSegment };
   }
 
@@ -392,13 +391,7 @@ class CacheServer extends EventEmitter implements RunningCacheServer {
     return this.send(context, status, 'application/json', JSON.stringify(body), {});
   }
 
-  private send(
-    context: RequestContext,
-    status: number,
-    contentType: string,
-    body: string,
-    headers: http.OutgoingHttpHeaders,
-  ): Outcome {
+  private send(context: RequestContext, status: number, contentType: string, body: string, headers: http.OutgoingHttpHeaders): Outcome {
     const { req, res } = context;
     if (res.headersSent || res.destroyed) return { status, bytes: 0 };
     const drainBody = !context.expectsContinue && !req.complete && bodyIsDrainable(req, this.maxEntryBytes);

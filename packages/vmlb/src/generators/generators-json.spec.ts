@@ -14,9 +14,7 @@ interface SchemaProperty {
   $default?: { $source: string; index?: number };
 }
 
-const generatorsJson: { generators: Record<string, GeneratorEntry> } = JSON.parse(
-  readFileSync(path.join(PACKAGE_ROOT, 'generators.json'), 'utf8'),
-);
+const generatorsJson: { generators: Record<string, GeneratorEntry> } = JSON.parse(readFileSync(path.join(PACKAGE_ROOT, 'generators.json'), 'utf8'));
 const entries = Object.entries(generatorsJson.generators);
 const readSchema = (entry: GeneratorEntry) => JSON.parse(readFileSync(path.join(PACKAGE_ROOT, entry.schema), 'utf8'));
 
@@ -62,12 +60,9 @@ describe('generators.json', () => {
     });
   });
 
-  it.each(entries.filter(([, entry]) => readSchema(entry).properties.name))(
-    '%s takes its name as the first positional argument',
-    (_name, entry) => {
-      expect(readSchema(entry).properties.name.$default).toEqual({ $source: 'argv', index: 0 });
-    },
-  );
+  it.each(entries.filter(([, entry]) => readSchema(entry).properties.name))('%s takes its name as the first positional argument', (_name, entry) => {
+    expect(readSchema(entry).properties.name.$default).toEqual({ $source: 'argv', index: 0 });
+  });
 
   it('gives every schema its own $id', () => {
     const ids = entries.map(([, entry]) => readSchema(entry).$id);

@@ -78,7 +78,9 @@ export function imageProject(image: ImageInfo, layout: ImageLayout, lastLayer: s
       executor: 'vmlb:layers',
       cache: false,
       options: { imageName: image.name, imageRoot: image.root, distDir: options.distDir, ...blobOption(options) },
-      metadata: metadata(options.layersTargetName, `List the layers of image ${image.name}: kind, hints, cache state and sizes (builds nothing)`, { json: true }),
+      metadata: metadata(options.layersTargetName, `List the layers of image ${image.name}: kind, hints, cache state and sizes (builds nothing)`, {
+        json: true,
+      }),
     },
     [options.diffTargetName]: {
       executor: 'vmlb:diff',

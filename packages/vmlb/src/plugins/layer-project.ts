@@ -62,6 +62,10 @@ function describeLayerTarget(image: ImageInfo, layer: LayerInfo, output: string)
     (layer.kind === 'build-layer' ? 'in a chroot of the image' : 'on the host against the disk') +
     ` into ${output}` +
     (hints.length ? ` (hints: ${hints.join(', ')})` : '') +
-    (layer.hints.nocache ? '; nocache: rebuilt on every run' : layer.hints.noshare ? "; noshare: kept in this machine's layer store, never in a remote cache" : '')
+    (layer.hints.nocache
+      ? '; nocache: rebuilt on every run'
+      : layer.hints.noshare
+        ? "; noshare: kept in this machine's layer store, never in a remote cache"
+        : '')
   );
 }

@@ -141,7 +141,11 @@ describe('vmlb plugin createNodes', () => {
       executor: 'vmlb:base',
       cache: true,
       inputs: [{ json: '{projectRoot}/image.json', fields: ['base'] }, { externalDependencies: [] }],
-      outputs: ['{workspaceRoot}/dist/images/demo/base.qcow2', '{workspaceRoot}/dist/images/demo/base.digest', '{workspaceRoot}/dist/images/demo/base.manifest.json'],
+      outputs: [
+        '{workspaceRoot}/dist/images/demo/base.qcow2',
+        '{workspaceRoot}/dist/images/demo/base.digest',
+        '{workspaceRoot}/dist/images/demo/base.manifest.json',
+      ],
       options: { imageName: 'demo', base: { empty: '1G' }, output: 'dist/images/demo/base.qcow2', layerFormat: LAYER_FORMAT },
     });
     expect(image.targets!.build).toMatchObject({
@@ -149,7 +153,12 @@ describe('vmlb plugin createNodes', () => {
       dependsOn: [{ target: 'build', projects: ['demo-20_clean'] }],
       options: { imageRoot: 'images/demo', distDir: 'dist/images', output: 'dist/images/demo/image.qcow2' },
     });
-    expect(image.targets!['test-boot'].options).toEqual({ imageName: 'demo', imageRoot: 'images/demo', distDir: 'dist/images', cloudInitDir: 'images/demo/test-boot' });
+    expect(image.targets!['test-boot'].options).toEqual({
+      imageName: 'demo',
+      imageRoot: 'images/demo',
+      distDir: 'dist/images',
+      cloudInitDir: 'images/demo/test-boot',
+    });
     for (const [name, target] of Object.entries(image.targets!)) {
       expect([name, typeof target.metadata?.description]).toEqual([name, 'string']);
     }
@@ -187,7 +196,13 @@ describe('vmlb plugin createNodes', () => {
     workspace.script('images/demo/10_b/build-layer');
     workspace.write('images/other/image.json', JSON.stringify({ base: { empty: '1G' } }));
     workspace.script('images/other/00_a/build-layer');
-    const results = await run(['images/demo/image.json', 'images/demo/00_a/build-layer', 'images/demo/10_b/build-layer', 'images/other/image.json', 'images/other/00_a/build-layer']);
+    const results = await run([
+      'images/demo/image.json',
+      'images/demo/00_a/build-layer',
+      'images/demo/10_b/build-layer',
+      'images/other/image.json',
+      'images/other/00_a/build-layer',
+    ]);
     const projects = Object.assign({}, ...results.map(([, result]) => result.projects));
     const runtime = (root: string) => projects[root].targets.build.inputs.filter((input: string | object) => typeof input === 'object' && 'runtime' in input);
     expect(runtime('images/demo/00_a')).toEqual([{ runtime: 'echo "rebuild period $(( ${VMLB_NOW:-$(date -u +%s)} / 604800 )) of 604800 s"' }]);
@@ -210,7 +225,11 @@ describe('vmlb plugin createNodes', () => {
       const nxJson = { targetDefaults } as CreateNodesContext['nxJsonConfiguration'];
       const problem = targetDefaultsProblem(nxJson, results);
       const project = results[0][1].projects!['images/demo/00_a'];
-      const context = { projectName: project.name, nxJsonConfiguration: nxJson, projectsConfigurations: { version: 2, projects: { [project.name!]: project } } };
+      const context = {
+        projectName: project.name,
+        nxJsonConfiguration: nxJson,
+        projectsConfigurations: { version: 2, projects: { [project.name!]: project } },
+      };
       let layerStops = false;
       try {
         checkTargetDefaults(context as unknown as ExecutorContext);
@@ -272,9 +291,7 @@ describe('vmlb plugin createNodes', () => {
   });
 
   it('rejects a distDir outside the workspace', async () => {
-    await expect(run([], { distDir: '../elsewhere' })).rejects.toThrow(
-      "vmlb plugin option distDir '../elsewhere' must be a folder inside the workspace",
-    );
+    await expect(run([], { distDir: '../elsewhere' })).rejects.toThrow("vmlb plugin option distDir '../elsewhere' must be a folder inside the workspace");
   });
 
   it('reports each broken image against its file and still returns the good ones', async () => {
@@ -303,7 +320,10 @@ describe('vmlb plugin createNodes', () => {
     const failure = run(['images/demo/image.json', 'images/demo/00_plain/build-layer', 'images/demo/30_a/build-layer', 'images/demo/30_b/build-layer']);
     await expect(failure).rejects.toMatchObject({
       errors: [
-        ['images/demo/00_plain/build-layer', expect.objectContaining({ message: expect.stringMatching(/^images\/demo\/00_plain\/build-layer has no #! line/) })],
+        [
+          'images/demo/00_plain/build-layer',
+          expect.objectContaining({ message: expect.stringMatching(/^images\/demo\/00_plain\/build-layer has no #! line/) }),
+        ],
         ['images/demo/10_both', expect.objectContaining({ message: expect.stringMatching(/^images\/demo\/10_both holds both/) })],
         ['images/demo/20_empty', expect.objectContaining({ message: expect.stringMatching(/^images\/demo\/20_empty is a layer folder but holds neither/) })],
         ['images/demo', expect.objectContaining({ message: expect.stringMatching(/^images\/demo: layers 30_a and 30_b share the number 30/) })],

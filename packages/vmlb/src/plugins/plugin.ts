@@ -123,10 +123,7 @@ function findNameClashes(results: Array<readonly [string, CreateNodesResult]>): 
       const name = project.name!;
       const other = owners.get(name);
       if (other) {
-        clashes.push([
-          file,
-          new Error(`Project name '${name}' is inferred for both ${other} and ${root}. Rename one of the image folders.`),
-        ]);
+        clashes.push([file, new Error(`Project name '${name}' is inferred for both ${other} and ${root}. Rename one of the image folders.`)]);
       } else {
         owners.set(name, root);
       }

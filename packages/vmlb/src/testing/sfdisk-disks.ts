@@ -97,7 +97,6 @@ function expectedPartitions(table: SfdiskTable): Omit<Partition, 'linux'>[] {
   });
 }
 
-
 /** Expects `table` (read from `device`) to match sfdisk's view of the same disk. */
 export async function expectMatchesSfdisk(device: string, table: PartitionTable): Promise<void> {
   const reference = await sfdiskTable(device);

@@ -33,10 +33,13 @@ export async function startTestProxy(routes: Record<string, string>): Promise<Te
       return;
     }
     const [host, port] = route.split(':');
-    const upstream = httpRequest({ host, port: Number(port), method: request.method, path: target.pathname + target.search, headers: request.headers }, (answer) => {
-      response.writeHead(answer.statusCode ?? 502, answer.headers);
-      answer.pipe(response);
-    });
+    const upstream = httpRequest(
+      { host, port: Number(port), method: request.method, path: target.pathname + target.search, headers: request.headers },
+      (answer) => {
+        response.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(response);
+      },
+    );
     upstream.on('error', () => response.destroy());
     request.pipe(upstream);
   });

@@ -140,7 +140,7 @@ export async function loopDevicesUnder(root: string, suspects: string[] = []): P
     if (isUnder(root, loop.backFile) || (suspects.includes(loop.name) && unresolvable(loop.backFile))) found.set(loop.name, loop);
   }
   // Loops stacked on those (a modify-disk script's partition loop on the disk's loop).
-  for (let added = true; added; ) {
+  for (let added = true; added;) {
     added = false;
     for (const loop of loops) {
       if (found.has(loop.name)) continue;
@@ -186,10 +186,12 @@ export function isLeftoverWatcher(argv: string[]): boolean {
 
 /** PIDs of the leftover watchers for work folders under `root`. */
 export function leftoverWatchersUnder(root: string): number[] {
-  return processes()
-    // Its argument is the watched build, as JSON naming the work folder.
-    .filter(({ argv }) => isLeftoverWatcher(argv) && (JSON.parse(argv[2] ?? '{}') as { workDir?: string }).workDir?.startsWith(root))
-    .map(({ pid }) => pid);
+  return (
+    processes()
+      // Its argument is the watched build, as JSON naming the work folder.
+      .filter(({ argv }) => isLeftoverWatcher(argv) && (JSON.parse(argv[2] ?? '{}') as { workDir?: string }).workDir?.startsWith(root))
+      .map(({ pid }) => pid)
+  );
 }
 
 /** Polls until `findLeftovers` reports nothing (a killed build's watcher is releasing); the last report either way. */

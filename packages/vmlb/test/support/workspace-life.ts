@@ -44,7 +44,8 @@ export function installVmlbCopy(workspace: NxWorkspace, change: { version?: stri
   const source = path.join(REPO_ROOT, 'packages/vmlb');
   const copy = path.join(modules, 'vmlb');
   mkdirSync(copy);
-  for (const entry of ['dist', 'src', 'executors.json', 'generators.json', 'package.json']) cpSync(path.join(source, entry), path.join(copy, entry), { recursive: true });
+  for (const entry of ['dist', 'src', 'executors.json', 'generators.json', 'package.json'])
+    cpSync(path.join(source, entry), path.join(copy, entry), { recursive: true });
   symlinkSync(path.join(source, 'node_modules'), path.join(copy, 'node_modules'));
   if (change.version) {
     const manifest = JSON.parse(readFileSync(path.join(copy, 'package.json'), 'utf8'));

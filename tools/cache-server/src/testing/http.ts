@@ -27,16 +27,13 @@ export function request(baseUrl: string, path: string, options: RequestOptions =
   const { hostname, port } = new URL(baseUrl);
   return new Promise((resolve, reject) => {
     let responded = false;
-    const req = http.request(
-      { hostname, port, path, method: options.method ?? 'GET', headers: options.headers, agent: false },
-      (res) => {
-        responded = true;
-        const chunks: Buffer[] = [];
-        res.on('data', (chunk: Buffer) => chunks.push(chunk));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
-        res.on('error', reject);
-      },
-    );
+    const req = http.request({ hostname, port, path, method: options.method ?? 'GET', headers: options.headers, agent: false }, (res) => {
+      responded = true;
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
     // After an early response the server may reset the connection mid-body.
     req.on('error', (error) => {
       if (!responded) reject(error);
@@ -93,10 +90,7 @@ export function slowBody(chunks: Buffer[], pauseMs: number): Readable {
 }
 
 /** The next request event the server emits that matches `predicate`. */
-export function nextRequestEvent(
-  server: RunningCacheServer,
-  predicate: (event: CacheRequestEvent) => boolean,
-): Promise<CacheRequestEvent> {
+export function nextRequestEvent(server: RunningCacheServer, predicate: (event: CacheRequestEvent) => boolean): Promise<CacheRequestEvent> {
   return new Promise((resolve) => {
     const listener = (event: CacheRequestEvent): void => {
       if (!predicate(event)) return;

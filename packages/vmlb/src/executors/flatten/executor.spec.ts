@@ -18,8 +18,12 @@ describe('flatten options', () => {
 
   it('names the option and the fix when options do not fit together', () => {
     expect(() => normalizeOptions({ ...base, format: 'vmdk', compress: true }, '/ws')).toThrow('--compress applies to qcow2 only (got --format vmdk)');
-    expect(() => normalizeOptions({ ...base, vmdkSubformat: 'streamOptimized' }, '/ws')).toThrow('--vmdkSubformat applies to --format vmdk only (got --format qcow2).');
-    expect(() => normalizeOptions({ ...base, format: 'iso' as never }, '/ws')).toThrow("--format 'iso' is not one vmlb exports; use one of qcow2, raw, vmdk, vhdx, vdi, vpc, ova.");
+    expect(() => normalizeOptions({ ...base, vmdkSubformat: 'streamOptimized' }, '/ws')).toThrow(
+      '--vmdkSubformat applies to --format vmdk only (got --format qcow2).',
+    );
+    expect(() => normalizeOptions({ ...base, format: 'iso' as never }, '/ws')).toThrow(
+      "--format 'iso' is not one vmlb exports; use one of qcow2, raw, vmdk, vhdx, vdi, vpc, ova.",
+    );
     expect(() => normalizeOptions({ ...base, format: 'ova', cpus: 0 }, '/ws')).toThrow('--cpus must be a whole number of 1 or more, got 0.');
   });
 });

@@ -36,7 +36,8 @@ export function normalizeOptions(options: FlattenExecutorSchema, workspaceRoot: 
   const cpus = options.cpus ?? 2;
   const memoryMiB = options.memory ?? 1024;
   if (!Number.isInteger(cpus) || cpus < 1) throw new Error(`--cpus must be a whole number of 1 or more, got ${JSON.stringify(options.cpus)}.`);
-  if (!Number.isInteger(memoryMiB) || memoryMiB < 16) throw new Error(`--memory is in MiB and must be a whole number of 16 or more, got ${JSON.stringify(options.memory)}.`);
+  if (!Number.isInteger(memoryMiB) || memoryMiB < 16)
+    throw new Error(`--memory is in MiB and must be a whole number of 16 or more, got ${JSON.stringify(options.memory)}.`);
   return {
     imageName: options.imageName,
     chain: path.resolve(workspaceRoot, chainTop(options, workspaceRoot)),
@@ -60,7 +61,9 @@ export default async function flattenExecutor(options: FlattenExecutorSchema, co
       const log = (message: string) => console.log(message);
       if (plan.blobs) await materialiseChain(plan.chain, await openBlobStores(context.root), { log, signal });
       if (!existsSync(plan.chain)) {
-        throw new Error(`Image ${plan.imageName} is not built here (${path.relative(context.root, plan.chain)} is missing). Build it first: nx build image-${plan.imageName}.`);
+        throw new Error(
+          `Image ${plan.imageName} is not built here (${path.relative(context.root, plan.chain)} is missing). Build it first: nx build image-${plan.imageName}.`,
+        );
       }
       const started = Date.now();
       const relative = path.relative(context.root, plan.output);

@@ -52,6 +52,7 @@ export default async function gcExecutor(options: GcExecutorSchema, context: Exe
         (stillLinked ? `, ${formatBytes(stillLinked)} more once dist/ folders that link them are gone` : '') +
         ')',
     );
-    if (options.dryRun) removable.forEach((blob) => console.log(`  ${blob.sha256} ${formatBytes(blob.size)} last used ${new Date(blob.lastUsed).toISOString()}`));
+    if (options.dryRun)
+      removable.forEach((blob) => console.log(`  ${blob.sha256} ${formatBytes(blob.size)} last used ${new Date(blob.lastUsed).toISOString()}`));
   });
 }

@@ -52,18 +52,24 @@ export default async function imageExecutor(options: ImageExecutorSchema, contex
     if (options.blobs) {
       if (flatten || verify) {
         // Both read every byte of the chain: its layer files must be in place first.
-        await withInterruptSignal(async (signal) => materialiseChain(chain, await openBlobStores(context.root), { log: (message) => console.log(message), signal }));
+        await withInterruptSignal(async (signal) =>
+          materialiseChain(chain, await openBlobStores(context.root), { log: (message) => console.log(message), signal }),
+        );
       } else if (!existsSync(refPathFor(chain))) {
         throw new Error(`Image ${imageName}: the top of its chain ${path.relative(context.root, refPathFor(chain))} does not exist; build its layers first.`);
       } else {
         // Blob mode: a build made of cache hits has refs only; the bytes come when something reads them.
-        if (!existsSync(chain)) console.log(`vmlb: image ${imageName}: its layer files are not in dist/ yet; nx run image-${imageName}:pull fetches them (test-boot and flatten do it themselves)`);
+        if (!existsSync(chain))
+          console.log(
+            `vmlb: image ${imageName}: its layer files are not in dist/ yet; nx run image-${imageName}:pull fetches them (test-boot and flatten do it themselves)`,
+          );
         linkImage(chain, output);
         console.log(`vmlb: image ${imageName}: ${options.output} -> ${path.basename(chain)}`);
         return;
       }
     }
-    if (!existsSync(chain)) throw new Error(`Image ${imageName}: the top of its chain ${path.relative(context.root, chain)} does not exist; build its layers first.`);
+    if (!existsSync(chain))
+      throw new Error(`Image ${imageName}: the top of its chain ${path.relative(context.root, chain)} does not exist; build its layers first.`);
     if (verify) {
       await verifyChain(chain, {
         imageName,
@@ -76,10 +82,10 @@ export default async function imageExecutor(options: ImageExecutorSchema, contex
     if (flatten) {
       checkPrerequisites(['qemu-img'], { fuse: false, disks: false });
       // A qcow2 to qcow2 convert writes every layer's data into one file with no backing file.
-      const { sha256 } = await withInterruptSignal((signal) =>
-        exportDisk(chain, output, { format: 'qcow2', compress: false, progress: true, signal }),
+      const { sha256 } = await withInterruptSignal((signal) => exportDisk(chain, output, { format: 'qcow2', compress: false, progress: true, signal }));
+      console.log(
+        `vmlb: image ${imageName} flattened into ${options.output} (standalone, no backing file; sha256 ${sha256!.slice(0, 16)}... in ${path.basename(output)}.sha256)`,
       );
-      console.log(`vmlb: image ${imageName} flattened into ${options.output} (standalone, no backing file; sha256 ${sha256!.slice(0, 16)}... in ${path.basename(output)}.sha256)`);
       return;
     }
     linkImage(chain, output);

@@ -54,7 +54,9 @@ describe('normalizeOptions', () => {
 
   it('refuses a # chroot-bind-mount source that is not in the layer folder', () => {
     workspace.script('images/demo/10_a/build-layer', '# chroot-bind-mount files /opt/files');
-    expect(() => normalizeOptions(options, workspace.root, {})).toThrow("images/demo/10_a/build-layer: # chroot-bind-mount files /opt/files: chroot-bind-mount source 'files' does not exist");
+    expect(() => normalizeOptions(options, workspace.root, {})).toThrow(
+      "images/demo/10_a/build-layer: # chroot-bind-mount files /opt/files: chroot-bind-mount source 'files' does not exist",
+    );
   });
 
   it('reads the hints of a sound script', () => {

@@ -47,7 +47,10 @@ describe('test-boot options', () => {
     [{ memory: 'lots' }, "--memory 'lots' is not a memory size"],
     [{ image: 'nope.qcow2' }, '--image nope.qcow2 does not exist.'],
     [{ chain: 'dist/images/demo/missing.qcow2' }, 'Image demo is not built (dist/images/demo/missing.qcow2 is missing): nx build image-demo'],
-    [{ ssh: 'true', cloudInitDir: 'images/demo/test-boot' }, '--ssh needs a cloud-init seed to put its key into the guest: create images/demo/test-boot/user-data'],
+    [
+      { ssh: 'true', cloudInitDir: 'images/demo/test-boot' },
+      '--ssh needs a cloud-init seed to put its key into the guest: create images/demo/test-boot/user-data',
+    ],
   ])('rejects %p', (override, message) => {
     expect(() => normalizeOptions({ ...base, ...override }, workspace.root, terminal)).toThrow(message);
   });
@@ -56,10 +59,27 @@ describe('test-boot options', () => {
 describe('qemuArguments', () => {
   it('boots the overlay on virtio with the guest ssh port forwarded to localhost, console on stdio', () => {
     expect(qemuArguments('/tmp/x/boot.qcow2', { memory: '512M', cpus: 1, sshPort: 2222, kvm: false, interactive: false })).toEqual([
-      '-machine', 'pc', '-accel', 'tcg', '-m', '512M', '-smp', '1',
-      '-drive', 'file=/tmp/x/boot.qcow2,if=virtio,format=qcow2',
-      '-netdev', 'user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22', '-device', 'virtio-net-pci,netdev=net0',
-      '-no-reboot', '-display', 'none', '-monitor', 'none', '-serial', 'stdio',
+      '-machine',
+      'pc',
+      '-accel',
+      'tcg',
+      '-m',
+      '512M',
+      '-smp',
+      '1',
+      '-drive',
+      'file=/tmp/x/boot.qcow2,if=virtio,format=qcow2',
+      '-netdev',
+      'user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22',
+      '-device',
+      'virtio-net-pci,netdev=net0',
+      '-no-reboot',
+      '-display',
+      'none',
+      '-monitor',
+      'none',
+      '-serial',
+      'stdio',
     ]);
     const interactive = qemuArguments('/tmp/a,b.qcow2', { memory: '1G', cpus: 2, sshPort: 1, kvm: true, interactive: true });
     expect(interactive).toEqual(expect.arrayContaining(['-accel', 'kvm', '-cpu', 'host', '-nographic', 'file=/tmp/a,,b.qcow2,if=virtio,format=qcow2']));

@@ -42,7 +42,9 @@ export function normalizeOptions(
   const options = { ...imageTestBootSettings(given.imageRoot, workspaceRoot), ...definedOnly(given) };
   const chain = chainTop(options, workspaceRoot);
   const cloudInitDir =
-    options.cloudInitDir && existsSync(path.resolve(workspaceRoot, options.cloudInitDir, 'user-data')) ? path.resolve(workspaceRoot, options.cloudInitDir) : undefined;
+    options.cloudInitDir && existsSync(path.resolve(workspaceRoot, options.cloudInitDir, 'user-data'))
+      ? path.resolve(workspaceRoot, options.cloudInitDir)
+      : undefined;
   if (options.ssh !== undefined && !cloudInitDir) {
     throw new Error(
       `--ssh needs a cloud-init seed to put its key into the guest: create ${options.cloudInitDir ?? `images/${options.imageName}/test-boot`}/user-data ` +
@@ -52,7 +54,9 @@ export function normalizeOptions(
   const disk = path.resolve(workspaceRoot, options.image ?? chain);
   if (!existsSync(disk)) {
     throw new Error(
-      options.image ? `--image ${options.image} does not exist.` : `Image ${options.imageName} is not built (${chain} is missing): nx build image-${options.imageName}`,
+      options.image
+        ? `--image ${options.image} does not exist.`
+        : `Image ${options.imageName} is not built (${chain} is missing): nx build image-${options.imageName}`,
     );
   }
   let expect: RegExp;
@@ -88,53 +92,61 @@ export default async function testBootExecutor(options: TestBootExecutorSchema, 
   // One interrupt handler for the whole run: Nx forwards the signal to the task
   // after the terminal sent it to the group, and a second signal must not cut
   // the removal of the throwaway overlay short.
-  return reportFailure(() => withInterruptSignal(async (signal) => {
-    if (options.blobs && !options.image) {
-      // Blob mode: the layers may be refs only so far (cache hits); put their files in place first.
-      const chain = path.resolve(context.root, chainTop(options, context.root));
-      await materialiseChain(chain, await openBlobStores(context.root), { log: (message) => console.log(message), signal });
-    }
-    const boot = normalizeOptions(options, context.root);
-    checkPrerequisites(['qemu-img', 'qemu-system-x86_64'], { fuse: false, disks: false });
-    const kvm = await kvmUsable();
-    if (!kvm) console.log('vmlb: KVM is not usable here, so qemu emulates the CPU (TCG): the boot is several times slower.');
-    const sshPort = boot.sshPort || (await freePort());
-    console.log(`vmlb: booting ${path.relative(context.root, boot.disk)} (unchanged: a throwaway overlay takes the writes); guest ssh on 127.0.0.1:${sshPort}`);
-    await withThrowawayOverlay(boot.disk, async (overlay, scratchDir) => {
-      const key = boot.cloudInitDir ? await generateSshKey(scratchDir) : undefined;
-      const seed = boot.cloudInitDir && key ? await serveNoCloudSeed(boot.cloudInitDir, key.publicKey) : undefined;
-      if (seed) console.log(`vmlb: cloud-init seed from ${path.relative(context.root, boot.cloudInitDir!)}, ssh key ${key!.privateKey} (for this boot only)`);
-      const machine = { ...boot, sshPort, kvm, seedUrl: seed?.guestUrl };
-      try {
-        if (!boot.check) {
-          console.log('vmlb: the serial console follows; Ctrl-a x quits.');
-          const exitCode = await bootInteractive(overlay, machine);
-          if (exitCode !== 0) throw new Error(`qemu exited with code ${exitCode}.`);
-          return;
-        }
-        const deadline = Date.now() + boot.timeoutMs;
-        const afterBoot =
-          boot.ssh !== undefined && key
-            ? async () => {
-                console.log(`\nvmlb: running over ssh as ${boot.sshUser}: ${boot.ssh}`);
-                const result = await sshRun(boot.ssh!, { user: boot.sshUser, port: sshPort, privateKey: key.privateKey, deadline });
-                console.log(`vmlb: ssh command exited with ${result.exitCode}`);
-                return result.exitCode === 0 ? undefined : `the ssh command '${boot.ssh}' exited with ${result.exitCode}${result.exitCode === 255 ? ' (no ssh connection)' : ''}:\n${tail(result.output, 20)}`;
-              }
-            : undefined;
-        signal.throwIfAborted();
-        const result = await bootAndCheck(overlay, machine, { expect: boot.expect, timeoutMs: boot.timeoutMs }, signal, afterBoot);
-        const logFile = path.relative(context.root, boot.logFile);
-        if (!result.passed) {
-          throw new Error(
-            `test-boot of image ${boot.imageName} failed after ${result.seconds.toFixed(1)} s: ${result.reason}.\n` +
-              `Last 40 console lines:\n${result.consoleTail}\nThe whole console is in ${logFile}.`,
-          );
-        }
-        console.log(`\nvmlb: image ${boot.imageName} booted: ${boot.expect} appeared after ${result.seconds.toFixed(1)} s${boot.ssh ? ' and the ssh command passed' : ''} (console in ${logFile}).`);
-      } finally {
-        await seed?.close();
+  return reportFailure(() =>
+    withInterruptSignal(async (signal) => {
+      if (options.blobs && !options.image) {
+        // Blob mode: the layers may be refs only so far (cache hits); put their files in place first.
+        const chain = path.resolve(context.root, chainTop(options, context.root));
+        await materialiseChain(chain, await openBlobStores(context.root), { log: (message) => console.log(message), signal });
       }
-    });
-  }));
+      const boot = normalizeOptions(options, context.root);
+      checkPrerequisites(['qemu-img', 'qemu-system-x86_64'], { fuse: false, disks: false });
+      const kvm = await kvmUsable();
+      if (!kvm) console.log('vmlb: KVM is not usable here, so qemu emulates the CPU (TCG): the boot is several times slower.');
+      const sshPort = boot.sshPort || (await freePort());
+      console.log(
+        `vmlb: booting ${path.relative(context.root, boot.disk)} (unchanged: a throwaway overlay takes the writes); guest ssh on 127.0.0.1:${sshPort}`,
+      );
+      await withThrowawayOverlay(boot.disk, async (overlay, scratchDir) => {
+        const key = boot.cloudInitDir ? await generateSshKey(scratchDir) : undefined;
+        const seed = boot.cloudInitDir && key ? await serveNoCloudSeed(boot.cloudInitDir, key.publicKey) : undefined;
+        if (seed) console.log(`vmlb: cloud-init seed from ${path.relative(context.root, boot.cloudInitDir!)}, ssh key ${key!.privateKey} (for this boot only)`);
+        const machine = { ...boot, sshPort, kvm, seedUrl: seed?.guestUrl };
+        try {
+          if (!boot.check) {
+            console.log('vmlb: the serial console follows; Ctrl-a x quits.');
+            const exitCode = await bootInteractive(overlay, machine);
+            if (exitCode !== 0) throw new Error(`qemu exited with code ${exitCode}.`);
+            return;
+          }
+          const deadline = Date.now() + boot.timeoutMs;
+          const afterBoot =
+            boot.ssh !== undefined && key
+              ? async () => {
+                  console.log(`\nvmlb: running over ssh as ${boot.sshUser}: ${boot.ssh}`);
+                  const result = await sshRun(boot.ssh!, { user: boot.sshUser, port: sshPort, privateKey: key.privateKey, deadline });
+                  console.log(`vmlb: ssh command exited with ${result.exitCode}`);
+                  return result.exitCode === 0
+                    ? undefined
+                    : `the ssh command '${boot.ssh}' exited with ${result.exitCode}${result.exitCode === 255 ? ' (no ssh connection)' : ''}:\n${tail(result.output, 20)}`;
+                }
+              : undefined;
+          signal.throwIfAborted();
+          const result = await bootAndCheck(overlay, machine, { expect: boot.expect, timeoutMs: boot.timeoutMs }, signal, afterBoot);
+          const logFile = path.relative(context.root, boot.logFile);
+          if (!result.passed) {
+            throw new Error(
+              `test-boot of image ${boot.imageName} failed after ${result.seconds.toFixed(1)} s: ${result.reason}.\n` +
+                `Last 40 console lines:\n${result.consoleTail}\nThe whole console is in ${logFile}.`,
+            );
+          }
+          console.log(
+            `\nvmlb: image ${boot.imageName} booted: ${boot.expect} appeared after ${result.seconds.toFixed(1)} s${boot.ssh ? ' and the ssh command passed' : ''} (console in ${logFile}).`,
+          );
+        } finally {
+          await seed?.close();
+        }
+      });
+    }),
+  );
 }

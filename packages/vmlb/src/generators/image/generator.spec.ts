@@ -72,7 +72,9 @@ describe('vmlb:image', () => {
 
       it('formats the partition through a loop device at its offset and size, detached on exit', () => {
         expect(script).toContain('sfdisk --json "$device" | python3');
-        expect(script).toMatch(/losetup --find --show \\\n\s+--offset \$\(\(start_sector \* sector_size\)\) \\\n\s+--sizelimit \$\(\(sector_count \* sector_size\)\) \\\n\s+"\$device"/);
+        expect(script).toMatch(
+          /losetup --find --show \\\n\s+--offset \$\(\(start_sector \* sector_size\)\) \\\n\s+--sizelimit \$\(\(sector_count \* sector_size\)\) \\\n\s+"\$device"/,
+        );
         expect(script).toContain(`trap 'losetup -d "$partition"' EXIT`);
         expect(script).toContain('mkfs.ext4 -q -F -L root -E lazy_itable_init=0,lazy_journal_init=0 "$partition"');
       });
@@ -194,22 +196,58 @@ describe('vmlb:image', () => {
 
   describe('refuses', () => {
     const refusals: Array<[string, ImageGeneratorSchema, string]> = [
-      ['a name with a space', { name: 'my image' }, `Image name 'my image' is not valid: use letters, digits, '.', '_' and '-', starting with a letter or digit, e.g. 'debian-12'.`],
+      [
+        'a name with a space',
+        { name: 'my image' },
+        `Image name 'my image' is not valid: use letters, digits, '.', '_' and '-', starting with a letter or digit, e.g. 'debian-12'.`,
+      ],
       ['a name that starts with a dot', { name: '.hidden' }, `Image name '.hidden' is not valid`],
       ['a path as a name', { name: '../escape' }, `Image name '../escape' is not valid`],
       ['an empty name', { name: '' }, `Image name '' is not valid`],
-      ['two bases', { name: 'x', basePath: 'a.qcow2', empty: '4G' }, 'Give the image one base, not --basePath and --empty: --baseUrl <url> --sha256 <64 hex digits> (a download), --basePath <file> (a local disk) or --empty <size> (a blank disk).'],
-      ['three bases', { name: 'x', baseUrl: BASE_URL, sha256: SHA256, basePath: 'a', empty: '4G' }, 'Give the image one base, not --baseUrl and --basePath and --empty'],
-      ['--sha256 without --baseUrl', { name: 'x', sha256: SHA256 }, '--sha256 checks the file --baseUrl downloads, and no --baseUrl was given. Add --baseUrl <url>, or drop --sha256 for a blank disk.'],
+      [
+        'two bases',
+        { name: 'x', basePath: 'a.qcow2', empty: '4G' },
+        'Give the image one base, not --basePath and --empty: --baseUrl <url> --sha256 <64 hex digits> (a download), --basePath <file> (a local disk) or --empty <size> (a blank disk).',
+      ],
+      [
+        'three bases',
+        { name: 'x', baseUrl: BASE_URL, sha256: SHA256, basePath: 'a', empty: '4G' },
+        'Give the image one base, not --baseUrl and --basePath and --empty',
+      ],
+      [
+        '--sha256 without --baseUrl',
+        { name: 'x', sha256: SHA256 },
+        '--sha256 checks the file --baseUrl downloads, and no --baseUrl was given. Add --baseUrl <url>, or drop --sha256 for a blank disk.',
+      ],
       ['--sha256 with --basePath', { name: 'x', sha256: SHA256, basePath: 'a.qcow2' }, 'or drop --sha256 for --basePath.'],
-      ['--baseUrl without --sha256', { name: 'x', baseUrl: BASE_URL }, `--baseUrl needs --sha256 <64 hex digits>, the SHA-256 of the downloaded file, so that a changed download is noticed. Take it from the publisher's checksum list, or compute it: curl -fsSL '${BASE_URL}' | sha256sum`],
-      ['an ftp URL', { name: 'x', baseUrl: 'ftp://example.org/a.qcow2', sha256: SHA256 }, `--baseUrl 'ftp://example.org/a.qcow2' is not a URL vmlb can download: it must start with http://, https:// or file://.`],
+      [
+        '--baseUrl without --sha256',
+        { name: 'x', baseUrl: BASE_URL },
+        `--baseUrl needs --sha256 <64 hex digits>, the SHA-256 of the downloaded file, so that a changed download is noticed. Take it from the publisher's checksum list, or compute it: curl -fsSL '${BASE_URL}' | sha256sum`,
+      ],
+      [
+        'an ftp URL',
+        { name: 'x', baseUrl: 'ftp://example.org/a.qcow2', sha256: SHA256 },
+        `--baseUrl 'ftp://example.org/a.qcow2' is not a URL vmlb can download: it must start with http://, https:// or file://.`,
+      ],
       ['a bare path as URL', { name: 'x', baseUrl: '/srv/a.qcow2', sha256: SHA256 }, `--baseUrl '/srv/a.qcow2' is not a URL vmlb can download`],
       ['a malformed URL', { name: 'x', baseUrl: 'http://exa mple.org/a', sha256: SHA256 }, `--baseUrl 'http://exa mple.org/a' is not a URL vmlb can download`],
-      ['a short sha256', { name: 'x', baseUrl: BASE_URL, sha256: 'abc123' }, `--sha256 'abc123' is not a SHA-256: it must be 64 hexadecimal digits (0-9, a-f), and it has 6 characters.`],
-      ['a sha256 with a non-hex digit', { name: 'x', baseUrl: BASE_URL, sha256: `${'a'.repeat(63)}g` }, `is not a SHA-256: it must be 64 hexadecimal digits (0-9, a-f), and it has 64 characters.`],
+      [
+        'a short sha256',
+        { name: 'x', baseUrl: BASE_URL, sha256: 'abc123' },
+        `--sha256 'abc123' is not a SHA-256: it must be 64 hexadecimal digits (0-9, a-f), and it has 6 characters.`,
+      ],
+      [
+        'a sha256 with a non-hex digit',
+        { name: 'x', baseUrl: BASE_URL, sha256: `${'a'.repeat(63)}g` },
+        `is not a SHA-256: it must be 64 hexadecimal digits (0-9, a-f), and it has 64 characters.`,
+      ],
       ['an empty --basePath', { name: 'x', basePath: ' ' }, '--basePath is empty: give a qcow2 or raw disk file, relative to images/<name>/ or absolute.'],
-      ['a size that is not one', { name: 'x', empty: 'big' }, `--empty 'big' is not a disk size: use a number with K, M, G or T, e.g. --empty 4G (binary units: 4G is 4 GiB).`],
+      [
+        'a size that is not one',
+        { name: 'x', empty: 'big' },
+        `--empty 'big' is not a disk size: use a number with K, M, G or T, e.g. --empty 4G (binary units: 4G is 4 GiB).`,
+      ],
       ['a zero size', { name: 'x', empty: '0' }, `--empty '0' is not a disk size`],
       ['an unknown unit', { name: 'x', empty: '4X' }, `--empty '4X' is not a disk size`],
       ['a negative number of bytes', { name: 'x', empty: -1 }, `--empty '-1' is not a disk size`],

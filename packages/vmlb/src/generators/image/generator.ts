@@ -56,15 +56,11 @@ export default imageGenerator;
 function normalizeOptions(tree: Tree, schema: ImageGeneratorSchema): NormalizedImageOptions {
   const name = String(schema.name);
   if (!IMAGE_NAME_PATTERN.test(name)) {
-    throw new Error(
-      `Image name '${name}' is not valid: use letters, digits, '.', '_' and '-', starting with a letter or digit, e.g. 'debian-12'.`,
-    );
+    throw new Error(`Image name '${name}' is not valid: use letters, digits, '.', '_' and '-', starting with a letter or digit, e.g. 'debian-12'.`);
   }
   const imageRoot = path.posix.join(IMAGES_DIR, name);
   if (tree.exists(imageRoot)) {
-    throw new Error(
-      `${imageRoot} already exists. Choose another name, or add a layer to that image: nx g vmlb:layer <layer name> --image ${name}`,
-    );
+    throw new Error(`${imageRoot} already exists. Choose another name, or add a layer to that image: nx g vmlb:layer <layer name> --image ${name}`);
   }
   const base = normalizeBase(schema);
   if ('path' in base) warnIfMissing(tree, imageRoot, base.path);
@@ -103,9 +99,7 @@ function normalizeBase(schema: ImageGeneratorSchema): ImageBase {
     }
     const sha256 = schema.sha256.trim();
     if (!isSha256(sha256, { anyCase: true })) {
-      throw new Error(
-        `--sha256 '${schema.sha256}' is not a SHA-256: it must be 64 hexadecimal digits (0-9, a-f), and it has ${sha256.length} characters.`,
-      );
+      throw new Error(`--sha256 '${schema.sha256}' is not a SHA-256: it must be 64 hexadecimal digits (0-9, a-f), and it has ${sha256.length} characters.`);
     }
     return { url, sha256: sha256.toLowerCase() };
   }

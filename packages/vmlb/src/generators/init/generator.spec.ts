@@ -89,15 +89,12 @@ describe('vmlb:init', () => {
       expect(tree.read('.gitignore', 'utf-8')).toBe('node_modules\ndist\n');
     });
 
-    it.each(['dist', '/dist', 'dist/', '/dist/', '**/dist', '  dist  ', 'dist\r'])(
-      'leaves one alone that already has the line %j',
-      async (line) => {
-        const content = `node_modules\n${line}\ntmp\n`;
-        tree.write('.gitignore', content);
-        await initGenerator(tree, {});
-        expect(tree.read('.gitignore', 'utf-8')).toBe(content);
-      },
-    );
+    it.each(['dist', '/dist', 'dist/', '/dist/', '**/dist', '  dist  ', 'dist\r'])('leaves one alone that already has the line %j', async (line) => {
+      const content = `node_modules\n${line}\ntmp\n`;
+      tree.write('.gitignore', content);
+      await initGenerator(tree, {});
+      expect(tree.read('.gitignore', 'utf-8')).toBe(content);
+    });
 
     it.each(['# dist', '!dist', 'dist/images', 'distribution'])('does not take %j for a line that ignores dist', async (line) => {
       tree.write('.gitignore', `${line}\n`);

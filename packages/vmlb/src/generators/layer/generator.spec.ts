@@ -164,9 +164,7 @@ describe('vmlb:layer', () => {
     const before = new Map(tree.listChanges().map((change) => [change.path, change.content?.toString()]));
     await layerGenerator(tree, { name: 'update', image: 'prod', kind: 'modify-disk' });
     const changed = tree.listChanges().filter((change) => before.get(change.path) !== change.content?.toString());
-    expect(changed.map((change) => [change.path, change.type, change.options?.mode])).toEqual([
-      ['images/prod/10_update/modify-disk', 'CREATE', '755'],
-    ]);
+    expect(changed.map((change) => [change.path, change.type, change.options?.mode])).toEqual([['images/prod/10_update/modify-disk', 'CREATE', '755']]);
   });
 
   describe('refuses', () => {
@@ -248,9 +246,9 @@ describe('vmlb:layer', () => {
 
     it('an unknown kind', async () => {
       addImage(tree, 'prod');
-      await expect(
-        layerGenerator(tree, { name: 'users', image: 'prod', kind: 'run-script' as ScriptKind }),
-      ).rejects.toThrow("--kind 'run-script' is not a layer script kind: use build-layer or modify-disk.");
+      await expect(layerGenerator(tree, { name: 'users', image: 'prod', kind: 'run-script' as ScriptKind })).rejects.toThrow(
+        "--kind 'run-script' is not a layer script kind: use build-layer or modify-disk.",
+      );
     });
 
     it('without writing anything', async () => {

@@ -1,13 +1,7 @@
 import * as path from 'node:path';
 import { type Tree, generateFiles } from '@nx/devkit';
 import { type ScriptKind, SCRIPT_KINDS } from '../../lib/image/hints';
-import {
-  IMAGE_CONFIG_FILE,
-  IMAGE_NAME_PATTERN,
-  LAYER_FOLDER_PATTERN,
-  parseLayerFolder,
-  suggestLayerFolder,
-} from '../../lib/image/layer-discovery';
+import { IMAGE_CONFIG_FILE, IMAGE_NAME_PATTERN, LAYER_FOLDER_PATTERN, parseLayerFolder, suggestLayerFolder } from '../../lib/image/layer-discovery';
 import { EXECUTABLE_MODE, formatFilesKeepingModes, templateDir } from '../generator-utils';
 import type { LayerGeneratorSchema } from './schema';
 

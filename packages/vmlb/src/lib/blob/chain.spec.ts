@@ -50,10 +50,13 @@ describe('refs from a cache', () => {
     await expect(materialiseChain(top, await stores(), { log })).rejects.toThrow(`Layer ref ${refPathFor(top)} has a malformed parent`);
   });
 
-  it.each(['..', '../../../etc/passwd', '.', '', '/etc/shadow', 'sub/00_disk.qcow2', 'base.qcow2\0'])('a ref whose parent is %j: refused, nothing outside dist/ is read', async (parent) => {
-    const top = writeRefFile('10_hello', { parent });
-    await expect(materialiseChain(top, await stores(), { log })).rejects.toThrow(`Layer ref ${refPathFor(top)} has a malformed parent`);
-  });
+  it.each(['..', '../../../etc/passwd', '.', '', '/etc/shadow', 'sub/00_disk.qcow2', 'base.qcow2\0'])(
+    'a ref whose parent is %j: refused, nothing outside dist/ is read',
+    async (parent) => {
+      const top = writeRefFile('10_hello', { parent });
+      await expect(materialiseChain(top, await stores(), { log })).rejects.toThrow(`Layer ref ${refPathFor(top)} has a malformed parent`);
+    },
+  );
 
   it('refs that form a longer cycle (a → b → a): the walk stops and names the cycle', async () => {
     writeRefFile('10_a', { parent: '20_b.qcow2' });
@@ -71,7 +74,9 @@ describe('blobs from a file:// store that are not what the ref says', () => {
     fs.writeFileSync(path.join(storeDir, 'sha256', sha256(layer)), oversized);
     const top = writeRefFile('00_disk', { sha256: sha256(layer), size: layer.length });
     await expect(materialiseChain(top, await stores(), { log })).rejects.toThrow(
-      new RegExp(`^Blob ${sha256(layer)} in file://${storeDir} is larger than its ref says \\(1048576 bytes\\): the store announces 4194304 bytes\\. The download was stopped`),
+      new RegExp(
+        `^Blob ${sha256(layer)} in file://${storeDir} is larger than its ref says \\(1048576 bytes\\): the store announces 4194304 bytes\\. The download was stopped`,
+      ),
     );
     expect(fs.existsSync(top)).toBe(false);
     expect(fs.readdirSync(cache.root, { recursive: true }).filter((name) => !fs.statSync(path.join(cache.root, String(name))).isDirectory())).toEqual([]);

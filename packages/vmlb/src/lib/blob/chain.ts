@@ -35,7 +35,13 @@ export async function publishLayerFile(
   const size = (await fs.stat(file)).size;
   await stores.local.adopt(identity.sha256, file);
   await placeBlob(stores.local, identity.sha256, file);
-  const ref: LayerRef = { sha256: identity.sha256, size, digest: identity.digest, ...(identity.parent ? { parent: identity.parent } : {}), builtBy: identity.builtBy };
+  const ref: LayerRef = {
+    sha256: identity.sha256,
+    size,
+    digest: identity.digest,
+    ...(identity.parent ? { parent: identity.parent } : {}),
+    builtBy: identity.builtBy,
+  };
   if (options.share && stores.remote) {
     const started = Date.now();
     const outcome = await stores.remote.upload(identity.sha256, stores.local.pathOf(identity.sha256), {
@@ -65,7 +71,7 @@ export async function materialiseChain(
 ): Promise<{ present: number; linked: number; downloaded: number; downloadedBytes: number }> {
   const chain: Array<{ file: string; ref: LayerRef }> = [];
   const visited = new Set<string>();
-  for (let file: string | undefined = top; file; ) {
+  for (let file: string | undefined = top; file;) {
     const refPath = refPathFor(file);
     // readRef keeps parents in the folder and off the layer itself; a longer cycle (a → b → a) ends here.
     if (visited.has(file) || visited.size >= MAX_CHAIN_LENGTH) {

@@ -27,7 +27,9 @@ export function blobStoreOptionFromNxJson(workspaceRoot: string): string | undef
     if (typeof entry === 'object' && entry.plugin === 'vmlb') {
       const value = (entry.options as { blobStore?: unknown } | undefined)?.blobStore;
       if (value !== undefined && typeof value !== 'string') {
-        throw new Error(`nx.json: the vmlb plugin's blobStore option must be a string (file:///path, s3://bucket/prefix or "local"), got ${JSON.stringify(value)}.`);
+        throw new Error(
+          `nx.json: the vmlb plugin's blobStore option must be a string (file:///path, s3://bucket/prefix or "local"), got ${JSON.stringify(value)}.`,
+        );
       }
       return value;
     }

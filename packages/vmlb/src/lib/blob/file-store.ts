@@ -63,11 +63,7 @@ export class FileBlobStore implements RemoteBlobStore {
   async download(sha256: string, destination: string, options: TransferOptions = {}): Promise<{ bytes: number }> {
     const blobPath = this.pathOf(sha256);
     try {
-      return await downloadIntoNewFile(
-        { sha256, storeUrl: this.url, blobLocation: blobPath, destination },
-        () => this.openBlob(sha256, blobPath),
-        options,
-      );
+      return await downloadIntoNewFile({ sha256, storeUrl: this.url, blobLocation: blobPath, destination }, () => this.openBlob(sha256, blobPath), options);
     } catch (error) {
       throw withContext(`${this.url}: download of blob ${sha256} into ${destination} failed`, error);
     }

@@ -48,11 +48,7 @@ export async function readRef(refPath: string): Promise<LayerRef> {
  * `10_update.qcow2`): no path, no `..`, and not the layer itself.
  */
 function isParentName(parent: unknown, refPath: string): boolean {
-  return (
-    typeof parent === 'string' &&
-    /^[A-Za-z0-9_][A-Za-z0-9._-]*\.qcow2$/.test(parent) &&
-    parent !== path.basename(refPath).replace(/\.ref$/, '.qcow2')
-  );
+  return typeof parent === 'string' && /^[A-Za-z0-9_][A-Za-z0-9._-]*\.qcow2$/.test(parent) && parent !== path.basename(refPath).replace(/\.ref$/, '.qcow2');
 }
 
 /** Writes a ref atomically (temporary file, fsync, rename). */

@@ -386,7 +386,9 @@ describe('s3:// blob store (s3rver on 127.0.0.1)', () => {
     try {
       const destination = scratchPath('denied');
       await expect(denied.download(UNKNOWN_SHA256, destination)).rejects.toThrow(
-        new RegExp(`^s3://${server.bucket}/${prefix}: GetObject of .* failed \\(HTTP 403 InvalidAccessKeyId\\): The AWS Access Key Id you provided does not exist in our records\\. Check the credentials`),
+        new RegExp(
+          `^s3://${server.bucket}/${prefix}: GetObject of .* failed \\(HTTP 403 InvalidAccessKeyId\\): The AWS Access Key Id you provided does not exist in our records\\. Check the credentials`,
+        ),
       );
       expect(await exists(destination)).toBe(false);
     } finally {
@@ -462,7 +464,11 @@ describe('s3:// blob store (s3rver on 127.0.0.1)', () => {
   });
 
   it('names the store, the operation and the endpoint when nothing listens there', async () => {
-    const unreachable = (await openRemoteBlobStore(`s3://${server.bucket}`, { ...server.env, AWS_ENDPOINT_URL_S3: 'http://127.0.0.1:9', AWS_MAX_ATTEMPTS: '1' })) as S3BlobStore;
+    const unreachable = (await openRemoteBlobStore(`s3://${server.bucket}`, {
+      ...server.env,
+      AWS_ENDPOINT_URL_S3: 'http://127.0.0.1:9',
+      AWS_MAX_ATTEMPTS: '1',
+    })) as S3BlobStore;
     try {
       await expect(unreachable.has(UNKNOWN_SHA256)).rejects.toThrow(
         new RegExp(`^s3://${server.bucket}: HeadObject of .* failed \\(ECONNREFUSED\\): .*ECONNREFUSED.*Is http://127.0.0.1:9 reachable\\?`),

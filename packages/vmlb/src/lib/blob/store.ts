@@ -51,7 +51,10 @@ function invalidUrl(url: string, reason: string): Error {
 /** The absolute directory of a file:///path URL; file://host/path and relative forms are refused. */
 function fileStoreRoot(url: string): string {
   if (!url.startsWith('file:///')) {
-    throw invalidUrl(url, 'a file store URL needs an absolute path after "file://", as in file:///srv/blobs (three slashes; "file://name" reads "name" as a host)');
+    throw invalidUrl(
+      url,
+      'a file store URL needs an absolute path after "file://", as in file:///srv/blobs (three slashes; "file://name" reads "name" as a host)',
+    );
   }
   let parsed: URL;
   let directory: string;

@@ -95,9 +95,12 @@ export async function openFileSource(file: string): Promise<BlobSource> {
   try {
     const stats = await handle.stat();
     if (!stats.isFile()) {
-      throw new BlobStoreError(`${file} is ${fileKind(stats)}, not a regular file: blobs and layer files are regular files. Delete it (or fix what put it there).`, {
-        code: 'ENOTREG',
-      });
+      throw new BlobStoreError(
+        `${file} is ${fileKind(stats)}, not a regular file: blobs and layer files are regular files. Delete it (or fix what put it there).`,
+        {
+          code: 'ENOTREG',
+        },
+      );
     }
     const { size } = stats;
     return { stream: handle.createReadStream({ highWaterMark: CHUNK_BYTES }), totalBytes: size };
@@ -177,10 +180,10 @@ async function createExclusively(destination: string, sha256: string): Promise<f
     return await fs.open(destination, 'wx', 0o644);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'EEXIST') {
-      throw new BlobStoreError(
-        `Cannot download blob ${sha256} into ${destination}: that file already exists. Remove it or download to a new path.`,
-        { cause: error, code: 'EEXIST' },
-      );
+      throw new BlobStoreError(`Cannot download blob ${sha256} into ${destination}: that file already exists. Remove it or download to a new path.`, {
+        cause: error,
+        code: 'EEXIST',
+      });
     }
     throw error;
   }

@@ -32,10 +32,7 @@ export interface CheckOptions {
  * SeaBIOS's "Booting from" within a few seconds. VMLB_ACCEL=kvm|tcg skips
  * the probe.
  */
-export async function kvmUsable(
-  env: NodeJS.ProcessEnv = process.env,
-  probe: { device?: string; qemu?: string; timeoutMs?: number } = {},
-): Promise<boolean> {
+export async function kvmUsable(env: NodeJS.ProcessEnv = process.env, probe: { device?: string; qemu?: string; timeoutMs?: number } = {}): Promise<boolean> {
   if (env.VMLB_ACCEL === 'kvm') return true;
   if (env.VMLB_ACCEL === 'tcg') return false;
   const { device = '/dev/kvm', qemu = 'qemu-system-x86_64', timeoutMs = 5000 } = probe;
@@ -49,7 +46,24 @@ export async function kvmUsable(
   try {
     const machine = execa(
       qemu,
-      ['-accel', 'kvm', '-cpu', 'host', '-M', 'pc', '-m', '64', '-nodefaults', '-display', 'none', '-no-reboot', '-debugcon', `file:${debugLog}`, '-global', 'isa-debugcon.iobase=0x402'],
+      [
+        '-accel',
+        'kvm',
+        '-cpu',
+        'host',
+        '-M',
+        'pc',
+        '-m',
+        '64',
+        '-nodefaults',
+        '-display',
+        'none',
+        '-no-reboot',
+        '-debugcon',
+        `file:${debugLog}`,
+        '-global',
+        'isa-debugcon.iobase=0x402',
+      ],
       { reject: false, stdio: 'ignore', cleanup: true },
     );
     const deadline = Date.now() + timeoutMs;

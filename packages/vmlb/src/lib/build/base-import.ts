@@ -16,7 +16,6 @@ import { formatBytes, formatDuration, parseSize } from '../util/units';
 import { detectBaseFormat } from '../disk/disk-format';
 import { proxyDispatcher } from '../util/proxy-env';
 
-
 export type BaseSource = { url: string; sha256: string } | { path: string } | { empty: string };
 
 /** The folder that keeps verified downloads by sha256: VMLB_DOWNLOAD_CACHE, else $XDG_CACHE_HOME/vmlb/downloads. */
@@ -221,7 +220,10 @@ async function openUrl(url: string, configFile: string, dispatcher: Dispatcher |
     throw new Error(`Cannot download ${url}: the server answered ${response.status} ${response.statusText}. Check base.url in ${configFile}.`);
   }
   const length = Number(response.headers.get('content-length'));
-  return { body: Readable.fromWeb(response.body as import('node:stream/web').ReadableStream), size: Number.isFinite(length) && length > 0 ? length : undefined };
+  return {
+    body: Readable.fromWeb(response.body as import('node:stream/web').ReadableStream),
+    size: Number.isFinite(length) && length > 0 ? length : undefined,
+  };
 }
 
 /** Prints bytes, rate and ETA at most once a second (and once at the end). */

@@ -33,7 +33,16 @@ describe('bind-mount sources stay inside the layer folder', () => {
   });
 
   it('refuses a source that does not exist, with the fix', () => {
-    expect(() => checkBindSources(layerDir, [{ source: 'files', target: '/a' }, { source: 'nope', target: '/b' }], 'images/x/10_a/build-layer')).toThrow(
+    expect(() =>
+      checkBindSources(
+        layerDir,
+        [
+          { source: 'files', target: '/a' },
+          { source: 'nope', target: '/b' },
+        ],
+        'images/x/10_a/build-layer',
+      ),
+    ).toThrow(
       `images/x/10_a/build-layer: # chroot-bind-mount nope /b: chroot-bind-mount source 'nope' does not exist in the layer folder ${layerDir}. Create it there, or fix the path`,
     );
   });
@@ -63,7 +72,7 @@ describe("after a script: vmlb's clean-up never follows a symlink the script pla
     expect(unlinkedPathUnder(root, 'etc/debian_version/x')).toBeUndefined();
   });
 
-  it("removes its policy-rc.d after the script, but not through /usr/sbin replaced with a link to a host folder", () => {
+  it('removes its policy-rc.d after the script, but not through /usr/sbin replaced with a link to a host folder', () => {
     const restore = blockServiceStarts(root);
     expect(existsSync(path.join(root, 'usr/sbin/policy-rc.d'))).toBe(true);
     rmSync(path.join(root, 'usr/sbin'), { recursive: true });
@@ -81,7 +90,7 @@ describe("after a script: vmlb's clean-up never follows a symlink the script pla
     expect(readFileSync(path.join(root, 'usr/sbin/policy-rc.d'), 'utf8')).toBe('#!/bin/sh\nexit 0\n');
   });
 
-  it('leaves an image\'s own policy-rc.d alone', () => {
+  it("leaves an image's own policy-rc.d alone", () => {
     writeFileSync(path.join(root, 'usr/sbin/policy-rc.d'), 'mine');
     blockServiceStarts(root)();
     expect(readFileSync(path.join(root, 'usr/sbin/policy-rc.d'), 'utf8')).toBe('mine');
@@ -89,9 +98,22 @@ describe("after a script: vmlb's clean-up never follows a symlink the script pla
 });
 
 describe('the capabilities a layer script keeps', () => {
-  it('drops every capability of the kernel but the kept ones, by name, and a newer kernel\'s unknown ones by number', () => {
+  it("drops every capability of the kernel but the kept ones, by name, and a newer kernel's unknown ones by number", () => {
     const dropped = droppedCapabilities(42);
-    expect(dropped).toEqual(expect.arrayContaining(['cap_sys_admin', 'cap_sys_chroot', 'cap_sys_module', 'cap_mknod', 'cap_net_admin', 'cap_sys_rawio', 'cap_sys_boot', 'cap_sys_time', '41', '42']));
+    expect(dropped).toEqual(
+      expect.arrayContaining([
+        'cap_sys_admin',
+        'cap_sys_chroot',
+        'cap_sys_module',
+        'cap_mknod',
+        'cap_net_admin',
+        'cap_sys_rawio',
+        'cap_sys_boot',
+        'cap_sys_time',
+        '41',
+        '42',
+      ]),
+    );
     for (const kept of KEPT_CAPABILITIES) expect(dropped).not.toContain(kept);
     expect(dropped.length + KEPT_CAPABILITIES.length).toBe(43);
   });

@@ -8,7 +8,6 @@ import { bindSource } from './bind-sources';
 import { makeFoldersInRoot, removeMadeFolders } from './image-root-edits';
 import { droppedCapabilities } from './sandbox-capabilities';
 
-
 /** Mount points a chroot needs, created (as empty folders) when an image lacks them. */
 const STANDARD_MOUNT_POINTS = ['/proc', '/sys', '/dev', '/tmp', '/run', '/mnt'];
 
@@ -89,7 +88,6 @@ export function scriptEnvironment(imageName: string, layer: string, hostEnv: Nod
   if (hostEnv.TERM) env.TERM = hostEnv.TERM;
   return env;
 }
-
 
 /**
  * Runs a build-layer script as root in a sandbox made of the image: its own
@@ -210,16 +208,20 @@ async function runScriptInNamespace(options: ChrootRunOptions, resolve: (imagePa
   }
   lines.push('exit "$status"');
 
-  return run(DIE_WITH_PARENT[0], [...DIE_WITH_PARENT.slice(1), 'unshare', '--mount', '--propagation', 'private', '--uts', '--ipc', '--', '/bin/sh', '-c', lines.join('\n')], {
-    env: options.env,
-    cleanEnv: true,
-    stream: true,
-    reject: false,
-    signal: options.signal,
-    // The mount shell dies at once, and the sandbox with it (its processes
-    // die with their parents): a script gets no say in being stopped.
-    killSignal: 'SIGKILL',
-  });
+  return run(
+    DIE_WITH_PARENT[0],
+    [...DIE_WITH_PARENT.slice(1), 'unshare', '--mount', '--propagation', 'private', '--uts', '--ipc', '--', '/bin/sh', '-c', lines.join('\n')],
+    {
+      env: options.env,
+      cleanEnv: true,
+      stream: true,
+      reject: false,
+      signal: options.signal,
+      // The mount shell dies at once, and the sandbox with it (its processes
+      // die with their parents): a script gets no say in being stopped.
+      killSignal: 'SIGKILL',
+    },
+  );
 }
 
 /**
@@ -241,4 +243,3 @@ function resolvConfLines(root: string, workDir: string): string[] {
   // No resolv.conf to bind over, and creating one would change the image.
   return [];
 }
-

@@ -45,9 +45,16 @@ describe('FolderLock', () => {
 
   it('is free again once a holder is killed with SIGKILL', async () => {
     const compiled = path.resolve(__dirname, '../../../dist/lib/build/dist-lock.js');
-    const holder = spawn(process.execPath, ['-e', `require(${JSON.stringify(compiled)}).FolderLock.acquire(${JSON.stringify(folder)}).then(() => { console.log('held'); setInterval(() => {}, 1000); })`], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    const holder = spawn(
+      process.execPath,
+      [
+        '-e',
+        `require(${JSON.stringify(compiled)}).FolderLock.acquire(${JSON.stringify(folder)}).then(() => { console.log('held'); setInterval(() => {}, 1000); })`,
+      ],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
     await new Promise<void>((resolve) => holder.stdout!.on('data', () => resolve()));
     const onWait = jest.fn();
     const taking = FolderLock.acquire(folder, { onWait });

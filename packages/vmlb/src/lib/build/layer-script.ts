@@ -129,15 +129,19 @@ export async function runModifyDiskScript(plan: LayerBuildPlan, disk: AttachedDi
   // script's own loop device already consumed the report on detaching.
   const errorWatch = openSync(device, 'r');
   const startScript = `${dropForeignBuildMounts(workDir.dir)}\nexec "$0" "$@"`;
-  const result = await run(DIE_WITH_PARENT[0], [...DIE_WITH_PARENT.slice(1), 'unshare', ...SCRIPT_NAMESPACES, '/bin/sh', '-c', startScript, plan.script, plan.parent, target, device], {
-    cwd: plan.layerDir,
-    env: { ...scriptEnvironment(plan.imageName, plan.layer), HOME: process.env.HOME ?? '/root' },
-    cleanEnv: true,
-    stream: true,
-    reject: false,
-    signal,
-    killSignal: 'SIGKILL',
-  });
+  const result = await run(
+    DIE_WITH_PARENT[0],
+    [...DIE_WITH_PARENT.slice(1), 'unshare', ...SCRIPT_NAMESPACES, '/bin/sh', '-c', startScript, plan.script, plan.parent, target, device],
+    {
+      cwd: plan.layerDir,
+      env: { ...scriptEnvironment(plan.imageName, plan.layer), HOME: process.env.HOME ?? '/root' },
+      cleanEnv: true,
+      stream: true,
+      reject: false,
+      signal,
+      killSignal: 'SIGKILL',
+    },
+  );
   try {
     if (result.exitCode === 0 && !signal?.aborted) {
       await flushOrFail(plan, disk.overlay, async () => {

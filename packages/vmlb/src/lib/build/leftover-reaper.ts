@@ -86,7 +86,8 @@ async function watch(build: WatchedBuild & { owner: number }): Promise<void> {
         released.push(`removed ${file}`);
       }
     }
-    if (released.length) log(`vmlb: the build of ${path.basename(build.workDir)} (pid ${build.owner}) was killed; released what it left: ${released.join(', ')}`);
+    if (released.length)
+      log(`vmlb: the build of ${path.basename(build.workDir)} (pid ${build.owner}) was killed; released what it left: ${released.join(', ')}`);
   } finally {
     lock.release();
   }

@@ -63,11 +63,7 @@ export function currentHost(): HostFacts {
  * message, with the command that installs it, instead of failing half-way
  * through a build on the first missing piece.
  */
-export function checkPrerequisites(
-  tools: ToolName[],
-  options: { fuse: boolean; disks?: boolean },
-  host: HostFacts = currentHost(),
-): void {
+export function checkPrerequisites(tools: ToolName[], options: { fuse: boolean; disks?: boolean }, host: HostFacts = currentHost()): void {
   // Attaching disks needs root and loop devices; converting or booting them does not.
   const disks = options.disks ?? true;
   const missing: string[] = [];

@@ -18,7 +18,12 @@ function flipByteOfData(file: string): void {
   flipByte(file, fs.statSync(file).size - 4096);
 }
 
-const options = (log: (message: string) => void = () => undefined) => ({ imageName: 'tiny', workspaceRoot: workDir, log, buildCommand: 'nx run image-tiny:build --verify' });
+const options = (log: (message: string) => void = () => undefined) => ({
+  imageName: 'tiny',
+  workspaceRoot: workDir,
+  log,
+  buildCommand: 'nx run image-tiny:build --verify',
+});
 
 describe('verifyChain', () => {
   it('checks every file base first and returns each with its digest and size', async () => {

@@ -68,7 +68,9 @@ export async function verifyChain(top: string, options: VerifyChainOptions): Pro
     parentDigest = recorded;
   }
   const total = verified.reduce((sum, layer) => sum + layer.bytes, 0);
-  log(`vmlb: image ${imageName}: all ${verified.length} files of the chain match their digests (${formatBytes(total)} read in ${formatDuration(Date.now() - started)})`);
+  log(
+    `vmlb: image ${imageName}: all ${verified.length} files of the chain match their digests (${formatBytes(total)} read in ${formatDuration(Date.now() - started)})`,
+  );
   return verified;
 }
 

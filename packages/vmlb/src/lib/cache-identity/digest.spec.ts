@@ -100,7 +100,9 @@ describe('readDigest and writeDigest', () => {
       `Digest file ${noNewline} is malformed: expected 64 lower-case hex digits and a newline, found "${ABC_SHA256}". Delete it to rebuild.`,
     );
     const halfWritten = workspace.write('half.digest', ABC_SHA256.slice(0, 20));
-    await expect(readDigest(halfWritten)).rejects.toThrow(`Digest file ${halfWritten} is malformed: expected 64 lower-case hex digits and a newline, found "${ABC_SHA256.slice(0, 20)}".`);
+    await expect(readDigest(halfWritten)).rejects.toThrow(
+      `Digest file ${halfWritten} is malformed: expected 64 lower-case hex digits and a newline, found "${ABC_SHA256.slice(0, 20)}".`,
+    );
     const long = workspace.write('long.digest', 'x'.repeat(200));
     await expect(readDigest(long)).rejects.toThrow(`found "${'x'.repeat(80)}"... (200 bytes). Delete it to rebuild.`);
   });

@@ -76,7 +76,8 @@ function describeConflict(key: string, conflict: Conflict): string {
   const fields = [...conflict.fields].sort().join(', ');
   const reached = `the ${[...conflict.targets].sort().join(', ')} targets vmlb infers (${[...conflict.executors].sort().join(', ')})`;
   const where = `nx.json: targetDefaults["${key}"] sets ${fields} for ${reached}.`;
-  const harm = "Nx would put these in place of vmlb's own, which keep each layer on its parent, its cache key exact and nocache/noshare layers out of the caches.";
+  const harm =
+    "Nx would put these in place of vmlb's own, which keep each layer on its parent, its cache key exact and nocache/noshare layers out of the caches.";
   if (conflict.executors.has(key)) {
     return `${where} ${harm} Remove them from that entry (an empty entry is fine): vmlb decides these targets' inputs, outputs, dependencies and caching.`;
   }

@@ -33,12 +33,7 @@ const NOW_SECONDS = '${VMLB_NOW:-$(date -u +%s)}';
 
 /** The inputs of a layer's build target. */
 export function layerInputs(rebuildEverySeconds?: number): Input[] {
-  return [
-    '{projectRoot}/**/*',
-    PARENT_CHAIN_DIGESTS,
-    NO_NPM_PACKAGES,
-    ...(rebuildEverySeconds !== undefined ? [rebuildPeriodInput(rebuildEverySeconds)] : []),
-  ];
+  return ['{projectRoot}/**/*', PARENT_CHAIN_DIGESTS, NO_NPM_PACKAGES, ...(rebuildEverySeconds !== undefined ? [rebuildPeriodInput(rebuildEverySeconds)] : [])];
 }
 
 /**

@@ -56,7 +56,10 @@ describe('AttachedDisk', () => {
     // Read back without mounting: debugfs on a raw copy of the overlay's partition.
     const copy = path.join(dir, 'check.raw');
     await execa('qemu-img', ['convert', '-O', 'raw', file, copy]);
-    const { stdout: written } = await execa('sh', ['-c', `dd if=${copy} bs=1M skip=1 status=none > ${copy}.p && debugfs -R 'cat /written' ${copy}.p 2>/dev/null`]);
+    const { stdout: written } = await execa('sh', [
+      '-c',
+      `dd if=${copy} bs=1M skip=1 status=none > ${copy}.p && debugfs -R 'cat /written' ${copy}.p 2>/dev/null`,
+    ]);
     expect(written).toBe('through FUSE');
   });
 
@@ -91,7 +94,12 @@ describe('AttachedDisk', () => {
     const released = await releaseLeftovers(workDir, log);
 
     expect(released).toEqual(
-      expect.arrayContaining([`unmounted ${workDir.rootDir}`, `stopped qemu-storage-daemon (pid ${daemonPid})`, `unmounted ${workDir.exportFile}`, `removed ${file}`]),
+      expect.arrayContaining([
+        `unmounted ${workDir.rootDir}`,
+        `stopped qemu-storage-daemon (pid ${daemonPid})`,
+        `unmounted ${workDir.exportFile}`,
+        `removed ${file}`,
+      ]),
     );
     expect(released.some((line) => /^detached \/dev\/loop\d+$/.test(line))).toBe(true);
     expect(isAlive(daemonPid)).toBe(false);

@@ -119,7 +119,14 @@ export class AttachedDisk {
       );
     }
     this.record((state) => (state.nbdDevice = device));
-    await run('qemu-nbd', ['--connect', device, '--format', 'qcow2', ...(this.options.readOnly ? ['--read-only'] : ['--cache', 'writeback']), this.options.overlay]);
+    await run('qemu-nbd', [
+      '--connect',
+      device,
+      '--format',
+      'qcow2',
+      ...(this.options.readOnly ? ['--read-only'] : ['--cache', 'writeback']),
+      this.options.overlay,
+    ]);
   }
 
   /** The qcow2 this attachment writes. */
@@ -242,8 +249,7 @@ export async function releaseLeftovers(workDir: WorkDir, log: Log): Promise<stri
   const state = workDir.readState();
   if (state && state.owner !== process.pid && isAlive(state.owner)) {
     throw new Error(
-      `Another vmlb build (pid ${state.owner}) is building this layer right now (work folder ${workDir.dir}). ` +
-        `Wait for it to finish, or stop it.`,
+      `Another vmlb build (pid ${state.owner}) is building this layer right now (work folder ${workDir.dir}). ` + `Wait for it to finish, or stop it.`,
     );
   }
   const mounts = [...new Set([...mountsUnder(workDir.rootDir), ...(state?.mounts ?? []).filter(isMounted)])];

@@ -88,5 +88,8 @@ async function readText(handle: fs.FileHandle, offset: number, length: number): 
   if (!Number.isSafeInteger(offset) || length <= 0) return '';
   const buffer = Buffer.alloc(length);
   const { bytesRead } = await handle.read(buffer, 0, length, offset);
-  return buffer.subarray(0, bytesRead).toString('utf8').replace(/\0[\s\S]*$/, '');
+  return buffer
+    .subarray(0, bytesRead)
+    .toString('utf8')
+    .replace(/\0[\s\S]*$/, '');
 }

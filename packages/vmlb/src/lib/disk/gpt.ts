@@ -25,7 +25,6 @@ const GPT_LINUX_TYPES: ReadonlySet<string> = new Set([
   'b921b045-1df0-41c3-af44-4c6f280d3fae', // root arm64
 ]);
 
-
 interface GptHeader {
   entriesLba: number;
   entryCount: number;
@@ -128,7 +127,10 @@ function decodeUtf16Name(bytes: Buffer): string {
 /** GUIDs are stored mixed-endian: the first three groups little-endian, the last two as bytes in order. */
 function formatGuid(bytes: Buffer, offset: number): string {
   const hex = (start: number, end: number) => bytes.subarray(offset + start, offset + end).toString('hex');
-  const reversed = (start: number, end: number) => Buffer.from(bytes.subarray(offset + start, offset + end)).reverse().toString('hex');
+  const reversed = (start: number, end: number) =>
+    Buffer.from(bytes.subarray(offset + start, offset + end))
+      .reverse()
+      .toString('hex');
   return `${reversed(0, 4)}-${reversed(4, 6)}-${reversed(6, 8)}-${hex(8, 10)}-${hex(10, 16)}`;
 }
 

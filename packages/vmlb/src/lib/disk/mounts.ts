@@ -96,7 +96,7 @@ export async function loopsStackedOn(devices: readonly string[], listing?: LoopD
   };
   const below = new Set(devices);
   const stacked: string[] = [];
-  for (let found = true; found; ) {
+  for (let found = true; found;) {
     found = false;
     for (const loop of loops) {
       if (below.has(loop.name)) continue;

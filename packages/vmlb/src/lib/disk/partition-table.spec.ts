@@ -52,10 +52,15 @@ describe('readPartitionTable on a FUSE raw view of a qcow2 overlay', () => {
     const pidFile = path.join(disks.dir, 'qsd.pid');
     fs.writeFileSync(mountpoint, '');
     await run('qemu-storage-daemon', [
-      '--blockdev', `driver=file,node-name=file0,filename=${path.join(disks.dir, '00_layer.qcow2')}`,
-      '--blockdev', 'driver=qcow2,node-name=disk0,file=file0',
-      '--export', `type=fuse,id=export0,node-name=disk0,mountpoint=${mountpoint},writable=off`,
-      '--daemonize', '--pidfile', pidFile,
+      '--blockdev',
+      `driver=file,node-name=file0,filename=${path.join(disks.dir, '00_layer.qcow2')}`,
+      '--blockdev',
+      'driver=qcow2,node-name=disk0,file=file0',
+      '--export',
+      `type=fuse,id=export0,node-name=disk0,mountpoint=${mountpoint},writable=off`,
+      '--daemonize',
+      '--pidfile',
+      pidFile,
     ]);
     daemonPid = Number(fs.readFileSync(pidFile, 'utf8').trim());
 

@@ -91,9 +91,7 @@ describe('createBlank and createOverlay', () => {
 describe('backingChain', () => {
   it('lists the chain top first with absolute file names', async () => {
     const chain = await backingChain(path.join(chainDir, '10_update.qcow2'));
-    expect(chain.map((info) => info.filename)).toEqual(
-      ['10_update.qcow2', '00_system.qcow2', 'base.qcow2'].map((name) => path.join(chainDir, name)),
-    );
+    expect(chain.map((info) => info.filename)).toEqual(['10_update.qcow2', '00_system.qcow2', 'base.qcow2'].map((name) => path.join(chainDir, name)));
     expect(chain.map((info) => info.backingFile)).toEqual(['00_system.qcow2', 'base.qcow2', undefined]);
   });
 
@@ -172,7 +170,10 @@ describe('checkImage', () => {
     broken.writeBigUInt64BE((entry & ~0xffffffffffffn) | 0x123400n);
     overwriteBytes(damaged, l2Offset, broken);
     await expect(checkImage(damaged)).rejects.toThrow(
-      new RegExp(`^${escapeRegExp(damaged)} is corrupt: qemu-img check found \\d+ corruptions? .*Delete it and rebuild the layer \\(and every layer after it\\)\\.\\n.*L2 entry corrupted`, 's'),
+      new RegExp(
+        `^${escapeRegExp(damaged)} is corrupt: qemu-img check found \\d+ corruptions? .*Delete it and rebuild the layer \\(and every layer after it\\)\\.\\n.*L2 entry corrupted`,
+        's',
+      ),
     );
   });
 });

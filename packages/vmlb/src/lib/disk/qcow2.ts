@@ -275,9 +275,7 @@ async function chainError(top: string, reason: string, fallback = `qemu-img cann
   let current = top;
   let overlay: { file: string; backingFile: string; backingFormat?: string } | undefined;
   for (let depth = 0; depth < MAX_CHAIN_LENGTH; depth += 1) {
-    const described = overlay
-      ? `Backing file ${current} of ${overlay.file} (which names it "${overlay.backingFile}")`
-      : `Disk image ${current}`;
+    const described = overlay ? `Backing file ${current} of ${overlay.file} (which names it "${overlay.backingFile}")` : `Disk image ${current}`;
     try {
       await fs.access(current);
     } catch {

@@ -35,4 +35,3 @@ describe('resolveInRoot: paths inside a mounted image resolve inside it', () => 
     expect(() => resolveInRoot(root, '/loop/x')).toThrow('Too many symbolic links resolving /loop/x inside the image.');
   });
 });
-

@@ -131,12 +131,13 @@ async function writeOva(chain: string, stage: string, output: string, options: E
   }
   const ovf = ovfDescriptor({ name: base, vmdkFile: vmdkName, vmdkSize, capacity: virtualSize, machine: options.machine ?? { cpus: 2, memoryMiB: 1024 } });
   await fs.writeFile(path.join(stage, ovfName), ovf);
-  const sums = [
-    `SHA256(${ovfName})= ${await sha256File(path.join(stage, ovfName))}`,
-    `SHA256(${vmdkName})= ${await sha256File(vmdk)}`,
-  ];
+  const sums = [`SHA256(${ovfName})= ${await sha256File(path.join(stage, ovfName))}`, `SHA256(${vmdkName})= ${await sha256File(vmdk)}`];
   await fs.writeFile(path.join(stage, mfName), `${sums.join('\n')}\n`);
-  await run('tar', ['--format=ustar', '--owner=0', '--group=0', '--numeric-owner', '-cf', path.join(stage, 'image.ova'), '-C', stage, ovfName, mfName, vmdkName], {
-    signal: options.signal,
-  });
+  await run(
+    'tar',
+    ['--format=ustar', '--owner=0', '--group=0', '--numeric-owner', '-cf', path.join(stage, 'image.ova'), '-C', stage, ovfName, mfName, vmdkName],
+    {
+      signal: options.signal,
+    },
+  );
 }

@@ -28,7 +28,8 @@ function escapeXml(text: string): string {
 
 export function ovfDescriptor(disk: OvfDisk): string {
   if (!Number.isInteger(disk.machine.cpus) || disk.machine.cpus < 1) throw new Error(`OVF: cpus must be a whole number >= 1, not ${disk.machine.cpus}.`);
-  if (!Number.isInteger(disk.machine.memoryMiB) || disk.machine.memoryMiB < 1) throw new Error(`OVF: memory must be a whole number of MiB, not ${disk.machine.memoryMiB}.`);
+  if (!Number.isInteger(disk.machine.memoryMiB) || disk.machine.memoryMiB < 1)
+    throw new Error(`OVF: memory must be a whole number of MiB, not ${disk.machine.memoryMiB}.`);
   const name = escapeXml(disk.name);
   const item = (lines: string[]) => ['      <Item>', ...lines.map((line) => `        ${line}`), '      </Item>'].join('\n');
   return `<?xml version="1.0" encoding="UTF-8"?>

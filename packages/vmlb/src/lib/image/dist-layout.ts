@@ -18,10 +18,7 @@ export class ImageLayout {
   /** Workspace-relative folder of this image's outputs. */
   readonly dir: string;
 
-  constructor(
-    imageName: string,
-    distDir: string = DEFAULT_DIST_DIR,
-  ) {
+  constructor(imageName: string, distDir: string = DEFAULT_DIST_DIR) {
     this.dir = path.posix.join(distDir, imageName);
   }
 

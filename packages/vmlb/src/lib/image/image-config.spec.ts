@@ -70,7 +70,7 @@ describe('describeJsonError: where image.json stops being JSON, and the fix', ()
     expect(complaint('')).toMatch(/^images\/x\/image\.json is not valid JSON: the file ends before the JSON does \(line 1, column 1\)\. Fix the JSON there/);
   });
 
-  it('keeps the parser\'s own words when it gives no position', () => {
+  it("keeps the parser's own words when it gives no position", () => {
     expect(describeJsonError('{"a": nope}', 'Unexpected token \'o\', "{"a": nope}" is not valid JSON')).toBe(
       'Unexpected token \'o\', "{"a": nope}" is not valid JSON. Fix the JSON: a comma before a closing brace, or a missing comma, quote or brace, is the usual cause.',
     );

@@ -4,10 +4,7 @@ import imageSchema from '../../schemas/image.schema.json';
 import { parseSize } from '../util/units';
 
 /** Where an image's base disk comes from. */
-export type BaseSpec =
-  | { kind: 'url'; url: string; sha256: string }
-  | { kind: 'path'; path: string }
-  | { kind: 'empty'; size: string; bytes: number };
+export type BaseSpec = { kind: 'url'; url: string; sha256: string } | { kind: 'path'; path: string } | { kind: 'empty'; size: string; bytes: number };
 
 export interface TestBootConfig {
   memory?: string;

@@ -122,9 +122,7 @@ describe('discoverImage', () => {
 
   it('reports a bad hint with the script path and line', () => {
     workspace.script('images/demo/00_a/build-layer', '# chroot-mount boot /boot');
-    expect(problemOf(() => discoverImage(workspace.root, 'images/demo'))).toMatch(
-      /^images\/demo\/00_a\/build-layer:3: 'boot' is not a partition number/,
-    );
+    expect(problemOf(() => discoverImage(workspace.root, 'images/demo'))).toMatch(/^images\/demo\/00_a\/build-layer:3: 'boot' is not a partition number/);
   });
 
   it('rejects an image folder name that cannot be part of a project name', () => {

@@ -100,10 +100,7 @@ export function discoverImage(workspaceRoot: string, imageRoot: string): ImageIn
   const warnings: string[] = [];
 
   if (!IMAGE_NAME_PATTERN.test(name)) {
-    problem(
-      imageRoot,
-      `${imageRoot}: '${name}' cannot name an image: use letters, digits, '.', '_' and '-', starting with a letter or digit.`,
-    );
+    problem(imageRoot, `${imageRoot}: '${name}' cannot name an image: use letters, digits, '.', '_' and '-', starting with a letter or digit.`);
   }
 
   let config: ImageConfig | undefined;
@@ -146,10 +143,7 @@ export function discoverImage(workspaceRoot: string, imageRoot: string): ImageIn
       continue;
     }
     if (present.length > 1) {
-      problem(
-        dir,
-        `${dir} holds both build-layer and modify-disk; a layer runs exactly one script. Move one of them into a layer of its own.`,
-      );
+      problem(dir, `${dir} holds both build-layer and modify-disk; a layer runs exactly one script. Move one of them into a layer of its own.`);
       continue;
     }
     const kind = present[0];
@@ -186,10 +180,7 @@ export function discoverImage(workspaceRoot: string, imageRoot: string): ImageIn
   for (const layer of layers) byNumber.set(layer.number, [...(byNumber.get(layer.number) ?? []), layer.folder]);
   for (const [number, folders] of byNumber) {
     if (folders.length > 1) {
-      problem(
-        imageRoot,
-        `${imageRoot}: layers ${folders.join(' and ')} share the number ${number}, so their order is ambiguous. Renumber one of them.`,
-      );
+      problem(imageRoot, `${imageRoot}: layers ${folders.join(' and ')} share the number ${number}, so their order is ambiguous. Renumber one of them.`);
     }
   }
 

@@ -89,7 +89,7 @@ describe('diffSnapshots: dpkg packages', () => {
     expect('packages' in manifest).toBe(false);
   });
 
-  it('reads the database through the image\'s own symlinks, never the host\'s', async () => {
+  it("reads the database through the image's own symlinks, never the host's", async () => {
     write('/real-var/lib/dpkg/status', statusFile(installed('inside', '1')));
     fs.symlinkSync('/real-var', at('/var'));
     const snapshot = await snapshotRoot(image.root);

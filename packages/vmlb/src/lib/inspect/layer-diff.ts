@@ -59,7 +59,10 @@ async function describeChange(entry: Entry, before: FileState, after: FileState,
     if (before.size !== after.size) {
       changed.changes.push('content', 'size');
       changed.sizeBefore = before.size;
-    } else if ((before.mtimeMs !== after.mtimeMs || before.ino !== after.ino) && !(await sameContent(inRoot(rootA, entry.path), inRoot(rootB, entry.path)).catch(() => false))) {
+    } else if (
+      (before.mtimeMs !== after.mtimeMs || before.ino !== after.ino) &&
+      !(await sameContent(inRoot(rootA, entry.path), inRoot(rootB, entry.path)).catch(() => false))
+    ) {
       changed.changes.push('content');
     }
   }
@@ -130,7 +133,10 @@ export function formatRootDiff(diff: RootDiff, formatSize: (bytes: number) => st
   const all: Line[] = [
     ...diff.files.added.map((entry) => ({ path: entry.path, text: `+ ${entry.type.padEnd(7)} ${sizeOf(entry, formatSize).padStart(9)}  ${entry.path}` })),
     ...diff.files.removed.map((entry) => ({ path: entry.path, text: `- ${entry.type.padEnd(7)} ${sizeOf(entry, formatSize).padStart(9)}  ${entry.path}` })),
-    ...diff.files.changed.map((entry) => ({ path: entry.path, text: `~ ${entry.type.padEnd(7)} ${sizeOf(entry, formatSize).padStart(9)}  ${entry.path}  (${describeChanges(entry, formatSize)})` })),
+    ...diff.files.changed.map((entry) => ({
+      path: entry.path,
+      text: `~ ${entry.type.padEnd(7)} ${sizeOf(entry, formatSize).padStart(9)}  ${entry.path}  (${describeChanges(entry, formatSize)})`,
+    })),
   ];
   for (const line of all.sort((x, y) => comparePaths(x.path, y.path))) lines.push(line.text);
   return lines;

@@ -92,7 +92,7 @@ describe('diffSnapshots: files', () => {
     expect(manifest.files.modified).toEqual([]);
   });
 
-  it('sorts by path, with a folder\'s contents right after it', async () => {
+  it("sorts by path, with a folder's contents right after it", async () => {
     const manifest = await manifestOf(() => {
       for (const name of ['/b', '/a-b', '/a/z', '/a/b', '/A', '/a.txt']) write(name);
     });

@@ -71,7 +71,10 @@ describe('layerStatuses', () => {
   const chain = ['base', '10_a', '20_b'];
 
   it('reports a fresh workspace as not built, with hashes unknown above the first layer', async () => {
-    const rows = await layerStatuses(chain.map((name) => layer(name)), sources());
+    const rows = await layerStatuses(
+      chain.map((name) => layer(name)),
+      sources(),
+    );
     expect(states(rows)).toEqual([
       ['base', 'not built', undefined],
       ['10_a', 'not built', 'built after base'],
@@ -84,7 +87,10 @@ describe('layerStatuses', () => {
     putInDist('base', expectedHash(chain, 0));
     putInDist('10_a', expectedHash(chain, 1), { host: 'ci-runner-7' });
     putInDist('20_b', expectedHash(chain, 2), { workspace: '/elsewhere' });
-    const rows = await layerStatuses(chain.map((name) => layer(name)), sources());
+    const rows = await layerStatuses(
+      chain.map((name) => layer(name)),
+      sources(),
+    );
     expect(states(rows)).toEqual([
       ['base', 'built here', undefined],
       ['10_a', 'restored here', undefined],
@@ -103,7 +109,10 @@ describe('layerStatuses', () => {
     putInDist('base', expectedHash(chain, 0));
     putInDist('10_a', 'an-older-hash');
     putInDist('20_b', expectedHash(chain, 2));
-    const rows = await layerStatuses(chain.map((name) => layer(name)), sources());
+    const rows = await layerStatuses(
+      chain.map((name) => layer(name)),
+      sources(),
+    );
     expect(states(rows)).toEqual([
       ['base', 'built here', undefined],
       ['10_a', 'not built', undefined],
@@ -113,7 +122,10 @@ describe('layerStatuses', () => {
 
   it('follows the chain through the local cache, hashing each layer with the digest its parent will be restored with', async () => {
     chain.forEach((name, index) => putInCache(name, expectedHash(chain, index)));
-    const rows = await layerStatuses(chain.map((name) => layer(name)), sources());
+    const rows = await layerStatuses(
+      chain.map((name) => layer(name)),
+      sources(),
+    );
     expect(states(rows)).toEqual(chain.map((name) => [name, 'in local cache', undefined]));
     expect(rows.map((row) => row.digest)).toEqual(chain.map(digest));
     expect(rows[2].lastBuild).toEqual({ seconds: 4.2, finishedAt: '2026-11-23T10:00:00.000Z', host: hostname() });

@@ -174,10 +174,7 @@ function readLocalCache(layer: StatusLayer, hash: string, sources: StatusSources
   return digest ? { digest, manifest: readManifest(inEntry(manifestPathFor(layer.qcow2))) } : undefined;
 }
 
-function describe(
-  manifest: ManifestFile | undefined,
-  inDist?: { fileSize?: number },
-): Pick<LayerStatus, 'fileSize' | 'virtualSize' | 'lastBuild' | 'changes'> {
+function describe(manifest: ManifestFile | undefined, inDist?: { fileSize?: number }): Pick<LayerStatus, 'fileSize' | 'virtualSize' | 'lastBuild' | 'changes'> {
   const build = manifest?.build;
   return {
     fileSize: build?.fileSize ?? inDist?.fileSize ?? null,

@@ -34,8 +34,6 @@ describe('tail and commandLine', () => {
     expect(tail('a\nb\nc\n', 2)).toBe('b\nc');
   });
   it('quotes only what a shell would need quoted', () => {
-    expect(commandLine('qemu-img', ['create', '-f', 'qcow2', "it's here", 'a b'])).toBe(
-      `qemu-img create -f qcow2 'it'\\''s here' 'a b'`,
-    );
+    expect(commandLine('qemu-img', ['create', '-f', 'qcow2', "it's here", 'a b'])).toBe(`qemu-img create -f qcow2 'it'\\''s here' 'a b'`);
   });
 });

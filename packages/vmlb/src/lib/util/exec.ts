@@ -73,18 +73,13 @@ export async function run(file: string, args: readonly string[], options: RunOpt
     const status = result.isCanceled
       ? 'was stopped'
       : result.timedOut
-      ? `timed out after ${options.timeout} ms`
-      : result.signal
-        ? `was killed by ${result.signal}`
-        : result.exitCode === undefined
-          ? `could not start (${result.originalMessage || result.shortMessage})`
-          : `exited with code ${result.exitCode}`;
-    throw new CommandError(
-      commandLine(file, args),
-      result.exitCode,
-      output,
-      `${commandLine(file, args)} ${status}${output ? `:\n${tail(output, 20)}` : ''}`,
-    );
+        ? `timed out after ${options.timeout} ms`
+        : result.signal
+          ? `was killed by ${result.signal}`
+          : result.exitCode === undefined
+            ? `could not start (${result.originalMessage || result.shortMessage})`
+            : `exited with code ${result.exitCode}`;
+    throw new CommandError(commandLine(file, args), result.exitCode, output, `${commandLine(file, args)} ${status}${output ? `:\n${tail(output, 20)}` : ''}`);
   }
   return { stdout, stderr, exitCode };
 }

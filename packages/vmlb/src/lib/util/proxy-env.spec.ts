@@ -13,7 +13,8 @@ describe('proxyFor: which proxy a request uses (https_proxy, http_proxy, no_prox
   });
 
   it('no_proxy: names and their subdomains, leading . or *., ports, commas or spaces, and *', () => {
-    const proxied = (url: string, noProxy: string) => proxyFor(url, settings({ https_proxy: 'http://p:1', http_proxy: 'http://p:1', no_proxy: noProxy })) !== undefined;
+    const proxied = (url: string, noProxy: string) =>
+      proxyFor(url, settings({ https_proxy: 'http://p:1', http_proxy: 'http://p:1', no_proxy: noProxy })) !== undefined;
     expect(proxied('https://cache.internal/x', 'internal')).toBe(false);
     expect(proxied('https://a.b.internal/x', '.internal')).toBe(false);
     expect(proxied('https://a.internal/x', '*.internal')).toBe(false);
