@@ -7,7 +7,7 @@ import { EXPORT_EXTENSIONS, EXPORT_FORMATS, type ExportOptions, exportDisk } fro
 import { reportFailure } from '../../lib/util/executor-errors';
 import { withInterruptSignal } from '../../lib/util/interrupt';
 import { checkPrerequisites } from '../../lib/build/prerequisites';
-import { imageInfo } from '../../lib/disk/qcow2';
+import { imageInfo } from '../../lib/disk/qcow2-info';
 import { formatBytes, formatDuration } from '../../lib/util/units';
 import type { FlattenExecutorSchema } from './schema';
 import { checkTargetDefaults } from '../../lib/cache-identity/target-defaults-guard';

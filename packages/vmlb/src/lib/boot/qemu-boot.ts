@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { execa } from 'execa';
 import { run, tail } from '../util/exec';
-import { imageInfo } from '../disk/qcow2';
+import { imageInfo } from '../disk/qcow2-info';
 
 export interface BootOptions {
   /** cloud-init NoCloud seed URL as the guest sees it. */

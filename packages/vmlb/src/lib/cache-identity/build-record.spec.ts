@@ -2,7 +2,7 @@ import { statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { execa } from 'execa';
 import { TempWorkspace } from '../../testing/temp-workspace';
-import { qcow2VirtualSize } from '../disk/qcow2';
+import { qcow2VirtualSize } from '../disk/qcow2-info';
 import { builtHere, isBuildRecord, makeBuildRecord, readBuildRecord } from './build-record';
 
 describe('build records', () => {

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { qcow2VirtualSize } from '../disk/qcow2';
+import { qcow2VirtualSize } from '../disk/qcow2-info';
 
 /**
  * How a layer (or base) file came to be: written into its manifest, so it

@@ -6,7 +6,7 @@ import { chainDigest, readDigest } from './digest';
 import type { Log } from '../util/log';
 import { digestPathFor, manifestPathFor } from '../image/dist-layout';
 import { isTaskHash, noshareEntryDir, noshareEntryFiles, nxCacheEntryDir } from './nx-cache-layout';
-import { backingChain } from '../disk/qcow2';
+import { backingChain } from '../disk/qcow2-info';
 import { formatBytes, formatDuration } from '../util/units';
 
 export interface VerifyChainOptions {

@@ -1,5 +1,5 @@
 import * as fs from 'node:fs/promises';
-import type { SourceFormat } from './qcow2';
+import type { SourceFormat } from './qcow2-info';
 
 /**
  * The format of a base disk, read from its own header bytes, never probed by

@@ -3,7 +3,8 @@ import * as path from 'node:path';
 import { useFakeChain } from '../../testing/fake-layers';
 import { overwriteBytes, zeroBytes } from '../../testing/file-damage';
 import { run } from '../util/exec';
-import { backingChain, checkImage, convertToQcow2, createBlank, createOverlay, imageInfo } from './qcow2';
+import { convertToQcow2, createBlank, createOverlay } from './qcow2';
+import { backingChain, checkImage, imageInfo } from './qcow2-info';
 
 // A real chain of qcow2 files, base.qcow2 ← 00_system.qcow2 ← 10_update.qcow2,
 // made and inspected by the real qemu-img.

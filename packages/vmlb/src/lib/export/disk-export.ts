@@ -5,7 +5,7 @@ import { writeFileAtomic } from '../util/atomic-file';
 import { sha256File } from '../cache-identity/digest';
 import { run } from '../util/exec';
 import { type OvfMachine, ovfDescriptor } from './ovf';
-import { imageInfo } from '../disk/qcow2';
+import { imageInfo } from '../disk/qcow2-info';
 import { partialPathFor } from '../image/dist-layout';
 
 /**
