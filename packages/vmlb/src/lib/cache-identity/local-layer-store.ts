@@ -29,6 +29,7 @@ import type { ScriptHints } from '../image/hints';
  * of one; files are copied in and out (reflinked where the filesystem can),
  * so nothing done to dist/ can change a stored layer.
  */
+
 /** A layer's files in dist/: the qcow2 (in blob mode its ref) and the digest. */
 export interface LayerFiles {
   file: string;
