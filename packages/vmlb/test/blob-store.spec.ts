@@ -5,7 +5,7 @@ import { execa } from 'execa';
 import { type RunningCacheServer, startCacheServer } from '../../../tools/cache-server/src/server';
 import { readFilesFromImage } from './support/disk-read';
 import { NxWorkspace, cacheHits, remoteCacheHits, tasksRun } from './support/nx-workspace';
-import { type S3TestServer, startS3TestServer } from './support/s3-server';
+import { type S3TestServer, startS3TestServer } from '../src/testing/s3-server';
 
 const LAYERS = ['tiny-00_disk:build', 'tiny-10_hello:build', 'tiny-20_motd:build'];
 const CHAIN = ['base', '00_disk', '10_hello', '20_motd'];

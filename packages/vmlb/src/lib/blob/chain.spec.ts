@@ -8,7 +8,8 @@ import { LocalBlobCache } from './local-cache';
 import { materialiseChain } from './chain';
 import { openRemoteBlobStore } from './store';
 import { downloadIntoNewFile } from './transfer';
-import { type LayerRef, readRef, refPathFor } from './layer-ref';
+import { type LayerRef, readRef } from './layer-ref';
+import { refPathFor } from '../image/dist-layout';
 
 // Refs and blobs from outside (a cache, a shared store) that must not make
 // vmlb loop, walk out of dist/, or read without end (issue 18.7).

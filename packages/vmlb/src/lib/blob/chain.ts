@@ -2,7 +2,8 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import type { LocalBlobCache } from './local-cache';
 import type { RemoteBlobStore } from './store';
-import { type LayerRef, readRef, refPathFor, writeRef } from './layer-ref';
+import { type LayerRef, readRef, writeRef } from './layer-ref';
+import { refPathFor } from '../image/dist-layout';
 import { formatBytes } from '../util/units';
 import type { Log } from '../util/log';
 

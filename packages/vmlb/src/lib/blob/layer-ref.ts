@@ -21,8 +21,6 @@ export interface LayerRef {
   builtBy: string;
 }
 
-export { refPathFor } from '../image/dist-layout';
-
 /** Reads and checks a ref; a missing file throws Node's ENOENT error (check `code`). */
 export async function readRef(refPath: string): Promise<LayerRef> {
   const text = await fs.readFile(refPath, 'utf8');

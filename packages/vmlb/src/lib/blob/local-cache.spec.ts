@@ -4,7 +4,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { LocalBlobCache } from './local-cache';
 import { isPlaced } from './chain';
-import { readRef, refPathFor, writeRef } from './layer-ref';
+import { readRef, writeRef } from './layer-ref';
+import { refPathFor } from '../image/dist-layout';
 
 let workDir: string;
 let cache: LocalBlobCache;

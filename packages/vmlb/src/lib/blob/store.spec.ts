@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { deadPort, startTestProxy, type TestProxy } from '../../../test/support/connect-proxy';
-import { type S3TestServer, startS3TestServer } from '../../../test/support/s3-server';
+import { type S3TestServer, startS3TestServer } from '../../testing/s3-server';
 import { BlobIntegrityError, BlobNotFoundError, openRemoteBlobStore, type RemoteBlobStore } from './store';
 import type { S3BlobStore } from './s3-store';
 
