@@ -28,8 +28,8 @@ describe('vmlb plugin createNodes', () => {
 
   const run = (files: string[], options = {}) => createNodesFunction(files, options, context) as Promise<Results>;
 
-  it('matches image.json files and layer scripts', () => {
-    expect(glob).toBe('images/*/{image.json,*/build-layer,*/modify-disk}');
+  it('matches image.json files and layer scripts anywhere', () => {
+    expect(glob).toBe('**/{image.json,*/build-layer,*/modify-disk}');
   });
 
   it('infers the chain of layer projects and the image project', async () => {

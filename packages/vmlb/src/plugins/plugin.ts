@@ -1,9 +1,10 @@
-import { readdirSync, statSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { AggregateCreateNodesError, type CreateNodes, type CreateNodesResult, type ProjectConfiguration, hashArray, logger } from '@nx/devkit';
 import { calculateHashesForCreateNodes, PluginCache, workspaceDataDirectory } from '@nx/devkit/internal';
 import { targetDefaultsProblem } from '../lib/cache-identity/target-defaults-guard';
 import { ImageLayout } from '../lib/image/dist-layout';
+import { IMAGE_FILES_GLOB, findImageFolders } from '../lib/image/image-folders';
 import { type ImageInfo, IMAGE_CONFIG_FILE, ImageDefinitionError, discoverImage } from '../lib/image/layer-discovery';
 import { layerProjectName } from '../lib/image/project-names';
 import { vmlbCodeId } from '../lib/util/version';
@@ -13,12 +14,7 @@ import { type NormalizedOptions, type VmlbPluginOptions, normalizeOptions } from
 
 export { normalizeOptions, type VmlbPluginOptions } from './options';
 
-/**
- * Every file that makes an image folder an image: its image.json, and the
- * layer scripts (so that a folder with layers but no image.json is reported
- * instead of silently ignored).
- */
-export const IMAGE_FILES_GLOB = `images/*/{${IMAGE_CONFIG_FILE},*/build-layer,*/modify-disk}`;
+export { IMAGE_FILES_GLOB } from '../lib/image/image-folders';
 
 /** What the plugin infers for one image folder; cached on disk keyed by the folder's content hash. */
 interface ImageNodes {
@@ -31,7 +27,7 @@ export const createNodes: CreateNodes<VmlbPluginOptions> = [
   IMAGE_FILES_GLOB,
   async (files, rawOptions, context) => {
     const options = normalizeOptions(rawOptions);
-    const imageRoots = groupFilesByImage(files);
+    const imageRoots = findImageFolders(files, (file) => readFileSync(path.join(context.workspaceRoot, file), 'utf8'));
     const roots = [...imageRoots.keys()];
     const contentHashes = await calculateHashesForCreateNodes(roots, { options, code: vmlbCodeId() }, context);
     const cache = new PluginCache<ImageNodes>(path.join(workspaceDataDirectory, `vmlb-${hashArray([JSON.stringify(options)])}.hash`));
@@ -64,16 +60,6 @@ export const createNodes: CreateNodes<VmlbPluginOptions> = [
     return results;
   },
 ];
-
-/** Maps each image folder to the file its projects are reported against (image.json when it exists). */
-function groupFilesByImage(files: readonly string[]): Map<string, string> {
-  const byImage = new Map<string, string>();
-  for (const file of [...files].sort()) {
-    const imageRoot = file.split('/').slice(0, 2).join('/');
-    if (file === `${imageRoot}/${IMAGE_CONFIG_FILE}` || !byImage.has(imageRoot)) byImage.set(imageRoot, file);
-  }
-  return byImage;
-}
 
 /**
  * What decides the inferred projects but not the workspace's content hash of
@@ -110,10 +96,10 @@ export function inferImageNodes(image: ImageInfo, options: NormalizedOptions): I
 }
 
 /**
- * Two images can never share a folder, hence never a name; but a layer
- * project (`<image>-<NN_layer>`) can coincide with the image project of an
- * image named `image` (`image-<NN_layer>`). Nx would merge or reject them
- * with a confusing message; say what clashes and how to fix it.
+ * Images anywhere can share a folder name (`infra/web`, `images/web`), and
+ * a layer project (`<image>-<NN_layer>`) can coincide with the image project
+ * of an image named `image` (`image-<NN_layer>`). Nx would merge or reject
+ * them with a confusing message; say what clashes and how to fix it.
  */
 function findNameClashes(results: Array<readonly [string, CreateNodesResult]>): Array<[string, Error]> {
   const owners = new Map<string, string>();
@@ -123,7 +109,13 @@ function findNameClashes(results: Array<readonly [string, CreateNodesResult]>): 
       const name = project.name!;
       const other = owners.get(name);
       if (other) {
-        clashes.push([file, new Error(`Project name '${name}' is inferred for both ${other} and ${root}. Rename one of the image folders.`)]);
+        clashes.push([
+          file,
+          new Error(
+            `Project name '${name}' is inferred for both ${other} and ${root}: two images share a name. ` +
+              `Give one of them another name with "name" in its ${IMAGE_CONFIG_FILE}, or rename its folder.`,
+          ),
+        ]);
       } else {
         owners.set(name, root);
       }

@@ -47,7 +47,7 @@ export function normalizeOptions(
       : undefined;
   if (options.ssh !== undefined && !cloudInitDir) {
     throw new Error(
-      `--ssh needs a cloud-init seed to put its key into the guest: create ${options.cloudInitDir ?? `images/${options.imageName}/test-boot`}/user-data ` +
+      `--ssh needs a cloud-init seed to put its key into the guest: create ${options.cloudInitDir ?? `${options.imageRoot ?? `images/${options.imageName}`}/test-boot`}/user-data ` +
         `with a user whose ssh_authorized_keys lists \${VMLB_SSH_PUBLIC_KEY}.`,
     );
   }

@@ -16,6 +16,28 @@ describe('vmlb:image', () => {
     tree = emptyTree();
   });
 
+  describe('with --directory', () => {
+    beforeEach(async () => {
+      await imageGenerator(tree, { name: 'web', directory: 'infra/vm/' });
+    });
+
+    it('creates the image folder there, with the schema reference relative to it', () => {
+      expect(JSON.parse(read(tree, 'infra/vm/web/image.json')).$schema).toBe('../../../node_modules/vmlb/src/schemas/image.schema.json');
+      expect(tree.exists('infra/vm/web/00_disk/modify-disk')).toBe(true);
+      expect(tree.exists('images')).toBe(false);
+    });
+
+    it('refuses a second image of the same name in another folder', async () => {
+      await expect(imageGenerator(tree, { name: 'web' })).rejects.toThrow(
+        "An image named 'web' already exists in infra/vm/web; two images with one name would have the same Nx projects. Choose another name.",
+      );
+    });
+
+    it.each(['../outside', '/abs', '.'])('refuses the directory %j', async (directory) => {
+      await expect(imageGenerator(tree, { name: 'x', directory })).rejects.toThrow(`--directory '${directory}' must be a folder inside the workspace`);
+    });
+  });
+
   describe('with no base given', () => {
     beforeEach(async () => {
       await imageGenerator(tree, { name: 'scratch' });
@@ -242,7 +264,7 @@ describe('vmlb:image', () => {
         { name: 'x', baseUrl: BASE_URL, sha256: `${'a'.repeat(63)}g` },
         `is not a SHA-256: it must be 64 hexadecimal digits (0-9, a-f), and it has 64 characters.`,
       ],
-      ['an empty --basePath', { name: 'x', basePath: ' ' }, '--basePath is empty: give a qcow2 or raw disk file, relative to images/<name>/ or absolute.'],
+      ['an empty --basePath', { name: 'x', basePath: ' ' }, '--basePath is empty: give a qcow2 or raw disk file, relative to the image folder or absolute.'],
       [
         'a size that is not one',
         { name: 'x', empty: 'big' },

@@ -8,14 +8,17 @@ import { IMAGE_CONFIG_FILE, IMAGE_NAME_PATTERN } from '../../lib/image/layer-dis
 import { parseSize } from '../../lib/util/units';
 import { formatFilesKeepingModes, templateDir } from '../generator-utils';
 import { initGenerator } from '../init/generator';
+import { imagesInTree } from '../image-lookup';
 import { IMAGES_DIR, writeLayerScript } from '../layer/generator';
 import type { ImageGeneratorSchema } from './schema';
 
 /** The blank disk an image gets when no base is given. */
 export const DEFAULT_EMPTY_SIZE = '4G';
 
-/** Where image.json finds its schema, from images/<name>/, for editors' completion and checks. */
-export const IMAGE_SCHEMA_REF = '../../node_modules/vmlb/src/schemas/image.schema.json';
+/** Where image.json finds its schema, for editors' completion and checks: relative to the image folder. */
+export function imageSchemaRef(imageRoot: string): string {
+  return path.posix.relative(imageRoot, 'node_modules/vmlb/src/schemas/image.schema.json');
+}
 
 const BASE_URL_PATTERN = /^(https?|file):\/\//;
 
@@ -44,6 +47,7 @@ export async function imageGenerator(tree: Tree, schema: ImageGeneratorSchema): 
   writeImageConfig(tree, options);
   writeLayerScript(tree, {
     image: options.name,
+    imageRoot: options.imageRoot,
     folder: options.firstLayer.folder,
     kind: options.firstLayer.kind,
     body: readFileSync(path.join(templateDir('image'), 'first-layer', options.firstLayer.bodyFile), 'utf8'),
@@ -58,9 +62,15 @@ function normalizeOptions(tree: Tree, schema: ImageGeneratorSchema): NormalizedI
   if (!IMAGE_NAME_PATTERN.test(name)) {
     throw new Error(`Image name '${name}' is not valid: use letters, digits, '.', '_' and '-', starting with a letter or digit, e.g. 'debian-12'.`);
   }
-  const imageRoot = path.posix.join(IMAGES_DIR, name);
+  const imageRoot = path.posix.join(normalizeDirectory(schema.directory), name);
   if (tree.exists(imageRoot)) {
     throw new Error(`${imageRoot} already exists. Choose another name, or add a layer to that image: nx g vmlb:layer <layer name> --image ${name}`);
+  }
+  const sameName = imagesInTree(tree).find((image) => image.name === name);
+  if (sameName) {
+    throw new Error(
+      `An image named '${name}' already exists in ${sameName.root}; two images with one name would have the same Nx projects. Choose another name.`,
+    );
   }
   const base = normalizeBase(schema);
   if ('path' in base) warnIfMissing(tree, imageRoot, base.path);
@@ -72,6 +82,16 @@ function normalizeOptions(tree: Tree, schema: ImageGeneratorSchema): NormalizedI
 }
 
 const BASE_CHOICES = '--baseUrl <url> --sha256 <64 hex digits> (a download), --basePath <file> (a local disk) or --empty <size> (a blank disk)';
+
+/** --directory: a folder inside the workspace; images/ by default. */
+function normalizeDirectory(directory: string | undefined): string {
+  if (directory === undefined) return IMAGES_DIR;
+  const normalized = path.posix.normalize(directory.trim().replace(/\\/g, '/')).replace(/\/$/, '');
+  if (normalized === '' || normalized === '.' || path.posix.isAbsolute(normalized) || normalized.split('/')[0] === '..') {
+    throw new Error(`--directory '${directory}' must be a folder inside the workspace, relative to its root, e.g. --directory infra/vm.`);
+  }
+  return normalized;
+}
 
 function normalizeBase(schema: ImageGeneratorSchema): ImageBase {
   const given = (['baseUrl', 'basePath', 'empty'] as const).filter((option) => schema[option] !== undefined);
@@ -107,7 +127,7 @@ function normalizeBase(schema: ImageGeneratorSchema): ImageBase {
   if (schema.basePath !== undefined) {
     const basePath = schema.basePath.trim();
     if (basePath === '') {
-      throw new Error(`--basePath is empty: give a qcow2 or raw disk file, relative to ${IMAGES_DIR}/<name>/ or absolute.`);
+      throw new Error(`--basePath is empty: give a qcow2 or raw disk file, relative to the image folder or absolute.`);
     }
     return { path: basePath };
   }
@@ -137,7 +157,7 @@ function warnIfMissing(tree: Tree, imageRoot: string, basePath: string): void {
 
 function writeImageConfig(tree: Tree, options: NormalizedImageOptions): void {
   const configFile = path.posix.join(options.imageRoot, IMAGE_CONFIG_FILE);
-  const text = `${JSON.stringify({ $schema: IMAGE_SCHEMA_REF, base: options.base }, null, 2)}\n`;
+  const text = `${JSON.stringify({ $schema: imageSchemaRef(options.imageRoot), base: options.base }, null, 2)}\n`;
   try {
     // The schema, not this generator, decides what an image.json may hold;
     // checking the text here keeps the two from drifting apart.

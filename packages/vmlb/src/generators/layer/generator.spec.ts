@@ -167,6 +167,33 @@ describe('vmlb:layer', () => {
     expect(changed.map((change) => [change.path, change.type, change.options?.mode])).toEqual([['images/prod/10_update/modify-disk', 'CREATE', '755']]);
   });
 
+  describe('an image outside images/', () => {
+    beforeEach(() => {
+      tree.write('infra/vm/web/image.json', JSON.stringify({ base: { empty: '1G' } }));
+      tree.write('apps/site/assets/image.json', JSON.stringify({ width: 640 }));
+    });
+
+    it('finds it by its name and writes the layer into its folder', async () => {
+      await layerGenerator(tree, { name: 'app', image: 'web' });
+      expect(tree.exists('infra/vm/web/00_app/build-layer')).toBe(true);
+    });
+
+    it('finds it by its folder', async () => {
+      await layerGenerator(tree, { name: 'app', image: 'infra/vm/web/' });
+      expect(tree.exists('infra/vm/web/00_app/build-layer')).toBe(true);
+    });
+
+    it("finds it by image.json's name", async () => {
+      tree.write('infra/vm/web/image.json', JSON.stringify({ name: 'web-edge', base: { empty: '1G' } }));
+      await layerGenerator(tree, { name: 'app', image: 'web-edge' });
+      expect(read(tree, 'infra/vm/web/00_app/build-layer')).toContain('of image web-edge');
+    });
+
+    it("does not take another tool's image.json for an image", async () => {
+      await expect(layerGenerator(tree, { name: 'app', image: 'assets' })).rejects.toThrow("There is no image 'assets'");
+    });
+  });
+
   describe('refuses', () => {
     it('an image that does not exist, listing those that do', async () => {
       addImage(tree, 'prod');
@@ -179,7 +206,7 @@ describe('vmlb:layer', () => {
 
     it('an image when there are none yet', async () => {
       await expect(layerGenerator(tree, { name: 'update', image: 'prod' })).rejects.toThrow(
-        "There is no image 'prod': images/prod/image.json does not exist. There are no images under images/ yet. To create it, run: nx g vmlb:image prod",
+        "There is no image 'prod': images/prod/image.json does not exist. There are no images yet. To create it, run: nx g vmlb:image prod",
       );
     });
 
@@ -190,9 +217,23 @@ describe('vmlb:layer', () => {
       );
     });
 
-    it.each(['../prod', 'prod/sub', '.hidden', ''])('the image name %j', async (image) => {
+    it.each(['../prod', '/abs/prod', '.hidden', ''])('the image %j', async (image) => {
       await expect(layerGenerator(tree, { name: 'update', image })).rejects.toThrow(
-        `--image '${image}' is not an image name: image folders under images/ are named with letters, digits, '.', '_' and '-', starting with a letter or digit.`,
+        `--image '${image}' is not an image: give its name (letters, digits, '.', '_' and '-', starting with a letter or digit) or its folder inside the workspace, e.g. infra/vm/web.`,
+      );
+    });
+
+    it('a folder that is not an image, with the generator that makes it one', async () => {
+      await expect(layerGenerator(tree, { name: 'update', image: 'infra/vm/web' })).rejects.toThrow(
+        "There is no image 'infra/vm/web': infra/vm/web/image.json does not exist. There are no images yet. To create it, run: nx g vmlb:image web --directory infra/vm",
+      );
+    });
+
+    it('a name two images share, naming their folders', async () => {
+      addImage(tree, 'web');
+      tree.write('infra/vm/web/image.json', JSON.stringify({ base: { empty: '1G' } }));
+      await expect(layerGenerator(tree, { name: 'update', image: 'web' })).rejects.toThrow(
+        "Several images are named 'web': images/web, infra/vm/web. Name the one that gets the layer by its folder, e.g. --image images/web",
       );
     });
 

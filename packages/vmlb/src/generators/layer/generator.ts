@@ -3,10 +3,11 @@ import { type Tree, generateFiles } from '@nx/devkit';
 import { type ScriptKind, SCRIPT_KINDS } from '../../lib/image/hints';
 import { IMAGE_CONFIG_FILE, IMAGE_NAME_PATTERN, LAYER_FOLDER_PATTERN, parseLayerFolder, suggestLayerFolder } from '../../lib/image/layer-discovery';
 import { EXECUTABLE_MODE, formatFilesKeepingModes, templateDir } from '../generator-utils';
+import { type ImageInTree, findImages, imagesInTree } from '../image-lookup';
+import { DEFAULT_IMAGES_DIR as IMAGES_DIR } from '../../lib/image/layer-discovery';
 import type { LayerGeneratorSchema } from './schema';
 
-/** The folder that holds every image, relative to the workspace. */
-export const IMAGES_DIR = 'images';
+export { DEFAULT_IMAGES_DIR as IMAGES_DIR } from '../../lib/image/layer-discovery';
 
 /** Numbers of consecutive layers differ by this much, leaving room to insert layers between them. */
 const LAYER_NUMBER_STEP = 10;
@@ -15,6 +16,7 @@ const MIN_NUMBER_WIDTH = 2;
 
 interface NormalizedLayerOptions {
   image: string;
+  imageRoot: string;
   folder: string;
   kind: ScriptKind;
   name: string;
@@ -34,6 +36,7 @@ export async function layerGenerator(tree: Tree, schema: LayerGeneratorSchema): 
   const options = normalizeOptions(tree, schema);
   writeLayerScript(tree, {
     image: options.image,
+    imageRoot: options.imageRoot,
     folder: options.folder,
     kind: options.kind,
     body: `echo "layer ${options.name}: nothing to do yet"`,
@@ -44,14 +47,7 @@ export async function layerGenerator(tree: Tree, schema: LayerGeneratorSchema): 
 export default layerGenerator;
 
 function normalizeOptions(tree: Tree, schema: LayerGeneratorSchema): NormalizedLayerOptions {
-  const image = String(schema.image);
-  if (!IMAGE_NAME_PATTERN.test(image)) {
-    throw new Error(
-      `--image '${image}' is not an image name: image folders under ${IMAGES_DIR}/ are named with letters, digits, '.', '_' and '-', starting with a letter or digit.`,
-    );
-  }
-  const imageRoot = path.posix.join(IMAGES_DIR, image);
-  requireImage(tree, image, imageRoot);
+  const { name: image, root: imageRoot } = requireImage(tree, String(schema.image));
 
   const name = String(schema.name);
   checkLayerName(name, image);
@@ -77,32 +73,35 @@ function normalizeOptions(tree: Tree, schema: LayerGeneratorSchema): NormalizedL
         `Choose a free number with --number, or leave --number out to add the layer after the last one (${formatNumber(nextNumber(existing), width)}).`,
     );
   }
-  return { image, folder, kind, name, skipFormat: schema.skipFormat ?? false };
+  return { image, imageRoot, folder, kind, name, skipFormat: schema.skipFormat ?? false };
 }
 
-/** Refuses an image that does not exist, listing those that do. */
-function requireImage(tree: Tree, image: string, imageRoot: string): void {
-  const configFile = path.posix.join(imageRoot, IMAGE_CONFIG_FILE);
-  if (tree.exists(configFile)) return;
-  if (tree.exists(imageRoot)) {
+/** The one image named (or at the folder) `image`; refuses a bad, missing or ambiguous one, listing those that exist. */
+function requireImage(tree: Tree, image: string): ImageInTree {
+  const isFolder = image.includes('/');
+  if (isFolder ? path.posix.isAbsolute(image) || path.posix.normalize(image).split('/')[0] === '..' : !IMAGE_NAME_PATTERN.test(image)) {
     throw new Error(
-      `${imageRoot} has no ${IMAGE_CONFIG_FILE}, so it is not an image yet. Create ${configFile}, e.g. {"base": {"empty": "4G"}}, then add the layer.`,
+      `--image '${image}' is not an image: give its name (letters, digits, '.', '_' and '-', starting with a letter or digit) or its folder inside the workspace, e.g. infra/vm/web.`,
     );
   }
-  const images = existingImages(tree);
+  const found = findImages(tree, image);
+  if (found.length > 1) {
+    throw new Error(
+      `Several images are named '${image}': ${found.map((each) => each.root).join(', ')}. Name the one that gets the layer by its folder, e.g. --image ${found[0].root}`,
+    );
+  }
+  const folder = found[0]?.root ?? (isFolder ? path.posix.normalize(image) : path.posix.join(IMAGES_DIR, image));
+  const configFile = path.posix.join(folder, IMAGE_CONFIG_FILE);
+  if (tree.exists(configFile)) return found[0] ?? { name: path.posix.basename(folder), root: folder };
+  if (tree.exists(folder)) {
+    throw new Error(`${folder} has no ${IMAGE_CONFIG_FILE}, so it is not an image yet. Create ${configFile}, e.g. {"base": {"empty": "4G"}}, then add the layer.`);
+  }
+  const images = imagesInTree(tree).map((each) => (each.root === path.posix.join(IMAGES_DIR, each.name) ? each.name : `${each.name} (${each.root})`));
   throw new Error(
     `There is no image '${image}': ${configFile} does not exist. ` +
-      (images.length ? `Existing images: ${images.join(', ')}. ` : `There are no images under ${IMAGES_DIR}/ yet. `) +
-      `To create it, run: nx g vmlb:image ${image}`,
+      (images.length ? `Existing images: ${images.join(', ')}. ` : 'There are no images yet. ') +
+      `To create it, run: nx g vmlb:image ${isFolder ? `${path.posix.basename(folder)} --directory ${path.posix.dirname(folder)}` : image}`,
   );
-}
-
-/** Image names: folders under images/ that hold an image.json. */
-function existingImages(tree: Tree): string[] {
-  return tree
-    .children(IMAGES_DIR)
-    .filter((child) => tree.exists(path.posix.join(IMAGES_DIR, child, IMAGE_CONFIG_FILE)))
-    .sort();
 }
 
 function checkLayerName(name: string, image: string): void {
@@ -154,8 +153,10 @@ function parseNumberOption(given: string | number): number {
 }
 
 export interface LayerScript {
-  /** Image folder name under images/. */
+  /** The image's name, for the script's header. */
   image: string;
+  /** Workspace-relative image folder. */
+  imageRoot: string;
   /** Layer folder name, e.g. `10_update`. */
   folder: string;
   kind: ScriptKind;
@@ -169,7 +170,7 @@ export interface LayerScript {
  * Shared with the image generator, which writes the first layer.
  */
 export function writeLayerScript(tree: Tree, script: LayerScript): string {
-  const imageRoot = path.posix.join(IMAGES_DIR, script.image);
+  const { imageRoot } = script;
   generateFiles(tree, path.join(templateDir('layer'), script.kind), imageRoot, {
     folder: script.folder,
     image: script.image,

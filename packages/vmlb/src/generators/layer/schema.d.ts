@@ -5,7 +5,7 @@ import type { ScriptKind } from '../../lib/image/hints';
 export interface LayerGeneratorSchema {
   /** The layer's name: the part of its folder after `NN_`, e.g. `update` for `10_update`. */
   name: string | number;
-  /** The image folder under images/ that gets the layer. */
+  /** The image that gets the layer: its name, or its workspace-relative folder. */
   image: string | number;
   /** The layer's script. Default `build-layer`. */
   kind?: ScriptKind;

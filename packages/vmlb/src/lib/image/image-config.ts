@@ -16,6 +16,8 @@ export interface TestBootConfig {
 
 /** image.json, validated and normalised. */
 export interface ImageConfig {
+  /** The image's name when it is not its folder's. */
+  name?: string;
   base: BaseSpec;
   rootPartition?: number;
   /** Part of every layer's cache key: change it to rebuild all the image's layers on purpose. */
@@ -56,12 +58,14 @@ export function parseImageConfig(text: string, displayPath: string): ImageConfig
     throw new ImageConfigError(`${displayPath} does not match the image schema:\n${describeErrors(validate.errors ?? [], raw)}`);
   }
   const config = raw as {
+    name?: string;
     base: { url?: string; sha256?: string; path?: string; empty?: string };
     rootPartition?: number;
     cacheSalt?: string;
     testBoot?: TestBootConfig;
   };
   return {
+    ...(config.name !== undefined ? { name: config.name } : {}),
     base: normalizeBase(config.base, displayPath),
     ...(config.rootPartition !== undefined ? { rootPartition: config.rootPartition } : {}),
     ...(config.cacheSalt !== undefined ? { cacheSalt: config.cacheSalt } : {}),

@@ -14,6 +14,9 @@ export const IMAGE_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
 export const IMAGE_CONFIG_FILE = 'image.json';
 
+/** The folder the generators put images in, and where an image.json is always an image's. */
+export const DEFAULT_IMAGES_DIR = 'images';
+
 export interface LayerInfo {
   /** Folder name, e.g. `10_update`. */
   folder: string;
@@ -28,7 +31,7 @@ export interface LayerInfo {
 }
 
 export interface ImageInfo {
-  /** The image folder's name, e.g. `prod`. */
+  /** image.json's `name`, else the image folder's name, e.g. `prod`. */
   name: string;
   /** Workspace-relative image folder, e.g. `images/prod`. */
   root: string;
@@ -92,22 +95,18 @@ export function suggestLayerFolder(folder: string): string {
  * @param imageRoot workspace-relative image folder, e.g. `images/prod`
  */
 export function discoverImage(workspaceRoot: string, imageRoot: string): ImageInfo {
-  const name = path.posix.basename(imageRoot);
+  const folderName = path.posix.basename(imageRoot);
   const absoluteRoot = path.join(workspaceRoot, imageRoot);
   const configFile = path.posix.join(imageRoot, IMAGE_CONFIG_FILE);
   const problems: ImageProblem[] = [];
   const problem = (file: string, message: string) => problems.push({ file, message });
   const warnings: string[] = [];
 
-  if (!IMAGE_NAME_PATTERN.test(name)) {
-    problem(imageRoot, `${imageRoot}: '${name}' cannot name an image: use letters, digits, '.', '_' and '-', starting with a letter or digit.`);
-  }
-
   let config: ImageConfig | undefined;
   if (!existsSync(path.join(workspaceRoot, configFile))) {
     problem(
       imageRoot,
-      `${imageRoot} has layer folders but no ${IMAGE_CONFIG_FILE}. Create ${configFile}, e.g. {"base": {"empty": "4G"}}, or run: nx g vmlb:image ${name}`,
+      `${imageRoot} has layer folders but no ${IMAGE_CONFIG_FILE}. Create ${configFile}, e.g. {"base": {"empty": "4G"}}, or run: nx g vmlb:image ${folderName}${path.posix.dirname(imageRoot) === DEFAULT_IMAGES_DIR ? '' : ` --directory ${path.posix.dirname(imageRoot)}`}`,
     );
   } else {
     try {
@@ -115,6 +114,14 @@ export function discoverImage(workspaceRoot: string, imageRoot: string): ImageIn
     } catch (error) {
       problem(configFile, (error as Error).message);
     }
+  }
+  const name = config?.name ?? folderName;
+  if (!IMAGE_NAME_PATTERN.test(name)) {
+    problem(
+      imageRoot,
+      `${imageRoot}: '${name}' cannot name an image: use letters, digits, '.', '_' and '-', starting with a letter or digit. ` +
+        `Rename the folder, or name the image with "name" in its ${IMAGE_CONFIG_FILE}.`,
+    );
   }
 
   const layers: LayerInfo[] = [];
