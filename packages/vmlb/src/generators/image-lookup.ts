@@ -20,7 +20,9 @@ export function imagesInTree(tree: Tree): ImageInTree[] {
     if (base === IMAGE_CONFIG_FILE || base === 'build-layer' || base === 'modify-disk') candidates.push(normalized);
   });
   const folders = findImageFolders(candidates, (file) => tree.read(file, 'utf8') ?? '');
-  return [...folders.keys()].map((root) => ({ name: declaredName(tree, root) ?? path.posix.basename(root), root })).sort((a, b) => a.root.localeCompare(b.root));
+  return [...folders.keys()]
+    .map((root) => ({ name: declaredName(tree, root) ?? path.posix.basename(root), root }))
+    .sort((a, b) => a.root.localeCompare(b.root));
 }
 
 /** The images whose name is `image`, or whose folder is `image` (a workspace-relative path). */

@@ -94,7 +94,9 @@ function requireImage(tree: Tree, image: string): ImageInTree {
   const configFile = path.posix.join(folder, IMAGE_CONFIG_FILE);
   if (tree.exists(configFile)) return found[0] ?? { name: path.posix.basename(folder), root: folder };
   if (tree.exists(folder)) {
-    throw new Error(`${folder} has no ${IMAGE_CONFIG_FILE}, so it is not an image yet. Create ${configFile}, e.g. {"base": {"empty": "4G"}}, then add the layer.`);
+    throw new Error(
+      `${folder} has no ${IMAGE_CONFIG_FILE}, so it is not an image yet. Create ${configFile}, e.g. {"base": {"empty": "4G"}}, then add the layer.`,
+    );
   }
   const images = imagesInTree(tree).map((each) => (each.root === path.posix.join(IMAGES_DIR, each.name) ? each.name : `${each.name} (${each.root})`));
   throw new Error(
