@@ -18,6 +18,7 @@ export interface ChainPosition {
 export function layerProject(image: ImageInfo, layer: LayerInfo, position: ChainPosition, options: NormalizedOptions): ProjectConfiguration {
   const name = layerProjectName(image.name, layer.folder);
   const { parentFile, parentProject, output } = position;
+  const { projectOutputs } = layer.hints;
   const build: TargetConfiguration = {
     executor: 'vmlb:layer',
     // noshare layers are not Nx-cacheable (Nx would upload them to a remote
@@ -27,8 +28,9 @@ export function layerProject(image: ImageInfo, layer: LayerInfo, position: Chain
       parentProject
         ? { target: options.buildTargetName, projects: [parentProject] }
         : { target: options.baseTargetName, projects: [imageProjectName(image.name)] },
+      ...projectOutputs.map(({ project, target }) => ({ target, projects: [project] })),
     ],
-    inputs: layerInputs(layer.hints.rebuildEvery),
+    inputs: layerInputs(layer.hints.rebuildEvery, projectOutputs.length ? options.distDir : undefined),
     outputs: [...chainFileOutputs(output, options), `{workspaceRoot}/${manifestPathFor(output)}`, `{workspaceRoot}/${snapshotPathFor(output)}`],
     options: {
       imageName: image.name,
@@ -38,6 +40,7 @@ export function layerProject(image: ImageInfo, layer: LayerInfo, position: Chain
       parent: parentFile,
       output,
       ...(image.config.rootPartition !== undefined ? { rootPartition: image.config.rootPartition } : {}),
+      ...(projectOutputs.length ? { projectOutputs } : {}),
       ...layerKeyOptions(image.config.cacheSalt),
       ...blobOption(options),
     },

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { cacheDir, type ExecutorContext } from '@nx/devkit';
+import { cacheDir, type ExecutorContext, type ProjectGraph } from '@nx/devkit';
+import { resolveProjectOutputs } from '../../lib/build/project-outputs';
 import { checkBindSources } from '../../lib/build/bind-sources';
 import { readDigest } from '../../lib/cache-identity/digest';
 import { digestPathFor, manifestPathFor } from '../../lib/image/dist-layout';
@@ -17,7 +18,12 @@ import type { LayerExecutorSchema } from './schema';
 import { checkTargetDefaults } from '../../lib/cache-identity/target-defaults-guard';
 
 /** Options resolved once: absolute paths, script kind and hints read from the script. */
-export function normalizeOptions(options: LayerExecutorSchema, workspaceRoot: string, env: NodeJS.ProcessEnv = process.env): LayerBuildPlan {
+export function normalizeOptions(
+  options: LayerExecutorSchema,
+  workspaceRoot: string,
+  env: NodeJS.ProcessEnv = process.env,
+  graph?: ProjectGraph,
+): LayerBuildPlan {
   const absolute = (file: string) => path.resolve(workspaceRoot, file);
   const kind = path.basename(options.script) as ScriptKind;
   if (!SCRIPT_KINDS.includes(kind)) {
@@ -44,6 +50,7 @@ export function normalizeOptions(options: LayerExecutorSchema, workspaceRoot: st
   const hints = parseHints(scriptText, options.script, kind);
   // Before the disk is touched: a bind source that has gone, or leads out of the layer folder through a symlink.
   checkBindSources(absolute(options.layerDir), hints.bindMounts, options.script);
+  const projectOutputs = resolveProjectOutputs(hints.projectOutputs, graph, workspaceRoot, options.script);
   return {
     workspaceRoot,
     imageName: options.imageName,
@@ -56,6 +63,7 @@ export function normalizeOptions(options: LayerExecutorSchema, workspaceRoot: st
     output,
     rootPartition: options.rootPartition,
     nbdDevice,
+    projectOutputs,
   };
 }
 
@@ -63,7 +71,7 @@ export function normalizeOptions(options: LayerExecutorSchema, workspaceRoot: st
 export default async function layerExecutor(options: LayerExecutorSchema, context: ExecutorContext): Promise<{ success: boolean }> {
   return reportFailure(async () => {
     checkTargetDefaults(context);
-    const plan = normalizeOptions(options, context.root);
+    const plan = normalizeOptions(options, context.root, process.env, context.projectGraph);
     const log = (message: string) => console.log(message);
     const stores = options.blobs ? await openBlobStores(context.root) : undefined;
     const project = context.projectName ?? `${plan.imageName}-${plan.layer}`;

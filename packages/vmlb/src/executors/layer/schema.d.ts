@@ -6,6 +6,7 @@ export interface LayerExecutorSchema {
   parent: string;
   output: string;
   rootPartition?: number;
+  projectOutputs?: Array<{ project: string; target: string; mountPoint: string }>;
   nbd?: string;
   layerFormat?: number;
   cacheSalt?: string;

@@ -111,6 +111,7 @@ describe('vmlb:image', () => {
           noshare: false,
           bindMounts: [],
           partitionMounts: [],
+          projectOutputs: [],
         });
       });
     });
@@ -163,6 +164,7 @@ describe('vmlb:image', () => {
         noshare: false,
         bindMounts: [],
         partitionMounts: [],
+        projectOutputs: [],
       });
     });
   });

@@ -7,7 +7,7 @@ import { discoverImage } from '../../lib/image/layer-discovery';
 import { imageGenerator } from '../image/generator';
 import { layerGenerator } from './generator';
 
-const NO_HINTS = { nocache: false, noshare: false, bindMounts: [], partitionMounts: [] };
+const NO_HINTS = { nocache: false, noshare: false, bindMounts: [], partitionMounts: [], projectOutputs: [] };
 
 /** An image as a user left it: image.json and layer folders with their scripts. */
 function addImage(tree: Tree, image: string, layers: Record<string, ScriptKind> = {}): void {

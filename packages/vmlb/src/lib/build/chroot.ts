@@ -5,6 +5,7 @@ import type { BindMountHint } from '../image/hints';
 import { resolveInRoot } from '../disk/root-path';
 import { shellQuote as quote } from '../util/shell-quote';
 import { bindSource } from './bind-sources';
+import type { ProjectOutputMount } from './project-outputs';
 import { makeFoldersInRoot, removeMadeFolders } from './image-root-edits';
 import { droppedCapabilities } from './sandbox-capabilities';
 
@@ -62,6 +63,8 @@ export interface ChrootRunOptions {
   scriptName: string;
   /** `# chroot-bind-mount` hints; sources relative to the layer folder. */
   bindMounts: BindMountHint[];
+  /** `# project-output` hints, found on the host (lib/build/project-outputs). */
+  projectOutputs?: ProjectOutputMount[];
   /** `# chroot-mount` hints, already located on the disk. */
   partitionMounts: Array<{ device: string; offset: number; size: number; target: string }>;
   /** Environment of the script (a clean one; see `scriptEnvironment`). */
@@ -174,12 +177,14 @@ async function runScriptInNamespace(options: ChrootRunOptions, resolve: (imagePa
 
   const mnt = resolve('/mnt');
   mount('--bind', '-o', 'ro,nosuid,nodev', options.layerDir, mnt);
-  for (const hint of options.bindMounts) {
-    const source = bindSource(options.layerDir, hint.source);
-    const target = resolve(hint.target);
+  // A file or folder of the host, read-only at a path of the image (made when missing).
+  const bindReadOnly = (source: string, imagePath: string) => {
+    const target = resolve(imagePath);
     lines.push(statSync(source).isDirectory() ? `mkdir -p ${quote(target)}` : `mkdir -p ${quote(path.dirname(target))}; touch ${quote(target)}`);
     mount('--bind', '-o', 'ro,nosuid,nodev', source, target);
-  }
+  };
+  for (const hint of options.bindMounts) bindReadOnly(bindSource(options.layerDir, hint.source), hint.target);
+  for (const output of options.projectOutputs ?? []) bindReadOnly(output.source, output.mountPoint);
   for (const partition of options.partitionMounts) {
     const target = resolve(partition.target);
     lines.push(`mkdir -p ${quote(target)}`);

@@ -1,4 +1,5 @@
 import type { ScriptHints, ScriptKind } from '../image/hints';
+import type { ProjectOutputMount } from './project-outputs';
 
 /** Everything needed to build one layer; every path absolute. */
 export interface LayerBuildPlan {
@@ -12,6 +13,8 @@ export interface LayerBuildPlan {
   output: string;
   rootPartition?: number;
   nbdDevice?: string;
+  /** `# project-output` hints, found on the host; bound read-only in the chroot. */
+  projectOutputs: ProjectOutputMount[];
   /** Absolute workspace root, recorded in the manifest's build record. */
   workspaceRoot: string;
 }

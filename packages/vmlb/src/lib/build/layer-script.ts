@@ -77,6 +77,7 @@ export async function runBuildLayerScript(plan: LayerBuildPlan, disk: AttachedDi
       layerDir: plan.layerDir,
       scriptName: path.basename(plan.script),
       bindMounts: plan.hints.bindMounts,
+      projectOutputs: plan.projectOutputs,
       partitionMounts,
       env: scriptEnvironment(plan.imageName, plan.layer),
       signal,

@@ -28,12 +28,28 @@ const NO_NPM_PACKAGES: Input = { externalDependencies: [] };
 /** The parent chain, through its small digest files; transitive, since an overlay records its parent's name, not its bytes. */
 const PARENT_CHAIN_DIGESTS: Input = { dependentTasksOutputFiles: '**/*.digest', transitive: true };
 
+/**
+ * The bytes of the other projects' outputs a layer ships (`# project-output`):
+ * every output of its direct dependencies but those in vmlb's dist folder
+ * (the parent layer's, covered by its digest). Content, not the producing
+ * task's hash, so an app rebuilt to identical bytes leaves the layer a hit.
+ */
+export function projectOutputFiles(distDir: string): Input {
+  return { dependentTasksOutputFiles: `!${distDir}/**`, transitive: false };
+}
+
 /** Seconds since the epoch, from VMLB_NOW when set (tests move the clock with it). */
 const NOW_SECONDS = '${VMLB_NOW:-$(date -u +%s)}';
 
-/** The inputs of a layer's build target. */
-export function layerInputs(rebuildEverySeconds?: number): Input[] {
-  return ['{projectRoot}/**/*', PARENT_CHAIN_DIGESTS, NO_NPM_PACKAGES, ...(rebuildEverySeconds !== undefined ? [rebuildPeriodInput(rebuildEverySeconds)] : [])];
+/** The inputs of a layer's build target; `shipsOutputsOutside` is the dist folder when the layer ships other projects' outputs. */
+export function layerInputs(rebuildEverySeconds?: number, shipsOutputsOutside?: string): Input[] {
+  return [
+    '{projectRoot}/**/*',
+    PARENT_CHAIN_DIGESTS,
+    NO_NPM_PACKAGES,
+    ...(rebuildEverySeconds !== undefined ? [rebuildPeriodInput(rebuildEverySeconds)] : []),
+    ...(shipsOutputsOutside !== undefined ? [projectOutputFiles(shipsOutputsOutside)] : []),
+  ];
 }
 
 /**

@@ -9,6 +9,7 @@ describe('parseHints', () => {
       noshare: false,
       bindMounts: [],
       partitionMounts: [],
+      projectOutputs: [],
     });
   });
 
@@ -23,8 +24,34 @@ describe('parseHints', () => {
       noshare: true,
       bindMounts: [{ source: 'files/etc', target: '/etc/app' }],
       partitionMounts: [{ partition: 2, target: '/boot' }],
+      projectOutputs: [],
     });
     expect(describeHints(hints)).toEqual(['nocache', 'noshare', 'chroot-bind-mount files/etc /etc/app', 'chroot-mount 2 /boot']);
+  });
+
+  it("reads # project-output with the project's build target by default", () => {
+    const hints = parseHints(script('# project-output greeter /run/greeter', '# project-output @acme/site:bundle /srv/site/'), 'x/build-layer', 'build-layer');
+    expect(hints.projectOutputs).toEqual([
+      { project: 'greeter', target: 'build', mountPoint: '/run/greeter' },
+      { project: '@acme/site', target: 'bundle', mountPoint: '/srv/site' },
+    ]);
+    expect(describeHints(hints)).toEqual(['project-output greeter:build /run/greeter', 'project-output @acme/site:bundle /srv/site']);
+  });
+
+  it.each([
+    ['# project-output greeter', "'project-output' takes a project (with an optional :target) and a target path, got 1 arguments"],
+    ['# project-output greeter:build:prod /run/g', "'greeter:build:prod' is not <project> or <project>:<target>"],
+    ['# project-output greeter run/g', "mount target 'run/g' must be an absolute path inside the image"],
+  ])('refuses %j, with its usage', (line, problem) => {
+    expect(() => parseHints(script(line), 'x/build-layer', 'build-layer')).toThrow(
+      `x/build-layer:3: ${problem} (usage: # project-output <project>[:<target>] <absolute path in image>, e.g. # project-output greeter:build /opt/greeter)`,
+    );
+  });
+
+  it('refuses # project-output in a modify-disk script', () => {
+    expect(() => parseHints(script('# project-output greeter /run/g'), 'x/modify-disk', 'modify-disk')).toThrow(
+      "the 'project-output' hint only applies to build-layer scripts",
+    );
   });
 
   it('reads disk-size in bytes for modify-disk', () => {

@@ -12,6 +12,16 @@ export interface BindMountHint {
   target: string;
 }
 
+/** `# project-output <project>[:<target>] <path in image>`: another Nx project's target output, read-only in the chroot. */
+export interface ProjectOutputHint {
+  /** Nx project name, e.g. `greeter`. */
+  project: string;
+  /** Its target whose output the layer ships; default `build`. */
+  target: string;
+  /** Absolute mount point inside the image. */
+  mountPoint: string;
+}
+
 export interface PartitionMountHint {
   /** 1-based partition number on the image's disk. */
   partition: number;
@@ -37,9 +47,11 @@ export interface ScriptHints {
   partitionMounts: PartitionMountHint[];
   /** `# rebuild-every 7d`: the layer's key changes once per this many seconds. */
   rebuildEvery?: number;
+  /** `# project-output <project>[:<target>] <dst>` (build-layer): built first, part of the key, bound read-only. */
+  projectOutputs: ProjectOutputHint[];
 }
 
-export const HINT_NAMES = ['nocache', 'noshare', 'disk-size', 'chroot-bind-mount', 'chroot-mount', 'rebuild-every'] as const;
+export const HINT_NAMES = ['nocache', 'noshare', 'disk-size', 'chroot-bind-mount', 'chroot-mount', 'rebuild-every', 'project-output'] as const;
 type HintName = (typeof HINT_NAMES)[number];
 
 const HINT_LINE = new RegExp(`^#\\s*(${HINT_NAMES.join('|')})(?=\\s|$)(.*)$`);
@@ -51,7 +63,12 @@ const HINT_USAGE: Record<HintName, string> = {
   'chroot-bind-mount': '# chroot-bind-mount <path in layer folder> <absolute path in image>',
   'chroot-mount': '# chroot-mount <partition number> <absolute path in image>',
   'rebuild-every': '# rebuild-every <period>, e.g. # rebuild-every 7d (units: h, d, w)',
+  'project-output': '# project-output <project>[:<target>] <absolute path in image>, e.g. # project-output greeter:build /opt/greeter',
 };
+
+/** Nx project and target names as a hint may give them (`@scope/app`, `my-app`, `build:prod` is not one). */
+const PROJECT_NAME = /^[A-Za-z0-9@][A-Za-z0-9@._/-]*$/;
+const TARGET_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
 /** Seconds in each unit a `# rebuild-every` period may use. */
 const PERIOD_UNITS: Record<string, number> = { h: 3600, d: 86_400, w: 604_800 };
@@ -60,6 +77,7 @@ const HINT_KINDS: Partial<Record<HintName, ScriptKind>> = {
   'disk-size': 'modify-disk',
   'chroot-bind-mount': 'build-layer',
   'chroot-mount': 'build-layer',
+  'project-output': 'build-layer',
 };
 
 /** A script whose hints cannot be honoured; the message names file, line and fix. */
@@ -75,7 +93,7 @@ export class HintError extends Error {
  * messages (pass it as the user sees it, relative to the workspace).
  */
 export function parseHints(scriptText: string, scriptPath: string, kind: ScriptKind): ScriptHints {
-  const hints: ScriptHints = { nocache: false, noshare: false, bindMounts: [], partitionMounts: [] };
+  const hints: ScriptHints = { nocache: false, noshare: false, bindMounts: [], partitionMounts: [], projectOutputs: [] };
   const lines = scriptText.split(/\r?\n/);
   lines.forEach((rawLine, index) => {
     const match = HINT_LINE.exec(rawLine.trim());
@@ -124,6 +142,13 @@ export function parseHints(scriptText: string, scriptPath: string, kind: ScriptK
         hints.rebuildEvery = parsePeriod(args[0]) ?? fail(`'${args[0]}' is not a period`);
         break;
       }
+      case 'project-output': {
+        if (args.length !== 2) fail(`'project-output' takes a project (with an optional :target) and a target path, got ${args.length} arguments`);
+        const [project, target = 'build', ...rest] = args[0].split(':');
+        if (rest.length || !PROJECT_NAME.test(project) || !TARGET_NAME.test(target)) fail(`'${args[0]}' is not <project> or <project>:<target>`);
+        hints.projectOutputs.push({ project, target, mountPoint: checkImagePath(args[1], fail) });
+        break;
+      }
     }
   });
   return hints;
@@ -137,7 +162,7 @@ export function parsePeriod(text: string): number | undefined {
 
 function checkImagePath(target: string, fail: (problem: string) => never): string {
   if (!path.isAbsolute(target)) fail(`mount target '${target}' must be an absolute path inside the image`);
-  const normalized = path.posix.normalize(target);
+  const normalized = path.posix.normalize(target).replace(/(.)\/$/, '$1');
   if (normalized === '/') fail(`mount target '${target}' would hide the image's root`);
   return normalized;
 }
@@ -149,6 +174,7 @@ export function describeHints(hints: ScriptHints): string[] {
   if (hints.noshare) labels.push('noshare');
   if (hints.diskSize !== undefined) labels.push(`disk-size ${formatBytes(hints.diskSize)}`);
   for (const mount of hints.bindMounts) labels.push(`chroot-bind-mount ${mount.source} ${mount.target}`);
+  for (const output of hints.projectOutputs) labels.push(`project-output ${output.project}:${output.target} ${output.mountPoint}`);
   for (const mount of hints.partitionMounts) labels.push(`chroot-mount ${mount.partition} ${mount.target}`);
   if (hints.rebuildEvery !== undefined) labels.push(`rebuild-every ${formatPeriod(hints.rebuildEvery)}`);
   return labels;
