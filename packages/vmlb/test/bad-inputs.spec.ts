@@ -78,7 +78,7 @@ describe('bad input', () => {
 
   const build = (env: Record<string, string> = {}) => workspace.nx(['build', 'image-tiny', '--output-style=static'], { env });
   /** The line vmlb prints when a layer build starts, before it touches any disk. */
-  const started = (layer: string) => `vmlb: building layer ${layer} of image tiny`;
+  const started = (layer: string) => `${layer} of image tiny: in no cache, building`;
 
   beforeAll(async () => {
     workspace = new NxWorkspace({ images: ['tiny'] });

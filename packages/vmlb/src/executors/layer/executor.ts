@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { cacheDir, type ExecutorContext, type ProjectGraph } from '@nx/devkit';
 import { resolveProjectOutputs } from '../../lib/build/project-outputs';
+import { layerPosition } from '../../lib/build/layer-position';
 import { checkBindSources } from '../../lib/build/bind-sources';
 import { readDigest } from '../../lib/cache-identity/digest';
 import { digestPathFor, manifestPathFor } from '../../lib/image/dist-layout';
@@ -87,7 +88,10 @@ export default async function layerExecutor(options: LayerExecutorSchema, contex
     checkPrerequisites(layerBuildTools(plan.nbdDevice !== undefined), { fuse: plan.nbdDevice === undefined });
     await withInterruptSignal(async (signal) => {
       if (stores) await prepareLayerBuild(plan.parent, plan.output, stores, { log, signal });
-      console.log(`vmlb: building layer ${plan.layer} of image ${plan.imageName} (${plan.kind}) on ${path.basename(plan.parent)}`);
+      const position = layerPosition(context.projectGraph, plan.imageName, plan.layer);
+      console.log(
+        `vmlb: layer ${position ? `${position} ` : ''}${plan.layer} of image ${plan.imageName}: in no cache, building (${plan.kind} on ${path.basename(plan.parent)})`,
+      );
       const { digest, sha256 } = await buildLayer(plan, log, signal);
       if (stores) {
         const identity = { sha256, digest, parent: path.basename(plan.parent), builtBy: `${project}:${context.targetName ?? 'build'}` };

@@ -11,6 +11,7 @@ import { type Dispatcher, fetch } from 'undici';
 import { chainDigestAndSha256, ROOT_DIGEST, writeDigest } from '../cache-identity/digest';
 import { digestPathFor, partialPathFor } from '../image/dist-layout';
 import type { Log } from '../util/log';
+import { type ProgressSink, progressSink } from '../util/progress-line';
 import { createBlank, convertToQcow2 } from '../disk/qcow2';
 import { imageInfo } from '../disk/qcow2-info';
 import { formatBytes, formatDuration, parseSize } from '../util/units';
@@ -227,33 +228,34 @@ async function openUrl(url: string, configFile: string, dispatcher: Dispatcher |
   };
 }
 
-/** Prints bytes, rate and ETA at most once a second (and once at the end). */
+/** Bytes, rate and ETA of a download, through a progress sink (one updating line on a terminal). */
 class ProgressReporter {
   private received = 0;
   private readonly started = Date.now();
-  private lastReport = 0;
+  private readonly sink: ProgressSink;
 
   constructor(
     private readonly name: string,
     private readonly size: number | undefined,
-    private readonly log: Log,
-  ) {}
+    log: Log,
+  ) {
+    this.sink = progressSink(log);
+  }
 
   add(bytes: number): void {
     this.received += bytes;
-    if (Date.now() - this.lastReport >= 1000) this.report();
+    this.sink.update(this.line());
   }
 
   done(): void {
-    this.report();
+    this.sink.finish(this.line());
   }
 
-  private report(): void {
-    this.lastReport = Date.now();
+  private line(): string {
     const seconds = Math.max((Date.now() - this.started) / 1000, 0.001);
     const rate = this.received / seconds;
     const total = this.size ? ` of ${formatBytes(this.size)} (${Math.floor((this.received / this.size) * 100)} %)` : '';
     const eta = this.size && rate > 0 && this.received < this.size ? `, ${formatDuration(((this.size - this.received) / rate) * 1000)} left` : '';
-    this.log(`vmlb: ${this.name}: ${formatBytes(this.received)}${total} at ${formatBytes(rate)}/s${eta}`);
+    return `vmlb: ${this.name}: ${formatBytes(this.received)}${total} at ${formatBytes(rate)}/s${eta}`;
   }
 }
