@@ -1,3 +1,3 @@
 export { createNodes, type VmlbPluginOptions } from './plugins/plugin';
-export { preTasksExecution } from './plugins/remote-cache-guard';
+export { preTasksExecution } from './plugins/pre-tasks-execution';
 export { createDependencies } from './plugins/project-output-dependencies';

@@ -32,10 +32,16 @@ export interface VmlbPluginOptions {
    * machine's blob cache only). VMLB_BLOB_STORE overrides it. Default: off.
    */
   blobStore?: string;
+  /**
+   * In CI (Nx's isCI), stream every task's output live, as
+   * `--outputStyle=stream` does, unless the run chose an output style.
+   * Default true.
+   */
+  streamOutputInCI?: boolean;
 }
 
 /** The options that shape the inferred projects (the remote cache options do not). */
-export type NormalizedOptions = Required<Omit<VmlbPluginOptions, 'remoteCacheProbe' | 'remoteCacheProbeTimeout' | 'blobStore'>> & {
+export type NormalizedOptions = Required<Omit<VmlbPluginOptions, 'remoteCacheProbe' | 'remoteCacheProbeTimeout' | 'blobStore' | 'streamOutputInCI'>> & {
   /** Blob mode: from blobStore or VMLB_BLOB_STORE. */
   blobs: boolean;
 };

@@ -14,7 +14,7 @@ const TOKEN_ENV = 'NX_SELF_HOSTED_REMOTE_CACHE_ACCESS_TOKEN';
  * applies the hook's environment changes to the run even when the hook runs
  * in the Nx daemon.
  */
-export const preTasksExecution: PreTasksExecution<VmlbPluginOptions> = async (options, context) => {
+export const guardRemoteCache: PreTasksExecution<VmlbPluginOptions> = async (options, context) => {
   const server = process.env[SERVER_ENV];
   if (!server || options?.remoteCacheProbe === false) return;
   if (process.env.NX_SKIP_REMOTE_CACHE === 'true' || process.env.NX_SKIP_NX_CACHE === 'true') return;

@@ -109,6 +109,10 @@ export function nxEnvironment(extra: Record<string, string> = {}): Record<string
     NX_TUI: 'false',
     NX_NO_CLOUD: 'true',
     NX_SKIP_NX_CACHE: undefined,
+    // Output as on a developer's machine, whatever CI this suite runs in: vmlb streams every task's output in CI.
+    CI: 'false',
+    NX_STREAM_OUTPUT: undefined,
+    NX_PREFIX_OUTPUT: undefined,
     // A remote cache only where a test sets one up.
     NX_SELF_HOSTED_REMOTE_CACHE_SERVER: undefined,
     NX_SELF_HOSTED_REMOTE_CACHE_ACCESS_TOKEN: undefined,
