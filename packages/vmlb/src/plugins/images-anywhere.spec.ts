@@ -1,13 +1,9 @@
-import type { CreateNodesContext, CreateNodesResult } from '@nx/devkit';
+import type { CreateNodesContext } from '@nx/devkit';
 import { TempWorkspace } from '../testing/temp-workspace';
+import { type NodesResults, pluginUnderTest } from '../testing/plugin-under-test';
 
-// The plugin keeps its inference cache in Nx's workspace data folder: point it at a throwaway folder.
-const dataDir = new TempWorkspace();
-process.env.NX_WORKSPACE_DATA_DIRECTORY = dataDir.root;
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const { createNodes } = require('./plugin') as typeof import('./plugin');
-
-type Results = Array<readonly [string, CreateNodesResult]>;
+const plugin = pluginUnderTest();
+type Results = NodesResults;
 
 describe('vmlb plugin: images in any folder', () => {
   let workspace: TempWorkspace;
@@ -17,13 +13,13 @@ describe('vmlb plugin: images in any folder', () => {
     context = { nxJsonConfiguration: {}, workspaceRoot: workspace.root };
   });
   afterEach(() => workspace.remove());
-  afterAll(() => dataDir.remove());
+  afterAll(() => plugin.remove());
 
   /** Writes the image.json texts and layer scripts, then runs createNodes over all of them. */
   const infer = (configs: Record<string, object | string>, scripts: string[] = []) => {
     for (const [file, config] of Object.entries(configs)) workspace.write(file, typeof config === 'string' ? config : JSON.stringify(config));
     for (const file of scripts) workspace.script(file);
-    return createNodes[1]([...Object.keys(configs), ...scripts], {}, context) as Promise<Results>;
+    return plugin.infer([...Object.keys(configs), ...scripts], {}, context);
   };
   const projectNames = (results: Results) => results.flatMap(([, result]) => Object.values(result.projects ?? {}).map((project) => project.name)).sort();
 

@@ -1,18 +1,15 @@
-import type { CreateNodesContext, CreateNodesResult } from '@nx/devkit';
+import type { CreateNodesContext } from '@nx/devkit';
 import type { ExecutorContext } from '@nx/devkit';
 import { LAYER_FORMAT } from '../lib/cache-identity/task-key';
 import { chainTop } from '../lib/image/image-chain';
 import { checkTargetDefaults, targetDefaultsProblem } from '../lib/cache-identity/target-defaults-guard';
 import { TempWorkspace } from '../testing/temp-workspace';
+import { type NodesResults, pluginUnderTest } from '../testing/plugin-under-test';
 
-// The plugin keeps its inference cache in Nx's workspace data folder, which
-// Nx resolves when it is first imported: point it at a throwaway folder.
-const dataDir = new TempWorkspace();
-process.env.NX_WORKSPACE_DATA_DIRECTORY = dataDir.root;
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const { createNodes } = require('./plugin') as typeof import('./plugin');
+const plugin = pluginUnderTest();
+const { createNodes } = plugin;
 
-type Results = Array<readonly [string, CreateNodesResult]>;
+type Results = NodesResults;
 
 describe('vmlb plugin createNodes', () => {
   let workspace: TempWorkspace;
@@ -24,7 +21,7 @@ describe('vmlb plugin createNodes', () => {
     context = { nxJsonConfiguration: {}, workspaceRoot: workspace.root };
   });
   afterEach(() => workspace.remove());
-  afterAll(() => dataDir.remove());
+  afterAll(() => plugin.remove());
 
   const run = (files: string[], options = {}) => createNodesFunction(files, options, context) as Promise<Results>;
 
