@@ -125,17 +125,27 @@ export function qemuArguments(
 export async function withThrowawayOverlay<T>(disk: string, work: (overlay: string, scratchDir: string) => Promise<T>): Promise<T> {
   const dir = mkdtempSync(path.join(tmpdir(), 'vmlb-boot-'));
   try {
-    const info = await imageInfo(disk);
     const overlay = path.join(dir, 'boot.qcow2');
-    await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', info.format, '-b', path.resolve(disk), overlay]);
+    await createBootOverlay(disk, overlay);
     return await work(overlay, dir);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
+/** (Re)creates an empty overlay on `disk`: a boot's writes go there, never to the disk. */
+export async function createBootOverlay(disk: string, overlay: string): Promise<void> {
+  const info = await imageInfo(disk);
+  await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', info.format, '-b', path.resolve(disk), overlay]);
+}
+
+/** What qemu prints when KVM cannot run the guest's code (nested virtualisation without unrestricted guest mode); the guest then hangs. */
+const KVM_FAILURE = /KVM internal error|emulation failure/;
+
 export interface CheckResult {
   passed: boolean;
+  /** KVM failed on the guest's code: the boot is worth trying again under TCG. */
+  kvmFailed?: boolean;
   /** Why it failed, for the user. */
   reason?: string;
   consoleTail: string;
@@ -165,6 +175,7 @@ export async function bootAndCheck(
   });
   let consoleText = '';
   let settled = false;
+  let kvmFailed = false;
   let resolveMatch: (matched: boolean) => void = () => undefined;
   const matched = new Promise<boolean>((resolve) => (resolveMatch = resolve));
   const onOutput = (chunk: Buffer) => {
@@ -176,6 +187,11 @@ export async function bootAndCheck(
     if (!settled && check.expect.test(consoleText)) {
       settled = true;
       resolveMatch(true);
+    }
+    if (!settled && boot.kvm && KVM_FAILURE.test(text)) {
+      settled = true;
+      kvmFailed = true;
+      resolveMatch(false);
     }
   };
   qemu.stdout?.on('data', onOutput);
@@ -202,13 +218,14 @@ export async function bootAndCheck(
     let reason: string | undefined;
     if (afterBootFailure !== undefined) reason = afterBootFailure;
     else if (!ok) {
-      if (signal?.aborted) reason = 'the boot was interrupted';
+      if (kvmFailed) reason = 'KVM could not run the guest (qemu: KVM internal error, emulation failure)';
+      else if (signal?.aborted) reason = 'the boot was interrupted';
       else if (!running) {
         const result = await exited;
         reason = `qemu exited (code ${result.exitCode ?? result.signal}) before ${check.expect} appeared on the console`;
       } else reason = `${check.expect} did not appear on the console within ${Math.round(check.timeoutMs / 1000)} s`;
     }
-    return { passed: ok, reason, consoleTail: tail(consoleText.replace(/\r/g, ''), 40), seconds };
+    return { passed: ok, ...(kvmFailed ? { kvmFailed } : {}), reason, consoleTail: tail(consoleText.replace(/\r/g, ''), 40), seconds };
   } finally {
     clearTimeout(timer);
     signal?.removeEventListener('abort', onAbort);
