@@ -48,6 +48,16 @@ describe('parseHints', () => {
     );
   });
 
+  it('reads # disk-devices, a build-layer hint without arguments', () => {
+    const hints = parseHints(script('# disk-devices'), 'x/build-layer', 'build-layer');
+    expect(hints.diskDevices).toBe(true);
+    expect(describeHints(hints)).toEqual(['disk-devices']);
+    expect(() => parseHints(script('# disk-devices'), 'x/modify-disk', 'modify-disk')).toThrow(
+      "x/modify-disk:3: the 'disk-devices' hint only applies to build-layer scripts, and this is a modify-disk script (usage: # disk-devices)",
+    );
+    expect(() => parseHints(script('# disk-devices /dev/sda'), 'x/build-layer', 'build-layer')).toThrow("'disk-devices' takes no arguments, got '/dev/sda'");
+  });
+
   it('refuses # project-output in a modify-disk script', () => {
     expect(() => parseHints(script('# project-output greeter /run/g'), 'x/modify-disk', 'modify-disk')).toThrow(
       "the 'project-output' hint only applies to build-layer scripts",

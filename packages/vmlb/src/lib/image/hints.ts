@@ -49,9 +49,11 @@ export interface ScriptHints {
   rebuildEvery?: number;
   /** `# project-output <project>[:<target>] <dst>` (build-layer): built first, part of the key, bound read-only. */
   projectOutputs: ProjectOutputHint[];
+  /** `# disk-devices` (build-layer): the image's disk and partitions as /dev/vmlb-disk, /dev/vmlb-disk1..., for bootloaders. */
+  diskDevices?: boolean;
 }
 
-export const HINT_NAMES = ['nocache', 'noshare', 'disk-size', 'chroot-bind-mount', 'chroot-mount', 'rebuild-every', 'project-output'] as const;
+export const HINT_NAMES = ['nocache', 'noshare', 'disk-size', 'chroot-bind-mount', 'chroot-mount', 'rebuild-every', 'project-output', 'disk-devices'] as const;
 type HintName = (typeof HINT_NAMES)[number];
 
 const HINT_LINE = new RegExp(`^#\\s*(${HINT_NAMES.join('|')})(?=\\s|$)(.*)$`);
@@ -64,6 +66,7 @@ const HINT_USAGE: Record<HintName, string> = {
   'chroot-mount': '# chroot-mount <partition number> <absolute path in image>',
   'rebuild-every': '# rebuild-every <period>, e.g. # rebuild-every 7d (units: h, d, w)',
   'project-output': '# project-output <project>[:<target>] <absolute path in image>, e.g. # project-output greeter:build /opt/greeter',
+  'disk-devices': '# disk-devices',
 };
 
 /** Nx project and target names as a hint may give them (`@scope/app`, `my-app`, `build:prod` is not one). */
@@ -78,6 +81,7 @@ const HINT_KINDS: Partial<Record<HintName, ScriptKind>> = {
   'chroot-bind-mount': 'build-layer',
   'chroot-mount': 'build-layer',
   'project-output': 'build-layer',
+  'disk-devices': 'build-layer',
 };
 
 /** A script whose hints cannot be honoured; the message names file, line and fix. */
@@ -142,6 +146,10 @@ export function parseHints(scriptText: string, scriptPath: string, kind: ScriptK
         hints.rebuildEvery = parsePeriod(args[0]) ?? fail(`'${args[0]}' is not a period`);
         break;
       }
+      case 'disk-devices':
+        if (args.length) fail(`'disk-devices' takes no arguments, got '${args.join(' ')}'`);
+        hints.diskDevices = true;
+        break;
       case 'project-output': {
         if (args.length !== 2) fail(`'project-output' takes a project (with an optional :target) and a target path, got ${args.length} arguments`);
         const [project, target = 'build', ...rest] = args[0].split(':');
@@ -174,6 +182,7 @@ export function describeHints(hints: ScriptHints): string[] {
   if (hints.noshare) labels.push('noshare');
   if (hints.diskSize !== undefined) labels.push(`disk-size ${formatBytes(hints.diskSize)}`);
   for (const mount of hints.bindMounts) labels.push(`chroot-bind-mount ${mount.source} ${mount.target}`);
+  if (hints.diskDevices) labels.push('disk-devices');
   for (const output of hints.projectOutputs) labels.push(`project-output ${output.project}:${output.target} ${output.mountPoint}`);
   for (const mount of hints.partitionMounts) labels.push(`chroot-mount ${mount.partition} ${mount.target}`);
   if (hints.rebuildEvery !== undefined) labels.push(`rebuild-every ${formatPeriod(hints.rebuildEvery)}`);
