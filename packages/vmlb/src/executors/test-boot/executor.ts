@@ -135,7 +135,7 @@ export default async function testBootExecutor(options: TestBootExecutorSchema, 
           let result = await bootAndCheck(overlay, machine, { expect: boot.expect, timeoutMs: boot.timeoutMs }, signal, afterBoot);
           if (result.kvmFailed) {
             // /dev/kvm works for the probe's BIOS but not for every guest (nested virtualisation): start again, emulated.
-            console.log('\nvmlb: KVM could not run this guest (qemu: KVM internal error); booting again under TCG. VMLB_ACCEL=tcg skips KVM.');
+            console.log(`\nvmlb: ${result.reason}; booting again under TCG (VMLB_ACCEL=tcg skips KVM).`);
             await createBootOverlay(boot.disk, overlay);
             result = await bootAndCheck(overlay, { ...machine, kvm: false }, { expect: boot.expect, timeoutMs: boot.timeoutMs }, signal, afterBoot);
           }

@@ -79,6 +79,13 @@ describe('bootAndCheck on a host where KVM fails the guest', () => {
   const machine = (kvm: boolean) => ({ disk: 'unused', memory: '64M', cpus: 1, sshPort: 2222, kvm, logFile: workspace.path(`console-${kvm}.log`) });
 
   // The check would wait 60 s for its marker; only noticing the failure ends this test within its 40 s.
+  it('takes a console that stays silent under KVM for a stall, and ends the boot', async () => {
+    workspace.write('bin/qemu-system-x86_64', '#!/bin/sh\necho "Loading Linux 6.1.0-50-cloud-amd64 ..."\nexec sleep 60\n', { executable: true });
+    const result = await bootAndCheck(workspace.path('disk.qcow2'), machine(true), { expect: /login:/, timeoutMs: 60_000, kvmStallMs: 1_000 });
+    expect(result).toMatchObject({ passed: false, kvmFailed: true, reason: 'KVM made no progress: the console stayed silent for 1 s' });
+    expect(result.consoleTail).toContain('Loading Linux');
+  }, 40_000);
+
   it('reports the KVM failure at once, and the same boot passes under TCG', async () => {
     const check = { expect: /login:/, timeoutMs: 60_000 };
     const underKvm = await bootAndCheck(workspace.path('disk.qcow2'), machine(true), check);
