@@ -62,6 +62,10 @@ describe('vmlb:import-seed', () => {
       expect(report).toMatch(/^vmlb:import-seed: \S+vm-layer-builder → images\/seed\/ \(3 layers\)\n\nChanged \(11\):\n {2}SConstruct:10\n/);
       expect(report).toContain("\nNot converted: each is marked '# vmlb-import:' in the imported script, or is outside the scripts (1):\n  SConstruct:31\n");
       expect(report).toContain('\nNot imported, or different in vmlb (1):\n  test-boot/user-data.yaml\n');
+      expect(report).toContain(
+        "    `nx run image-seed:test-boot --check --ssh <command>` logs in as vmlb with a key made for the boot: to use it, add a user 'vmlb'",
+      );
+      expect(report).toContain('-o compat=0.10 dist/images/seed/image.qcow2 seed-compat.qcow2');
       expect(report).toContain("\n1 thing left to do: grep -rn 'vmlb-import:' images/seed lists those in the scripts. Then: nx build image-seed");
     });
 

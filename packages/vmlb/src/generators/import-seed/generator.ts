@@ -27,7 +27,7 @@ export async function importSeedGenerator(tree: Tree, schema: ImportSeedGenerato
   const options = normalizeOptions(tree, schema);
   await initGenerator(tree, { skipFormat: true });
   importLayers(tree, options);
-  const testBoot = importTestBoot(options.checkout.testBoot, options.checkout.testBootScript, options.report);
+  const testBoot = importTestBoot(options.checkout.testBoot, options.checkout.testBootScript, options.name, options.report);
   for (const file of testBoot.files) tree.write(path.posix.join(options.imageRoot, 'test-boot', file.name), file.content);
   writeCheckedImageConfig(tree, options.imageRoot, { base: options.base, ...(testBoot.settings ? { testBoot: testBoot.settings } : {}) }, 'vmlb:import-seed');
   noteWholeCheckout(options);
@@ -129,13 +129,13 @@ function existsIn(checkout: SeedCheckout, relative: string): boolean {
 }
 
 /** What the checkout holds beside its layers, and what vmlb does instead. */
-function noteWholeCheckout({ checkout, report }: NormalizedImportOptions): void {
+function noteWholeCheckout({ checkout, name, report }: NormalizedImportOptions): void {
   for (const line of qcowCompatLines(checkout.sconstruct)) {
     report.unconverted(
       'SConstruct',
       line.line,
       line.text,
-      `the original wrote every layer as qcow2 compat=${line.compat} (for old qemu, e.g. CentOS 6's KVM); vmlb writes compat=1.1. For such a host, convert the built image: qemu-img convert -O qcow2 -o compat=${line.compat} dist/images/<name>/image.qcow2 <name>-compat.qcow2`,
+      `the original wrote every layer as qcow2 compat=${line.compat} (for old qemu, e.g. CentOS 6's KVM); vmlb writes compat=1.1. For such a host, convert the built image: qemu-img convert -O qcow2 -o compat=${line.compat} dist/images/${name}/image.qcow2 ${name}-compat.qcow2`,
     );
   }
   for (const folder of checkout.skipped)

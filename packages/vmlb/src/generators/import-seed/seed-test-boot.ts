@@ -29,7 +29,7 @@ const SEED_NAMES: Record<string, string> = {
  * test-boot/*.yaml; vmlb serves test-boot/user-data and meta-data to the
  * guest over HTTP, so the seeds are renamed and the disk is not needed.
  */
-export function importTestBoot(files: SeedFile[], testBootScript: string | undefined, report: ImportReport): ImportedTestBoot {
+export function importTestBoot(files: SeedFile[], testBootScript: string | undefined, image: string, report: ImportReport): ImportedTestBoot {
   const imported: TestBootFile[] = [];
   for (const file of files) {
     const source = `test-boot/${file.relative}`;
@@ -51,7 +51,7 @@ export function importTestBoot(files: SeedFile[], testBootScript: string | undef
   if (userData && !userData.content.toString('utf8').includes('${VMLB_SSH_PUBLIC_KEY}')) {
     report.note(
       'test-boot/user-data.yaml',
-      "`nx run image-<name>:test-boot --check --ssh <command>` logs in as vmlb with a key made for the boot: to use it, add a user 'vmlb' whose ssh_authorized_keys lists ${VMLB_SSH_PUBLIC_KEY} (see images/prod/test-boot/user-data). Booting and --check without --ssh work as they are.",
+      `\`nx run image-${image}:test-boot --check --ssh <command>\` logs in as vmlb with a key made for the boot: to use it, add a user 'vmlb' whose ssh_authorized_keys lists \${VMLB_SSH_PUBLIC_KEY} (see images/prod/test-boot/user-data). Booting and --check without --ssh work as they are.`,
     );
   }
   const memory = testBootScript && /(?:^|\s)-m\s+([0-9]+)([MG]?)\b/.exec(testBootScript);
