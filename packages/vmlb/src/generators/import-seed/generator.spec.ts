@@ -85,6 +85,20 @@ describe('vmlb:import-seed', () => {
       expect(tree.exists('images')).toBe(false);
     });
 
+    it('asks for the base when SConstruct names none it can read', async () => {
+      const checkout = new TempWorkspace();
+      try {
+        checkout.createFiles({ SConstruct: "env = Environment()\nenv.Command('build/base.qcow2', [], 'make-base $TARGET')\n" });
+        checkout.script('10_a/build-layer', 'true');
+        await expect(importSeedGenerator(tree, { checkout: checkout.root, image: 'x' })).rejects.toThrow(
+          `${checkout.root}/SConstruct names no base disk the import can read (neither download_base_image()'s base_name and URL nor BASE_IMAGE). ` +
+            'Give it: --base-url <url> --sha256 <64 hex digits> for a download, or --base-path <file> for a disk on this machine.',
+        );
+      } finally {
+        checkout.remove();
+      }
+    });
+
     it('takes a disk of its own with --base-path, and a download of its own with --base-url and --sha256', async () => {
       await importSeedGenerator(tree, { checkout: FIXTURE, image: 'a', basePath: '/srv/disks/centos.qcow2' });
       await importSeedGenerator(tree, { checkout: FIXTURE, image: 'b', baseUrl: 'https://example.org/d.qcow2', sha256: SHA256 });
