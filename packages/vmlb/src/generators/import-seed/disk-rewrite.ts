@@ -216,10 +216,12 @@ class PartitionAttacher {
     this.pattern = new RegExp(`(${named}|/dev/nbd[0-9]+p)([0-9]+)`, 'g');
   }
 
+  /** The variables of the partitions attached so far, for the note on the script's own EXIT trap. */
   names(): string[] {
     return [...this.attached.values()].map((partition) => partition.name);
   }
 
+  /** After growpart, sfdisk and the like, an attached loop device has the old offset or size: attach again before the next use. */
   tableChanged(): void {
     for (const partition of this.attached.values()) partition.stale = true;
   }
@@ -251,6 +253,7 @@ class PartitionAttacher {
     };
   }
 
+  /** The variable holding partition `number`, writing the lines that attach it (and the helper, once) into `out` when needed. */
   private attach(number: number, device: string, indent: string, out: string[], helper: string[]): string {
     const known = this.attached.get(number);
     if (known && !known.stale) return known.name;

@@ -37,6 +37,7 @@ export async function importSeedGenerator(tree: Tree, schema: ImportSeedGenerato
 
 export default importSeedGenerator;
 
+/** Reads the checkout and picks the base before anything is written, so a refusal leaves the workspace as it was. */
 function normalizeOptions(tree: Tree, schema: ImportSeedGeneratorSchema): NormalizedImportOptions {
   if (schema.checkout === undefined || String(schema.checkout).trim() === '') {
     throw new Error('Give the vm-layer-builder checkout to import: nx g vmlb:import-seed <folder> --image <name>');
@@ -124,6 +125,7 @@ function copyFromCheckout(tree: Tree, checkout: SeedCheckout, from: string, to: 
   }
 }
 
+/** Whether a checkout-relative path exists, for the hint rules, which see no files. */
 function existsIn(checkout: SeedCheckout, relative: string): boolean {
   return existsSync(path.join(checkout.root, relative));
 }
@@ -151,6 +153,7 @@ function noteWholeCheckout({ checkout, name, report }: NormalizedImportOptions):
   }
 }
 
+/** The report, then what to do next: the user sees every change and every line left before building. */
 function printReport({ checkout, name, imageRoot, report }: NormalizedImportOptions): void {
   const layers = checkout.layers.length;
   logger.info(formatReport(report, `vmlb:import-seed: ${checkout.root} → ${imageRoot}/ (${layers} layer${layers === 1 ? '' : 's'})`));

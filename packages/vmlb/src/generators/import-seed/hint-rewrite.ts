@@ -66,11 +66,13 @@ export function isProblem(result: HintChange | HintProblem): result is HintProbl
   return 'fix' in result;
 }
 
+/** Why the original did not take the line as a hint, for the report. */
 function hintScope(name: string, kind: ScriptKind): string {
   if (name === 'nocache' || name === 'noshare') return ' (the original took it only as "# ' + name + '" at the start of a line)';
   return kind === 'modify-disk' && name.startsWith('chroot') ? ' (the original read chroot hints only in build-layer scripts)' : '';
 }
 
+/** A chroot hint as the original read it (anywhere in a build-layer line, `pN` partitions, older bind mounts), in vmlb's form. */
 function mountHint(
   line: string,
   at: number,

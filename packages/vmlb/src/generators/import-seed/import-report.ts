@@ -28,18 +28,22 @@ export const TODO_MARKER = 'vmlb-import:';
 export class ImportReport {
   readonly entries: ReportEntry[] = [];
 
+  /** A line rewritten or removed (`after` empty), and why. */
   changed(file: string, line: number | undefined, before: string | undefined, after: string[], why: string): void {
     this.entries.push({ kind: 'changed', file, line, before, after, text: why });
   }
 
+  /** A line left for the user, and the fix. */
   unconverted(file: string, line: number | undefined, before: string | undefined, fix: string): void {
     this.entries.push({ kind: 'unconverted', file, line, before, text: fix });
   }
 
+  /** Something not imported, or different in vmlb, that changes no line. */
   note(file: string, text: string): void {
     this.entries.push({ kind: 'note', file, text });
   }
 
+  /** The entries of one kind, in the order they were met. */
   of(kind: EntryKind): ReportEntry[] {
     return this.entries.filter((entry) => entry.kind === kind);
   }

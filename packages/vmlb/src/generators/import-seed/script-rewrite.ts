@@ -92,6 +92,7 @@ export function importScript(text: string, context: ScriptContext, report: Impor
   return { text: validateHints(assembled, context, report), copies };
 }
 
+/** Puts one modify-disk edit into the new script and the report. */
 function applyDiskEdit(slots: Slot[], lines: string[], first: number, last: number, edit: DiskEdit, context: ScriptContext, report: ImportReport): void {
   const before = lines
     .slice(first, last + 1)
@@ -113,6 +114,7 @@ function applyDiskEdit(slots: Slot[], lines: string[], first: number, last: numb
   report.unconverted(context.file, first + 1, before, edit.fix);
 }
 
+/** A line left for the user stays as it was, under its note, so the build fails on it if it cannot work. */
 function keepWithNote(slots: Slot[], lines: string[], index: number, fix: string): void {
   slots[index] = [`${indentOf(lines[index])}# ${TODO_MARKER} ${fix}`, lines[index]];
 }

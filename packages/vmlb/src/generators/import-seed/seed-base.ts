@@ -45,11 +45,13 @@ export function chooseBase(options: BaseOptions, sconstruct: string, checkoutRoo
   throw new Error(missingDigest(seed, checkoutRoot));
 }
 
+/** A base as the report names it. */
 function describe(base: ImageBase): string {
   if ('url' in base) return `${base.url} (sha256 ${base.sha256})`;
   return 'path' in base ? `the disk ${base.path}` : `a blank ${base.empty} disk`;
 }
 
+/** SConstruct's base as the report names it. */
 function seedName(seed: SeedBase): string {
   return seed.kind === 'download' ? `download ${seed.url}` : `disk ${seed.fileName}`;
 }
@@ -84,6 +86,7 @@ function missingDigest(seed: SeedBase | undefined, checkoutRoot: string): string
   ].join('\n');
 }
 
+/** How to decompress a download in the printed command, so that its MD5 can be compared with SConstruct's. */
 function compression(url: string): { extension: string; decompress: (file: string) => string } {
   const extension = /\.(xz|gz|zst)$/.exec(url)?.[0] ?? '';
   const tool = { '.xz': 'xz', '.gz': 'gzip', '.zst': 'zstd' }[extension];

@@ -69,6 +69,7 @@ export function importTestBoot(files: SeedFile[], testBootScript: string | undef
   return { files: imported };
 }
 
+/** The 1-based line of a character, for the report. */
 function lineOf(text: string, index: number): number {
   return text.slice(0, index + 1).split('\n').length;
 }
