@@ -1,15 +1,14 @@
 import { type Dirent, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { type Tree, logger } from '@nx/devkit';
-import type { ImageBase } from '../image/generator';
-import { newImageRoot, warnIfMissing, writeCheckedImageConfig } from '../image/generator';
+import { type ImageBase, newImageRoot, warnIfMissing, writeCheckedImageConfig } from '../image/generator';
 import { formatFilesKeepingModes } from '../generator-utils';
 import { initGenerator } from '../init/generator';
 import { ImportReport, formatReport } from './import-report';
 import { chooseBase } from './seed-base';
 import { type SeedCheckout, type SeedLayer, readCheckout, vmlbLayerNames } from './seed-checkout';
 import { importScript } from './script-rewrite';
-import { importTestBoot } from './seed-test-boot';
+import { type ImportedTestBoot, importTestBoot } from './seed-test-boot';
 import { qcowCompatLines } from './sconstruct';
 import type { ImportSeedGeneratorSchema } from './schema';
 
@@ -27,9 +26,8 @@ export async function importSeedGenerator(tree: Tree, schema: ImportSeedGenerato
   const options = normalizeOptions(tree, schema);
   await initGenerator(tree, { skipFormat: true });
   importLayers(tree, options);
-  const testBoot = importTestBoot(options.checkout.testBoot, options.checkout.testBootScript, options.name, options.report);
-  for (const file of testBoot.files) tree.write(path.posix.join(options.imageRoot, 'test-boot', file.name), file.content);
-  writeCheckedImageConfig(tree, options.imageRoot, { base: options.base, ...(testBoot.settings ? { testBoot: testBoot.settings } : {}) }, 'vmlb:import-seed');
+  const testBoot = importSeedTestBoot(tree, options);
+  writeImageConfig(tree, options, testBoot);
   noteWholeCheckout(options);
   if (!options.skipFormat) await formatFilesKeepingModes(tree);
   printReport(options);
@@ -109,6 +107,19 @@ function copyLayerFiles(tree: Tree, layer: SeedLayer, target: string, report: Im
     }
     tree.write(path.posix.join(target, file.relative), readFileSync(file.absolute), { mode: file.mode });
   }
+}
+
+/** test-boot/'s seeds under the names vmlb's test-boot serves. */
+function importSeedTestBoot(tree: Tree, options: NormalizedImportOptions): ImportedTestBoot {
+  const testBoot = importTestBoot(options.checkout.testBoot, options.checkout.testBootScript, options.name, options.report);
+  for (const file of testBoot.files) tree.write(path.posix.join(options.imageRoot, 'test-boot', file.name), file.content);
+  return testBoot;
+}
+
+/** image.json: the base, and the test-boot settings bin/test-boot gave. */
+function writeImageConfig(tree: Tree, options: NormalizedImportOptions, testBoot: ImportedTestBoot): void {
+  const config = { base: options.base, ...(testBoot.settings ? { testBoot: testBoot.settings } : {}) };
+  writeCheckedImageConfig(tree, options.imageRoot, config, 'vmlb:import-seed');
 }
 
 /** A file or folder of the checkout, copied with its modes (a bind mount's source that was beside the layer folder). */
