@@ -36,6 +36,9 @@ describe('a build-layer with # disk-devices', () => {
       // The source of the / mount, as a bootloader reads it from mountinfo, is a device of this sandbox, the one behind /dev/vmlb-disk1.
       `root_source=$(awk '$5 == "/" { for (i = 7; i <= NF; i++) if ($i == "-") { print $(i + 2); exit } }' /proc/self/mountinfo)`,
       '[ -b "$root_source" ] && [ "$(readlink -f /dev/vmlb-disk1)" = "$root_source" ]',
+      // udev's link by filesystem UUID, which update-grub needs to write root=UUID=...
+      '[ "$(readlink -f /dev/disk/by-uuid/*)" = "$root_source" ]',
+      'ls /dev/disk/by-uuid > /etc/disk-uuid',
       'echo "root on $(basename "$root_source"), disk $(readlink /dev/vmlb-disk)" > /etc/disk-devices',
       // The boot gap between the MBR and the first partition, where GRUB embeds its core image.
       "printf 'VMLB-MBR-GAP' | dd of=/dev/vmlb-disk bs=1 seek=1024 conv=notrunc 2>/dev/null",
@@ -47,8 +50,9 @@ describe('a build-layer with # disk-devices', () => {
   it('gives the script the disk and its partitions, / on its partition device, and keeps what it wrote outside the filesystem', async () => {
     await workspace.nxOk(['build', 'image-tiny']);
     const layer = workspace.path('dist/images/tiny/15_boot.qcow2');
-    const files = await readFilesFromImage(layer, ['/etc/disk-devices']);
+    const files = await readFilesFromImage(layer, ['/etc/disk-devices', '/etc/disk-uuid']);
     expect(files['/etc/disk-devices']).toMatch(/^root on (loop\d+)p1, disk \1$/);
+    expect(files['/etc/disk-uuid']).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
     expect(await bytesAt(layer, 1024, 12)).toBe('VMLB-MBR-GAP');
     expect(await readFilesFromImage(workspace.path('dist/images/tiny/image.qcow2'), ['/etc/disk-devices-above'])).toEqual({
       '/etc/disk-devices-above': 'absent',

@@ -253,12 +253,18 @@ function resolvConfLines(root: string, workDir: string): string[] {
   return [];
 }
 
-/** `# disk-devices`: the devices under their own names (grub-probe looks them up so), and /dev/vmlb-disk, /dev/vmlb-disk<N> naming them. */
+/** `# disk-devices`: the devices under their own names (grub-probe looks them up so), /dev/vmlb-disk, /dev/vmlb-disk<N> naming them, and udev's /dev/disk links. */
 function diskDeviceLines(devices: DiskDevices | undefined, dev: string): string[] {
   if (!devices) return [];
   const nodes = [{ alias: 'vmlb-disk', device: devices.disk }, ...[...devices.partitions].map(([number, device]) => ({ alias: `vmlb-disk${number}`, device }))];
-  return nodes.flatMap(({ alias, device }) => [
-    `cp -a ${quote(device)} ${quote(`${dev}/`)}`,
-    `ln -s ${quote(path.basename(device))} ${quote(`${dev}/${alias}`)}`,
-  ]);
+  return [
+    ...nodes.flatMap(({ alias, device }) => [
+      `cp -a ${quote(device)} ${quote(`${dev}/`)}`,
+      `ln -s ${quote(path.basename(device))} ${quote(`${dev}/${alias}`)}`,
+    ]),
+    ...devices.links.flatMap(({ link, device }) => [
+      `mkdir -p ${quote(path.dirname(`${dev}/${link}`))}`,
+      `ln -sf ${quote(`../../${device}`)} ${quote(`${dev}/${link}`)}`,
+    ]),
+  ];
 }

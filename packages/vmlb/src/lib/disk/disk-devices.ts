@@ -8,6 +8,30 @@ export interface DiskDevices {
   disk: string;
   /** e.g. 1 → /dev/loop3p1 */
   partitions: Map<number, string>;
+  /** udev's /dev/disk links (`by-uuid/<uuid>` → `loop3p1`): update-grub writes root=UUID=... only when /dev/disk/by-uuid/<uuid> exists. */
+  links: Array<{ link: string; device: string }>;
+}
+
+/** Identifiers as udev links them, read from each partition; only values that are safe as one file name. */
+const LINKED_IDS: Array<[string, string]> = [
+  ['UUID', 'by-uuid'],
+  ['PART_ENTRY_UUID', 'by-partuuid'],
+  ['LABEL', 'by-label'],
+];
+const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+
+/** The /dev/disk links udev would make for the partitions, from what blkid reads of each (a partition without a filesystem has none). */
+export async function diskLinks(partitions: ReadonlyMap<number, string>): Promise<DiskDevices['links']> {
+  const links: DiskDevices['links'] = [];
+  for (const device of partitions.values()) {
+    const { stdout } = await run('blkid', ['--probe', '--output', 'export', device], { reject: false });
+    const fields = new Map(stdout.split('\n').map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]));
+    for (const [field, folder] of LINKED_IDS) {
+      const value = fields.get(field);
+      if (value && SAFE_ID.test(value)) links.push({ link: `disk/${folder}/${value}`, device: path.basename(device) });
+    }
+  }
+  return links;
 }
 
 /** How long the kernel gets to list a partitioned loop device's partitions. */
@@ -37,7 +61,8 @@ export async function waitForPartitionDevices(loop: string, partitionNumbers: re
     rescanned = true;
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-  return { disk: loop, partitions: new Map(partitionNumbers.map((number) => [number, device(number)])) };
+  const partitions = new Map(partitionNumbers.map((number) => [number, device(number)]));
+  return { disk: loop, partitions, links: await diskLinks(partitions) };
 }
 
 function isBlockDevice(file: string): boolean {
