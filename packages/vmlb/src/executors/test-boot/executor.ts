@@ -9,7 +9,7 @@ import { withInterruptSignal } from '../../lib/util/interrupt';
 import { checkPrerequisites } from '../../lib/build/prerequisites';
 import { generateSshKey, serveNoCloudSeed, sshRun } from '../../lib/boot/cloud-init-seed';
 import { tail } from '../../lib/util/exec';
-import { bootAndCheck, bootInteractive, createBootOverlay, freePort, kvmUsable, withThrowawayOverlay } from '../../lib/boot/qemu-boot';
+import { bootAndCheck, bootInteractive, createBootOverlay, freePort, kvmUsable, rememberKvmFailure, withThrowawayOverlay } from '../../lib/boot/qemu-boot';
 import type { TestBootExecutorSchema } from './schema';
 import { chainTop, imageTestBootSettings } from '../../lib/image/image-chain';
 
@@ -102,7 +102,10 @@ export default async function testBootExecutor(options: TestBootExecutorSchema, 
       const boot = normalizeOptions(options, context.root);
       checkPrerequisites(['qemu-img', 'qemu-system-x86_64'], { fuse: false, disks: false });
       const kvm = await kvmUsable();
-      if (!kvm) console.log('vmlb: KVM is not usable here, so qemu emulates the CPU (TCG): the boot is several times slower.');
+      if (!kvm)
+        console.log(
+          'vmlb: KVM is not usable here (or failed a guest since the host started), so qemu emulates the CPU (TCG): the boot is several times slower.',
+        );
       const sshPort = boot.sshPort || (await freePort());
       console.log(
         `vmlb: booting ${path.relative(context.root, boot.disk)} (unchanged: a throwaway overlay takes the writes); guest ssh on 127.0.0.1:${sshPort}`,
@@ -135,7 +138,8 @@ export default async function testBootExecutor(options: TestBootExecutorSchema, 
           let result = await bootAndCheck(overlay, machine, { expect: boot.expect, timeoutMs: boot.timeoutMs }, signal, afterBoot);
           if (result.kvmFailed) {
             // /dev/kvm works for the probe's BIOS but not for every guest (nested virtualisation): start again, emulated.
-            console.log(`\nvmlb: ${result.reason}; booting again under TCG (VMLB_ACCEL=tcg skips KVM).`);
+            console.log(`\nvmlb: ${result.reason}; booting again under TCG, and under TCG from now on until this host restarts (VMLB_ACCEL=kvm tries KVM).`);
+            rememberKvmFailure(result.reason ?? 'KVM failed a guest');
             await createBootOverlay(boot.disk, overlay);
             result = await bootAndCheck(overlay, { ...machine, kvm: false }, { expect: boot.expect, timeoutMs: boot.timeoutMs }, signal, afterBoot);
           }

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { TempWorkspace } from '../../testing/temp-workspace';
-import { bootAndCheck, kvmUsable } from './qemu-boot';
+import { bootAndCheck, kvmUsable, rememberKvmFailure } from './qemu-boot';
 
 /**
  * The KVM probe against stand-in qemu binaries (shell scripts): one that
@@ -25,32 +25,45 @@ describe('kvmUsable', () => {
   it('is false as soon as qemu dies by a signal, without waiting for the probe deadline', async () => {
     // With a probe deadline of a minute, only noticing the abort ends this test within its 10 s.
     const qemu = standIn('qemu-aborts', 'echo "failed to set MSR 0x10a" >&2; kill -ABRT $$');
-    await expect(kvmUsable({}, { device, qemu, timeoutMs: 60_000 })).resolves.toBe(false);
+    await expect(kvmUsable({}, { device, qemu, timeoutMs: 60_000, verdictFile: path.join(dir, 'verdict') })).resolves.toBe(false);
   }, 10_000);
 
   it('is false as soon as qemu exits with an error', async () => {
     const qemu = standIn('qemu-fails', 'exit 1');
-    await expect(kvmUsable({}, { device, qemu, timeoutMs: 60_000 })).resolves.toBe(false);
+    await expect(kvmUsable({}, { device, qemu, timeoutMs: 60_000, verdictFile: path.join(dir, 'verdict') })).resolves.toBe(false);
   }, 10_000);
 
   it('is true once the firmware prints "Booting from" on the debug console', async () => {
     const qemu = standIn('qemu-boots', 'log=$(printf "%s\\n" "$@" | sed -n "s/^file://p"); printf "Booting from Hard Disk...\\n" > "$log"; exec sleep 60');
-    await expect(kvmUsable({}, { device, qemu, timeoutMs: 60_000 })).resolves.toBe(true);
+    await expect(kvmUsable({}, { device, qemu, timeoutMs: 60_000, verdictFile: path.join(dir, 'verdict') })).resolves.toBe(true);
   }, 10_000);
 
   it('is false when the firmware says nothing before the deadline, and the probe machine is stopped', async () => {
     const pidFile = path.join(dir, 'qemu.pid');
     const qemu = standIn('qemu-hangs', `echo $$ > ${pidFile}; exec sleep 60`);
-    await expect(kvmUsable({}, { device, qemu, timeoutMs: 300 })).resolves.toBe(false);
+    await expect(kvmUsable({}, { device, qemu, timeoutMs: 300, verdictFile: path.join(dir, 'verdict') })).resolves.toBe(false);
     const pid = Number(readFileSync(pidFile, 'utf8'));
     expect(() => process.kill(pid, 0)).toThrow();
   });
 
+  it('is false without a probe once a boot found that KVM fails guests on this host, until the host restarts', async () => {
+    const qemu = standIn('qemu-boots-too', `touch ${path.join(dir, 'ran')}; exit 1`);
+    const verdictFile = path.join(dir, 'verdict');
+    rememberKvmFailure('KVM made no progress', verdictFile);
+    await expect(kvmUsable({}, { device, qemu, verdictFile })).resolves.toBe(false);
+    expect(existsSync(path.join(dir, 'ran'))).toBe(false);
+    // A verdict from an earlier boot of the host does not count.
+    workspace.write('verdict', 'another-boot-id\nKVM made no progress\n');
+    await expect(kvmUsable({ VMLB_ACCEL: 'kvm' }, { device, qemu, verdictFile })).resolves.toBe(true);
+    await expect(kvmUsable({}, { device, qemu, verdictFile })).resolves.toBe(false);
+    expect(existsSync(path.join(dir, 'ran'))).toBe(true);
+  });
+
   it('is false without a usable KVM device, and VMLB_ACCEL decides without a probe', async () => {
     const qemu = standIn('qemu-never-run', `touch ${path.join(dir, 'ran')}; exit 1`);
-    await expect(kvmUsable({}, { device: path.join(dir, 'missing'), qemu })).resolves.toBe(false);
-    await expect(kvmUsable({ VMLB_ACCEL: 'kvm' }, { device: path.join(dir, 'missing'), qemu })).resolves.toBe(true);
-    await expect(kvmUsable({ VMLB_ACCEL: 'tcg' }, { device, qemu })).resolves.toBe(false);
+    await expect(kvmUsable({}, { device: path.join(dir, 'missing'), qemu, verdictFile: path.join(dir, 'verdict') })).resolves.toBe(false);
+    await expect(kvmUsable({ VMLB_ACCEL: 'kvm' }, { device: path.join(dir, 'missing'), qemu, verdictFile: path.join(dir, 'verdict') })).resolves.toBe(true);
+    await expect(kvmUsable({ VMLB_ACCEL: 'tcg' }, { device, qemu, verdictFile: path.join(dir, 'verdict') })).resolves.toBe(false);
     expect(existsSync(path.join(dir, 'ran'))).toBe(false);
   });
 });

@@ -1,4 +1,4 @@
-import { accessSync, constants, createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { accessSync, constants, createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -41,9 +41,13 @@ export const KVM_STALL_MS = 30_000;
  * SeaBIOS's "Booting from" within a few seconds. VMLB_ACCEL=kvm|tcg skips
  * the probe.
  */
-export async function kvmUsable(env: NodeJS.ProcessEnv = process.env, probe: { device?: string; qemu?: string; timeoutMs?: number } = {}): Promise<boolean> {
+export async function kvmUsable(
+  env: NodeJS.ProcessEnv = process.env,
+  probe: { device?: string; qemu?: string; timeoutMs?: number; verdictFile?: string } = {},
+): Promise<boolean> {
   if (env.VMLB_ACCEL === 'kvm') return true;
   if (env.VMLB_ACCEL === 'tcg') return false;
+  if (kvmFailedSinceBoot(probe.verdictFile)) return false;
   const { device = '/dev/kvm', qemu = 'qemu-system-x86_64', timeoutMs = 5000 } = probe;
   try {
     accessSync(device, constants.R_OK | constants.W_OK);
@@ -88,6 +92,32 @@ export async function kvmUsable(env: NodeJS.ProcessEnv = process.env, probe: { d
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** Where a boot records that KVM failed a guest on this host, until the host reboots (its boot id). */
+export const KVM_VERDICT_FILE = path.join(tmpdir(), 'vmlb-kvm-failed');
+
+/** This boot of the host, so that a verdict outlives vmlb's runs but not a reboot (or a kernel with working KVM). */
+function hostBootId(): string {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** Whether a boot since the host started found that KVM passes the probe but fails guests; the probe cannot see that. */
+function kvmFailedSinceBoot(verdictFile = KVM_VERDICT_FILE): boolean {
+  try {
+    return readFileSync(verdictFile, 'utf8').split('\n')[0] === hostBootId();
+  } catch {
+    return false;
+  }
+}
+
+/** Records that KVM failed a guest here, with why: the next boots go straight to TCG instead of losing the time again. */
+export function rememberKvmFailure(reason: string, verdictFile = KVM_VERDICT_FILE): void {
+  writeFileSync(verdictFile, `${hostBootId()}\n${reason}\n`);
 }
 
 /** A TCP port on 127.0.0.1 that nothing listens on right now. */
