@@ -73,13 +73,56 @@ describe('parseHints', () => {
     }
   });
 
+  it('reads a hint followed by a comment: any text after nocache and noshare, text starting with ( or # after arguments', () => {
+    const hints = parseHints(
+      script(
+        '# nocache (this hint tells vm-layer-builder to not cache the layer)',
+        '# noshare keeps the secrets on this machine',
+        '# chroot-bind-mount files/etc /etc/app (the config)',
+        '# chroot-mount 2 /boot # the boot partition',
+        '# rebuild-every 7d (security updates)',
+        '# project-output greeter /run/greeter #the app',
+      ),
+      'x/build-layer',
+      'build-layer',
+    );
+    expect(hints).toEqual({
+      nocache: true,
+      noshare: true,
+      bindMounts: [{ source: 'files/etc', target: '/etc/app' }],
+      partitionMounts: [{ partition: 2, target: '/boot' }],
+      rebuildEvery: 7 * 86_400,
+      projectOutputs: [{ project: 'greeter', target: 'build', mountPoint: '/run/greeter' }],
+    });
+    expect(parseHints(script('# disk-size 20G (for growpart)'), 'x/modify-disk', 'modify-disk').diskSize).toBe(20 * 1024 ** 3);
+  });
+
+  it('reads a partition as p2 (the suffix of its device) as it reads 2', () => {
+    const hints = parseHints(script('# chroot-mount p2 /boot', '# chroot-mount 12 /srv'), 'x/build-layer', 'build-layer');
+    expect(hints.partitionMounts).toEqual([
+      { partition: 2, target: '/boot' },
+      { partition: 12, target: '/srv' },
+    ]);
+    expect(describeHints(hints)).toEqual(['chroot-mount 2 /boot', 'chroot-mount 12 /srv']);
+  });
+
   it('ignores words that only start like a hint, and hints not at the start of a comment', () => {
     const hints = parseHints(script('# nocaches are fine', 'echo "# nocache"', '# see nocache below'), 'x', 'build-layer');
     expect(hints.nocache).toBe(false);
   });
 
   it.each([
-    ['# nocache please', 'build-layer', /x\/script:3: 'nocache' takes no arguments, got 'please'/],
+    ['# noshare nocache', 'build-layer', /x\/script:3: one hint per line: put '# nocache' on a line of its own \(usage: # noshare\)/],
+    [
+      '# disk-size 20G 30G',
+      'modify-disk',
+      /takes one size, got 2 arguments \('20G 30G'\); text after the arguments is a comment only when it starts with \( or #/,
+    ],
+    ['# disk-size 20G for growpart', 'modify-disk', /takes one size, got 3 arguments \('20G for growpart'\); text after the arguments is a comment only/],
+    ['# chroot-mount (boot) /boot', 'build-layer', /'\(boot\)' is not a partition number/],
+    ['# chroot-mount p0 /boot', 'build-layer', /'p0' is not a partition number \(1, 2, ... or p1, p2, ...\)/],
+    ['# chroot-mount 2p /boot', 'build-layer', /'2p' is not a partition number/],
+    ['# chroot-mount /dev/nbd0p2 /boot', 'build-layer', /'\/dev\/nbd0p2' is not a partition number/],
     ['# disk-size', 'modify-disk', /takes one size, got 0 arguments/],
     ['# disk-size huge', 'modify-disk', /'huge' is not a size.*usage: # disk-size <size>/],
     ['# disk-size 20G', 'build-layer', /'disk-size' hint only applies to modify-disk scripts/],

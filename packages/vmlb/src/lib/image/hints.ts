@@ -32,7 +32,10 @@ export interface PartitionMountHint {
 /**
  * What a layer script asks of vmlb through comment lines such as
  * `# nocache`. Every hint is a whole comment line: `#`, optional spaces,
- * the hint name, then its arguments separated by spaces.
+ * the hint name, then its arguments separated by spaces. After the
+ * arguments, the rest of the line is a comment when it starts with `(` or
+ * `#`; a hint without arguments (nocache, noshare) ignores the rest of its
+ * line, unless it starts with another hint's name.
  */
 export interface ScriptHints {
   /** Rebuild on every run; never stored in any cache. */
@@ -54,6 +57,20 @@ export interface ScriptHints {
 export const HINT_NAMES = ['nocache', 'noshare', 'disk-size', 'chroot-bind-mount', 'chroot-mount', 'rebuild-every', 'project-output'] as const;
 type HintName = (typeof HINT_NAMES)[number];
 
+/** How many arguments each hint takes: what follows them is a comment, or a mistake. */
+const HINT_ARITY: Record<HintName, number> = {
+  nocache: 0,
+  noshare: 0,
+  'disk-size': 1,
+  'chroot-bind-mount': 2,
+  'chroot-mount': 2,
+  'rebuild-every': 1,
+  'project-output': 2,
+};
+
+/** Where a comment may start after a hint's arguments. */
+const TRAILING_COMMENT = /^[(#]/;
+
 const HINT_LINE = new RegExp(`^#\\s*(${HINT_NAMES.join('|')})(?=\\s|$)(.*)$`);
 
 const HINT_USAGE: Record<HintName, string> = {
@@ -61,7 +78,7 @@ const HINT_USAGE: Record<HintName, string> = {
   noshare: '# noshare',
   'disk-size': '# disk-size <size>, e.g. # disk-size 20G',
   'chroot-bind-mount': '# chroot-bind-mount <path in layer folder> <absolute path in image>',
-  'chroot-mount': '# chroot-mount <partition number> <absolute path in image>',
+  'chroot-mount': '# chroot-mount <partition number, e.g. 2 or p2> <absolute path in image>',
   'rebuild-every': '# rebuild-every <period>, e.g. # rebuild-every 7d (units: h, d, w)',
   'project-output': '# project-output <project>[:<target>] <absolute path in image>, e.g. # project-output greeter:build /opt/greeter',
 };
@@ -99,11 +116,17 @@ export function parseHints(scriptText: string, scriptPath: string, kind: ScriptK
     const match = HINT_LINE.exec(rawLine.trim());
     if (!match) return;
     const name = match[1] as HintName;
-    const args = match[2].trim() === '' ? [] : match[2].trim().split(/\s+/);
+    const words = match[2].trim() === '' ? [] : match[2].trim().split(/\s+/);
     const lineNumber = index + 1;
     const fail = (problem: string): never => {
       throw new HintError(scriptPath, lineNumber, `${problem} (usage: ${HINT_USAGE[name]})`);
     };
+    const args = hintArguments(name, words, fail);
+    const wrongCount = (expected: string): never =>
+      fail(
+        `'${name}' takes ${expected}, got ${args.length} arguments` +
+          (args.length > HINT_ARITY[name] ? ` ('${args.join(' ')}'); text after the arguments is a comment only when it starts with ( or #` : ''),
+      );
     const requiredKind = HINT_KINDS[name];
     if (requiredKind && requiredKind !== kind) {
       fail(`the '${name}' hint only applies to ${requiredKind} scripts, and this is a ${kind} script`);
@@ -111,18 +134,17 @@ export function parseHints(scriptText: string, scriptPath: string, kind: ScriptK
     switch (name) {
       case 'nocache':
       case 'noshare':
-        if (args.length) fail(`'${name}' takes no arguments, got '${args.join(' ')}'`);
         hints[name] = true;
         break;
       case 'disk-size': {
-        if (args.length !== 1) fail(`'disk-size' takes one size, got ${args.length} arguments`);
+        if (args.length !== 1) wrongCount('one size');
         const bytes = parseSize(args[0]);
         if (bytes === undefined) fail(`'${args[0]}' is not a size`);
         hints.diskSize = bytes;
         break;
       }
       case 'chroot-bind-mount': {
-        if (args.length !== 2) fail(`'chroot-bind-mount' takes a source and a target, got ${args.length} arguments`);
+        if (args.length !== 2) wrongCount('a source and a target');
         const [source, target] = args;
         if (path.isAbsolute(source) || path.normalize(source).split(path.sep)[0] === '..') {
           fail(`bind-mount source '${source}' must be a path inside the layer folder, relative to it`);
@@ -131,19 +153,20 @@ export function parseHints(scriptText: string, scriptPath: string, kind: ScriptK
         break;
       }
       case 'chroot-mount': {
-        if (args.length !== 2) fail(`'chroot-mount' takes a partition number and a target, got ${args.length} arguments`);
-        const partition = Number(args[0]);
-        if (!Number.isInteger(partition) || partition < 1) fail(`'${args[0]}' is not a partition number (1, 2, ...)`);
+        if (args.length !== 2) wrongCount('a partition number and a target');
+        // `p2` as well as `2`: the suffix of a partition's device (/dev/nbd0p2).
+        const partition = Number(/^p?([1-9][0-9]*)$/.exec(args[0])?.[1]);
+        if (!Number.isSafeInteger(partition)) fail(`'${args[0]}' is not a partition number (1, 2, ... or p1, p2, ...)`);
         hints.partitionMounts.push({ partition, target: checkImagePath(args[1], fail) });
         break;
       }
       case 'rebuild-every': {
-        if (args.length !== 1) fail(`'rebuild-every' takes one period, got ${args.length} arguments`);
+        if (args.length !== 1) wrongCount('one period');
         hints.rebuildEvery = parsePeriod(args[0]) ?? fail(`'${args[0]}' is not a period`);
         break;
       }
       case 'project-output': {
-        if (args.length !== 2) fail(`'project-output' takes a project (with an optional :target) and a target path, got ${args.length} arguments`);
+        if (args.length !== 2) wrongCount('a project (with an optional :target) and a target path');
         const [project, target = 'build', ...rest] = args[0].split(':');
         if (rest.length || !PROJECT_NAME.test(project) || !TARGET_NAME.test(target)) fail(`'${args[0]}' is not <project> or <project>:<target>`);
         hints.projectOutputs.push({ project, target, mountPoint: checkImagePath(args[1], fail) });
@@ -152,6 +175,23 @@ export function parseHints(scriptText: string, scriptPath: string, kind: ScriptK
     }
   });
   return hints;
+}
+
+/**
+ * A hint's arguments without the comment after them. Text after a hint's
+ * arguments is a comment only when it starts with `(` or `#`, so that a
+ * mistyped extra argument is still reported; a hint without arguments
+ * takes the whole rest of its line as a comment, except another hint.
+ */
+function hintArguments(name: HintName, words: string[], fail: (problem: string) => never): string[] {
+  const arity = HINT_ARITY[name];
+  if (arity === 0) {
+    const other = HINT_NAMES.find((hint) => hint === words[0]);
+    if (other) fail(`one hint per line: put '# ${other}' on a line of its own`);
+    return [];
+  }
+  const comment = words.findIndex((word, index) => index >= arity && TRAILING_COMMENT.test(word));
+  return comment === -1 ? words : words.slice(0, comment);
 }
 
 /** A period such as `7d` in seconds; undefined when it is not one. */
