@@ -49,8 +49,8 @@ export function normalizeOptions(
     throw new Error(`Layer ${options.layer} of image ${options.imageName}: its script ${options.script} cannot be read.`);
   }
   const hints = parseHints(scriptText, options.script, kind);
-  // Before the disk is touched: a bind source that has gone, or leads out of the layer folder through a symlink.
-  checkBindSources(absolute(options.layerDir), hints.bindMounts, options.script);
+  // Before the disk is touched: a bind source that has gone, or leads out of the workspace through a symlink.
+  checkBindSources({ workspaceRoot, layerDir: absolute(options.layerDir) }, hints.bindMounts, options.script);
   const projectOutputs = resolveProjectOutputs(hints.projectOutputs, graph, workspaceRoot, options.script);
   return {
     workspaceRoot,

@@ -75,6 +75,7 @@ export async function runBuildLayerScript(plan: LayerBuildPlan, disk: AttachedDi
       root: workDir.rootDir,
       workDir: workDir.dir,
       layerDir: plan.layerDir,
+      workspaceRoot: plan.workspaceRoot,
       scriptName: path.basename(plan.script),
       bindMounts: plan.hints.bindMounts,
       projectOutputs: plan.projectOutputs,

@@ -97,6 +97,31 @@ describe('parseHints', () => {
     expect(parseHints(script('# disk-size 20G (for growpart)'), 'x/modify-disk', 'modify-disk').diskSize).toBe(20 * 1024 ** 3);
   });
 
+  it('reads bind sources anywhere inside the workspace, relative to the layer folder, and read-write ones outside the layer folder', () => {
+    const hints = parseHints(
+      script(
+        '# chroot-bind-mount ../common /opt/common',
+        '# chroot-bind-mount ../../../libs/shared/ /opt/shared',
+        '# chroot-bind-mount-rw ../cache/apt /var/cache/apt/archives (downloads, kept between builds)',
+      ),
+      'images/prod/10_app/build-layer',
+      'build-layer',
+    );
+    expect(hints.bindMounts).toEqual([
+      { source: '../common', target: '/opt/common' },
+      { source: '../../../libs/shared', target: '/opt/shared' },
+      { source: '../cache/apt', target: '/var/cache/apt/archives', readWrite: true },
+    ]);
+    expect(describeHints(hints)).toEqual([
+      'chroot-bind-mount ../common /opt/common',
+      'chroot-bind-mount ../../../libs/shared /opt/shared',
+      'chroot-bind-mount-rw ../cache/apt /var/cache/apt/archives',
+    ]);
+    expect(() => parseHints(script('# chroot-bind-mount ../../../../etc /etc2'), 'images/prod/10_app/build-layer', 'build-layer')).toThrow(
+      "images/prod/10_app/build-layer:3: bind-mount source '../../../../etc' leads out of the workspace; bind sources are paths inside the workspace, relative to the layer folder (usage: # chroot-bind-mount <path in the workspace, relative to the layer folder> <absolute path in image>)",
+    );
+  });
+
   it('reads a partition as p2 (the suffix of its device) as it reads 2', () => {
     const hints = parseHints(script('# chroot-mount p2 /boot', '# chroot-mount 12 /srv'), 'x/build-layer', 'build-layer');
     expect(hints.partitionMounts).toEqual([
@@ -126,8 +151,20 @@ describe('parseHints', () => {
     ['# disk-size', 'modify-disk', /takes one size, got 0 arguments/],
     ['# disk-size huge', 'modify-disk', /'huge' is not a size.*usage: # disk-size <size>/],
     ['# disk-size 20G', 'build-layer', /'disk-size' hint only applies to modify-disk scripts/],
-    ['# chroot-bind-mount /etc /etc', 'build-layer', /source '\/etc' must be a path inside the layer folder/],
-    ['# chroot-bind-mount ../../secrets /secrets', 'build-layer', /source '..\/..\/secrets' must be a path inside/],
+    ['# chroot-bind-mount /etc /etc', 'build-layer', /source '\/etc' must be relative to the layer folder, and inside the workspace/],
+    [
+      '# chroot-bind-mount ../../secrets /secrets',
+      'build-layer',
+      /source '..\/..\/secrets' leads out of the workspace; bind sources are paths inside the workspace/,
+    ],
+    [
+      '# chroot-bind-mount-rw cache /var/cache/apt',
+      'build-layer',
+      /read-write bind-mount source 'cache' is in the layer folder, whose files are the layer's input/,
+    ],
+    ['# chroot-bind-mount-rw . /var/cache/apt', 'build-layer', /read-write bind-mount source '.' is in the layer folder/],
+    ['# chroot-bind-mount-rw .. /ws', 'build-layer', /read-write bind-mount source '..' holds the layer folder/],
+    ['# chroot-bind-mount-rw ../cache /var/cache', 'modify-disk', /'chroot-bind-mount-rw' hint only applies to build-layer scripts/],
     ['# chroot-bind-mount files etc', 'build-layer', /target 'etc' must be an absolute path/],
     ['# chroot-bind-mount files /', 'build-layer', /would hide the image's root/],
     ['# chroot-bind-mount files', 'build-layer', /takes a source and a target, got 1 arguments/],

@@ -6,10 +6,12 @@ export type ScriptKind = 'build-layer' | 'modify-disk';
 export const SCRIPT_KINDS: readonly ScriptKind[] = ['build-layer', 'modify-disk'];
 
 export interface BindMountHint {
-  /** Source, relative to the layer folder (validated to stay inside it). */
+  /** Source, relative to the layer folder (validated to stay inside the workspace). */
   source: string;
   /** Absolute mount point inside the image. */
   target: string;
+  /** `# chroot-bind-mount-rw`: bound read-write; its content is not part of the layer's key. */
+  readWrite?: true;
 }
 
 /** `# project-output <project>[:<target>] <path in image>`: another Nx project's target output, read-only in the chroot. */
@@ -44,7 +46,7 @@ export interface ScriptHints {
   noshare: boolean;
   /** `# disk-size 20G` (modify-disk): the new overlay's virtual size in bytes. */
   diskSize?: number;
-  /** `# chroot-bind-mount <src> <dst>` (build-layer). */
+  /** `# chroot-bind-mount <src> <dst>` and `# chroot-bind-mount-rw <src> <dst>` (build-layer). */
   bindMounts: BindMountHint[];
   /** `# chroot-mount <partition> <dst>` (build-layer). */
   partitionMounts: PartitionMountHint[];
@@ -54,7 +56,16 @@ export interface ScriptHints {
   projectOutputs: ProjectOutputHint[];
 }
 
-export const HINT_NAMES = ['nocache', 'noshare', 'disk-size', 'chroot-bind-mount', 'chroot-mount', 'rebuild-every', 'project-output'] as const;
+export const HINT_NAMES = [
+  'nocache',
+  'noshare',
+  'disk-size',
+  'chroot-bind-mount',
+  'chroot-bind-mount-rw',
+  'chroot-mount',
+  'rebuild-every',
+  'project-output',
+] as const;
 type HintName = (typeof HINT_NAMES)[number];
 
 /** How many arguments each hint takes: what follows them is a comment, or a mistake. */
@@ -63,6 +74,7 @@ const HINT_ARITY: Record<HintName, number> = {
   noshare: 0,
   'disk-size': 1,
   'chroot-bind-mount': 2,
+  'chroot-bind-mount-rw': 2,
   'chroot-mount': 2,
   'rebuild-every': 1,
   'project-output': 2,
@@ -77,7 +89,8 @@ const HINT_USAGE: Record<HintName, string> = {
   nocache: '# nocache',
   noshare: '# noshare',
   'disk-size': '# disk-size <size>, e.g. # disk-size 20G',
-  'chroot-bind-mount': '# chroot-bind-mount <path in layer folder> <absolute path in image>',
+  'chroot-bind-mount': '# chroot-bind-mount <path in the workspace, relative to the layer folder> <absolute path in image>',
+  'chroot-bind-mount-rw': '# chroot-bind-mount-rw <path in the workspace outside the layer folder, relative to it> <absolute path in image>',
   'chroot-mount': '# chroot-mount <partition number, e.g. 2 or p2> <absolute path in image>',
   'rebuild-every': '# rebuild-every <period>, e.g. # rebuild-every 7d (units: h, d, w)',
   'project-output': '# project-output <project>[:<target>] <absolute path in image>, e.g. # project-output greeter:build /opt/greeter',
@@ -93,6 +106,7 @@ const PERIOD_UNITS: Record<string, number> = { h: 3600, d: 86_400, w: 604_800 };
 const HINT_KINDS: Partial<Record<HintName, ScriptKind>> = {
   'disk-size': 'modify-disk',
   'chroot-bind-mount': 'build-layer',
+  'chroot-bind-mount-rw': 'build-layer',
   'chroot-mount': 'build-layer',
   'project-output': 'build-layer',
 };
@@ -106,8 +120,10 @@ export class HintError extends Error {
 }
 
 /**
- * Reads the hints of a layer script. `scriptPath` is only used in error
- * messages (pass it as the user sees it, relative to the workspace).
+ * Reads the hints of a layer script. `scriptPath` is the script as the user
+ * sees it, relative to the workspace: it names the script in messages, and
+ * a bind source that climbs out of the workspace from its folder is refused
+ * here (given absolute, that check is left to the build's, on real paths).
  */
 export function parseHints(scriptText: string, scriptPath: string, kind: ScriptKind): ScriptHints {
   const hints: ScriptHints = { nocache: false, noshare: false, bindMounts: [], partitionMounts: [], projectOutputs: [] };
@@ -143,13 +159,12 @@ export function parseHints(scriptText: string, scriptPath: string, kind: ScriptK
         hints.diskSize = bytes;
         break;
       }
-      case 'chroot-bind-mount': {
+      case 'chroot-bind-mount':
+      case 'chroot-bind-mount-rw': {
         if (args.length !== 2) wrongCount('a source and a target');
-        const [source, target] = args;
-        if (path.isAbsolute(source) || path.normalize(source).split(path.sep)[0] === '..') {
-          fail(`bind-mount source '${source}' must be a path inside the layer folder, relative to it`);
-        }
-        hints.bindMounts.push({ source: path.normalize(source), target: checkImagePath(target, fail) });
+        const readWrite = name === 'chroot-bind-mount-rw';
+        const source = checkBindSource(args[0], scriptPath, readWrite, fail);
+        hints.bindMounts.push({ source, target: checkImagePath(args[1], fail), ...(readWrite ? { readWrite } : {}) });
         break;
       }
       case 'chroot-mount': {
@@ -194,6 +209,31 @@ function hintArguments(name: HintName, words: string[], fail: (problem: string) 
   return comment === -1 ? words : words.slice(0, comment);
 }
 
+/**
+ * A bind source as written: relative to the layer folder, and inside the
+ * workspace (it is part of the layer's key, and nothing else of the host
+ * may reach the script); a read-write one outside the layer folder, whose
+ * files stay the layer's read-only input.
+ */
+function checkBindSource(source: string, scriptPath: string, readWrite: boolean, fail: (problem: string) => never): string {
+  if (path.isAbsolute(source)) fail(`bind-mount source '${source}' must be relative to the layer folder, and inside the workspace`);
+  const normalized = path.posix.normalize(source).replace(/(.)\/$/, '$1');
+  const inLayerFolder = normalized !== '..' && !normalized.startsWith('../');
+  if (!path.isAbsolute(scriptPath)) {
+    const fromWorkspace = path.posix.normalize(path.posix.join(path.posix.dirname(scriptPath), normalized));
+    if (fromWorkspace === '..' || fromWorkspace.startsWith('../')) {
+      fail(`bind-mount source '${source}' leads out of the workspace; bind sources are paths inside the workspace, relative to the layer folder`);
+    }
+  }
+  if (readWrite && (inLayerFolder || /^\.\.(\/\.\.)*$/.test(normalized))) {
+    fail(
+      `read-write bind-mount source '${source}' ${inLayerFolder ? 'is in' : 'holds'} the layer folder, whose files are the layer's input and stay read-only; ` +
+        `use a folder beside it, e.g. ../cache`,
+    );
+  }
+  return normalized;
+}
+
 /** A period such as `7d` in seconds; undefined when it is not one. */
 export function parsePeriod(text: string): number | undefined {
   const match = /^([1-9][0-9]*)([hdw])$/.exec(text);
@@ -213,7 +253,7 @@ export function describeHints(hints: ScriptHints): string[] {
   if (hints.nocache) labels.push('nocache');
   if (hints.noshare) labels.push('noshare');
   if (hints.diskSize !== undefined) labels.push(`disk-size ${formatBytes(hints.diskSize)}`);
-  for (const mount of hints.bindMounts) labels.push(`chroot-bind-mount ${mount.source} ${mount.target}`);
+  for (const mount of hints.bindMounts) labels.push(`chroot-bind-mount${mount.readWrite ? '-rw' : ''} ${mount.source} ${mount.target}`);
   for (const output of hints.projectOutputs) labels.push(`project-output ${output.project}:${output.target} ${output.mountPoint}`);
   for (const mount of hints.partitionMounts) labels.push(`chroot-mount ${mount.partition} ${mount.target}`);
   if (hints.rebuildEvery !== undefined) labels.push(`rebuild-every ${formatPeriod(hints.rebuildEvery)}`);
