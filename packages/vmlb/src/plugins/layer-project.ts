@@ -34,6 +34,7 @@ export function layerProject(image: ImageInfo, layer: LayerInfo, position: Chain
       rebuildEverySeconds: layer.hints.rebuildEvery,
       shipsOutputsOutside: projectOutputs.length ? options.distDir : undefined,
       bindSources: bindSourcesOutside(layer.dir, layer.hints.bindMounts),
+      env: image.config.env,
     }),
     outputs: [...chainFileOutputs(output, options), `{workspaceRoot}/${manifestPathFor(output)}`, `{workspaceRoot}/${snapshotPathFor(output)}`],
     options: {
@@ -45,7 +46,7 @@ export function layerProject(image: ImageInfo, layer: LayerInfo, position: Chain
       output,
       ...(image.config.rootPartition !== undefined ? { rootPartition: image.config.rootPartition } : {}),
       ...(projectOutputs.length ? { projectOutputs } : {}),
-      ...layerKeyOptions(image.config.cacheSalt),
+      ...layerKeyOptions(image.config),
       ...blobOption(options),
     },
     metadata: targetMetadata(describeLayerTarget(image, layer, output), name, options.buildTargetName, { nbd: '/dev/nbd0' }),

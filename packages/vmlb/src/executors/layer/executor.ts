@@ -17,6 +17,8 @@ import { type LayerBuildPlan, buildLayer } from '../../lib/build/layer-build';
 import { checkPrerequisites, layerBuildTools } from '../../lib/build/prerequisites';
 import type { LayerExecutorSchema } from './schema';
 import { checkTargetDefaults } from '../../lib/cache-identity/target-defaults-guard';
+import { imageScriptEnv } from '../../lib/image/image-chain';
+import { declaredEnvironment } from '../../lib/image/script-env';
 
 /** Options resolved once: absolute paths, script kind and hints read from the script. */
 export function normalizeOptions(
@@ -65,6 +67,8 @@ export function normalizeOptions(
     rootPartition: options.rootPartition,
     nbdDevice,
     projectOutputs,
+    // The layer folder sits in the image folder, whose image.json declares them.
+    scriptEnv: declaredEnvironment(imageScriptEnv(path.posix.dirname(options.layerDir), workspaceRoot), env),
   };
 }
 

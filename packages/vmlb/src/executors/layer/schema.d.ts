@@ -10,5 +10,6 @@ export interface LayerExecutorSchema {
   nbd?: string;
   layerFormat?: number;
   cacheSalt?: string;
+  keyedEnvDefaults?: Record<string, string>;
   blobs?: boolean;
 }

@@ -74,9 +74,19 @@ export interface ChrootRunOptions {
   signal?: AbortSignal;
 }
 
-/** A clean environment for layer scripts: nothing of the build host leaks in but proxy settings. */
-export function scriptEnvironment(imageName: string, layer: string, hostEnv: NodeJS.ProcessEnv = process.env): Record<string, string> {
+/**
+ * A clean environment for layer scripts: nothing of the build host leaks in
+ * but proxy settings and the variables image.json declares (`declared`,
+ * already resolved; none of them is one set here).
+ */
+export function scriptEnvironment(
+  imageName: string,
+  layer: string,
+  hostEnv: NodeJS.ProcessEnv = process.env,
+  declared: Record<string, string> = {},
+): Record<string, string> {
   const env: Record<string, string> = {
+    ...declared,
     PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
     HOME: '/root',
     LANG: 'C.UTF-8',

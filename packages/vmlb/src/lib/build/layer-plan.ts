@@ -17,4 +17,6 @@ export interface LayerBuildPlan {
   projectOutputs: ProjectOutputMount[];
   /** Absolute workspace root, recorded in the manifest's build record. */
   workspaceRoot: string;
+  /** image.json's declared variables as this build passes them to the script (lib/image/script-env). */
+  scriptEnv: Record<string, string>;
 }

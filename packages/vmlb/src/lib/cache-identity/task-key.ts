@@ -1,6 +1,8 @@
 import * as path from 'node:path';
 import type { TargetConfiguration } from '@nx/devkit';
 import type { BindMountHint } from '../image/hints';
+import type { ImageConfig } from '../image/image-config';
+import { keyedEnvDefaults, keyedEnvNames } from '../image/script-env';
 import { shellQuote } from '../util/shell-quote';
 
 /** One entry of a target's inputs. */
@@ -51,6 +53,8 @@ export interface LayerKeyParts {
   shipsOutputsOutside?: string;
   /** Workspace-relative read-only bind sources outside the layer folder (`bindSourcesOutside`). */
   bindSources?: readonly string[];
+  /** image.json's `env`: the variables declared with `"key": true` enter as `{ "env": NAME }` inputs. */
+  env?: ImageConfig['env'];
 }
 
 /** The inputs of a layer's build target. */
@@ -62,6 +66,7 @@ export function layerInputs(parts: LayerKeyParts = {}): Input[] {
     ...(parts.rebuildEverySeconds !== undefined ? [rebuildPeriodInput(parts.rebuildEverySeconds)] : []),
     ...(parts.shipsOutputsOutside !== undefined ? [projectOutputFiles(parts.shipsOutputsOutside)] : []),
     ...(parts.bindSources ?? []).flatMap(bindSourceInputs),
+    ...keyedEnvNames(parts.env ?? {}).map((name): Input => ({ env: name })),
   ];
 }
 
@@ -99,9 +104,25 @@ export function rebuildPeriodInput(periodSeconds: number): Input {
   return { runtime: `echo "rebuild period $(( ${NOW_SECONDS} / ${periodSeconds} )) of ${periodSeconds} s"` };
 }
 
-/** The options of a layer target that exist only to be part of its key. */
-export function layerKeyOptions(cacheSalt: string | undefined): { layerFormat: number; cacheSalt?: string } {
-  return { layerFormat: LAYER_FORMAT, ...(cacheSalt !== undefined ? { cacheSalt } : {}) };
+/**
+ * The options of a layer target that exist only to be part of its key:
+ * the layer format, image.json's cacheSalt, and the defaults of its keyed
+ * `env` variables (a script gets the default when the build's environment
+ * has no value, so the default decides the bytes as much as the value).
+ * Variables declared with `"key": false` are in neither, so declaring one
+ * changes no key; the layer task reads them from image.json when it runs.
+ */
+export function layerKeyOptions(config: Pick<ImageConfig, 'cacheSalt' | 'env'>): {
+  layerFormat: number;
+  cacheSalt?: string;
+  keyedEnvDefaults?: Record<string, string>;
+} {
+  const defaults = keyedEnvDefaults(config.env ?? {});
+  return {
+    layerFormat: LAYER_FORMAT,
+    ...(config.cacheSalt !== undefined ? { cacheSalt: config.cacheSalt } : {}),
+    ...(Object.keys(defaults).length ? { keyedEnvDefaults: defaults } : {}),
+  };
 }
 
 /**

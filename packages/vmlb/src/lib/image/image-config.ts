@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import Ajv, { type ErrorObject } from 'ajv';
 import imageSchema from '../../schemas/image.schema.json';
 import { parseSize } from '../util/units';
+import { type EnvDeclarations, checkEnvDeclarations } from './script-env';
 
 /** Where an image's base disk comes from. */
 export type BaseSpec = { kind: 'url'; url: string; sha256: string } | { kind: 'path'; path: string } | { kind: 'empty'; size: string; bytes: number };
@@ -23,6 +24,8 @@ export interface ImageConfig {
   /** Part of every layer's cache key: change it to rebuild all the image's layers on purpose. */
   cacheSalt?: string;
   testBoot: TestBootConfig;
+  /** Variables of the build's environment passed to the layer scripts (lib/image/script-env); absent when none is declared. */
+  env?: EnvDeclarations;
 }
 
 /** image.json is missing, not JSON, or does not follow the schema. */
@@ -54,8 +57,12 @@ export function parseImageConfig(text: string, displayPath: string): ImageConfig
   } catch (error) {
     throw new ImageConfigError(`${displayPath} is not valid JSON: ${describeJsonError(text, (error as Error).message)}`);
   }
-  if (!validate(raw)) {
-    throw new ImageConfigError(`${displayPath} does not match the image schema:\n${describeErrors(validate.errors ?? [], raw)}`);
+  // env is checked on its own, for messages that name the bad variable or value and the fix.
+  const envCheck = checkEnvDeclarations(raw && typeof raw === 'object' ? (raw as { env?: unknown }).env : undefined);
+  const schemaErrors = validate(raw) ? [] : (validate.errors ?? []).filter((error) => !error.schemaPath.startsWith('#/properties/env/'));
+  if (schemaErrors.length || envCheck.problems.length) {
+    const lines = [describeErrors(schemaErrors, raw), ...envCheck.problems.map((problem) => `  - ${problem}`)].filter(Boolean);
+    throw new ImageConfigError(`${displayPath} does not match the image schema:\n${lines.join('\n')}`);
   }
   const config = raw as {
     name?: string;
@@ -70,6 +77,7 @@ export function parseImageConfig(text: string, displayPath: string): ImageConfig
     ...(config.rootPartition !== undefined ? { rootPartition: config.rootPartition } : {}),
     ...(config.cacheSalt !== undefined ? { cacheSalt: config.cacheSalt } : {}),
     testBoot: config.testBoot ?? {},
+    ...(Object.keys(envCheck.env).length ? { env: envCheck.env } : {}),
   };
 }
 

@@ -1,0 +1,66 @@
+import type { CreateNodesContext, TargetConfiguration } from '@nx/devkit';
+import { TempWorkspace } from '../testing/temp-workspace';
+import { pluginUnderTest } from '../testing/plugin-under-test';
+
+const plugin = pluginUnderTest();
+
+/** What the plugin puts into a layer target's key from the layer's hints and image.json. */
+describe("a layer target's key: bind sources and image.json's settings", () => {
+  let workspace: TempWorkspace;
+  let context: CreateNodesContext;
+  beforeEach(() => {
+    workspace = new TempWorkspace();
+    context = { nxJsonConfiguration: {}, workspaceRoot: workspace.root };
+  });
+  afterEach(() => workspace.remove());
+  afterAll(() => plugin.remove());
+
+  /** The build target of every layer of images/demo, by layer folder. */
+  async function layerTargets(imageJson: object): Promise<Record<string, TargetConfiguration>> {
+    workspace.write('images/demo/image.json', JSON.stringify(imageJson));
+    const files = ['images/demo/image.json', 'images/demo/00_disk/modify-disk', 'images/demo/10_app/build-layer'];
+    const [[, { projects }]] = await plugin.infer(files, {}, context);
+    return { '00_disk': projects!['images/demo/00_disk'].targets!.build, '10_app': projects!['images/demo/10_app'].targets!.build };
+  }
+
+  beforeEach(() => {
+    workspace.script('images/demo/00_disk/modify-disk');
+    workspace.script(
+      'images/demo/10_app/build-layer',
+      '# chroot-bind-mount files /opt/files',
+      '# chroot-bind-mount ../common /opt/common',
+      '# chroot-bind-mount ../../../libs/app.conf /run/app.conf',
+      '# chroot-bind-mount-rw ../cache /var/cache/apt',
+    );
+  });
+
+  it('holds the read-only bind sources outside the layer folder, as a file or a folder; not those inside it, nor read-write ones', async () => {
+    const { '10_app': app, '00_disk': disk } = await layerTargets({ base: { empty: '1G' } });
+    expect(app.inputs).toEqual([
+      '{projectRoot}/**/*',
+      { dependentTasksOutputFiles: '**/*.digest', transitive: true },
+      { externalDependencies: [] },
+      '{workspaceRoot}/images/demo/common',
+      '{workspaceRoot}/images/demo/common/**/*',
+      '{workspaceRoot}/libs/app.conf',
+      '{workspaceRoot}/libs/app.conf/**/*',
+    ]);
+    expect(disk.inputs).toEqual(['{projectRoot}/**/*', { dependentTasksOutputFiles: '**/*.digest', transitive: true }, { externalDependencies: [] }]);
+  });
+
+  it('holds the env variables declared with key: true as env inputs and their defaults as an option; nothing of those with key: false', async () => {
+    const targets = await layerTargets({
+      base: { empty: '1G' },
+      env: { VMLB_DEBIAN_MIRROR: { key: false, default: 'http://deb.debian.org/debian' }, RELEASE: { key: true, default: 'bookworm' }, FLAVOUR: { key: true } },
+    });
+    for (const target of Object.values(targets)) {
+      expect(target.inputs).toEqual(expect.arrayContaining([{ env: 'FLAVOUR' }, { env: 'RELEASE' }]));
+      expect(JSON.stringify(target.inputs)).not.toContain('VMLB_DEBIAN_MIRROR');
+      expect(target.options).toMatchObject({ keyedEnvDefaults: { RELEASE: 'bookworm' } });
+      expect(JSON.stringify(target.options)).not.toContain('VMLB_DEBIAN_MIRROR');
+    }
+    const undeclared = await layerTargets({ base: { empty: '1G' }, env: { VMLB_DEBIAN_MIRROR: { key: false } } });
+    const bare = await layerTargets({ base: { empty: '1G' } });
+    expect(undeclared).toEqual(bare);
+  });
+});
