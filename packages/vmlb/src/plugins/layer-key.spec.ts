@@ -1,4 +1,4 @@
-import type { CreateNodesContext, TargetConfiguration } from '@nx/devkit';
+import type { CreateNodesContext, CreateNodesResult, TargetConfiguration } from '@nx/devkit';
 import { TempWorkspace } from '../testing/temp-workspace';
 import { pluginUnderTest } from '../testing/plugin-under-test';
 
@@ -6,33 +6,39 @@ const plugin = pluginUnderTest();
 
 /** What the plugin puts into a layer target's key from the layer's hints and image.json. */
 describe("a layer target's key: bind sources and image.json's settings", () => {
-  let workspace: TempWorkspace;
-  let context: CreateNodesContext;
-  beforeEach(() => {
-    workspace = new TempWorkspace();
-    context = { nxJsonConfiguration: {}, workspaceRoot: workspace.root };
-  });
-  afterEach(() => workspace.remove());
   afterAll(() => plugin.remove());
+
+  /**
+   * The projects inferred for images/demo with this image.json, in a
+   * workspace of their own: Nx hashes a workspace's files once per
+   * process, so the plugin's inference cache would not see a rewrite.
+   */
+  async function inferred(imageJson: object): Promise<NonNullable<CreateNodesResult['projects']>> {
+    const workspace = new TempWorkspace();
+    try {
+      workspace.write('images/demo/image.json', JSON.stringify(imageJson));
+      workspace.script('images/demo/00_disk/modify-disk');
+      workspace.script(
+        'images/demo/10_app/build-layer',
+        '# chroot-bind-mount files /opt/files',
+        '# chroot-bind-mount ../common /opt/common',
+        '# chroot-bind-mount ../../../libs/app.conf /run/app.conf',
+        '# chroot-bind-mount-rw ../cache /var/cache/apt',
+      );
+      const context: CreateNodesContext = { nxJsonConfiguration: {}, workspaceRoot: workspace.root };
+      const files = ['images/demo/image.json', 'images/demo/00_disk/modify-disk', 'images/demo/10_app/build-layer'];
+      const [[, { projects }]] = await plugin.infer(files, {}, context);
+      return projects!;
+    } finally {
+      workspace.remove();
+    }
+  }
 
   /** The build target of every layer of images/demo, by layer folder. */
   async function layerTargets(imageJson: object): Promise<Record<string, TargetConfiguration>> {
-    workspace.write('images/demo/image.json', JSON.stringify(imageJson));
-    const files = ['images/demo/image.json', 'images/demo/00_disk/modify-disk', 'images/demo/10_app/build-layer'];
-    const [[, { projects }]] = await plugin.infer(files, {}, context);
-    return { '00_disk': projects!['images/demo/00_disk'].targets!.build, '10_app': projects!['images/demo/10_app'].targets!.build };
+    const projects = await inferred(imageJson);
+    return { '00_disk': projects['images/demo/00_disk'].targets!.build, '10_app': projects['images/demo/10_app'].targets!.build };
   }
-
-  beforeEach(() => {
-    workspace.script('images/demo/00_disk/modify-disk');
-    workspace.script(
-      'images/demo/10_app/build-layer',
-      '# chroot-bind-mount files /opt/files',
-      '# chroot-bind-mount ../common /opt/common',
-      '# chroot-bind-mount ../../../libs/app.conf /run/app.conf',
-      '# chroot-bind-mount-rw ../cache /var/cache/apt',
-    );
-  });
 
   it('holds the read-only bind sources outside the layer folder, as a file or a folder; not those inside it, nor read-write ones', async () => {
     const { '10_app': app, '00_disk': disk } = await layerTargets({ base: { empty: '1G' } });
@@ -61,6 +67,7 @@ describe("a layer target's key: bind sources and image.json's settings", () => {
     }
     const undeclared = await layerTargets({ base: { empty: '1G' }, env: { VMLB_DEBIAN_MIRROR: { key: false } } });
     const bare = await layerTargets({ base: { empty: '1G' } });
+    expect(bare['10_app'].options).not.toHaveProperty('keyedEnvDefaults');
     expect(undeclared).toEqual(bare);
   });
 });
