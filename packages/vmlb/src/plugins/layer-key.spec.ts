@@ -70,4 +70,20 @@ describe("a layer target's key: bind sources and image.json's settings", () => {
     expect(bare['10_app'].options).not.toHaveProperty('keyedEnvDefaults');
     expect(undeclared).toEqual(bare);
   });
+
+  it('holds qcow2Compat as an option of every target that writes a qcow2: each layer, the base import, the export, the build; none when unset', async () => {
+    const projects = await inferred({ base: { empty: '1G' }, qcow2Compat: '0.10' });
+    const image = projects['images/demo'].targets!;
+    for (const target of [
+      projects['images/demo/00_disk'].targets!.build,
+      projects['images/demo/10_app'].targets!.build,
+      image.base,
+      image.flatten,
+      image.build,
+    ]) {
+      expect(target.options).toMatchObject({ qcow2Compat: '0.10' });
+    }
+    const unset = await inferred({ base: { empty: '1G' } });
+    for (const project of Object.values(unset)) for (const target of Object.values(project.targets!)) expect(target.options).not.toHaveProperty('qcow2Compat');
+  });
 });

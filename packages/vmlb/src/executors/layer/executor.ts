@@ -19,6 +19,7 @@ import type { LayerExecutorSchema } from './schema';
 import { checkTargetDefaults } from '../../lib/cache-identity/target-defaults-guard';
 import { imageScriptEnv } from '../../lib/image/image-chain';
 import { declaredEnvironment } from '../../lib/image/script-env';
+import { checkQcow2Compat } from '../../lib/disk/qcow2';
 
 /** Options resolved once: absolute paths, script kind and hints read from the script. */
 export function normalizeOptions(
@@ -69,6 +70,7 @@ export function normalizeOptions(
     projectOutputs,
     // The layer folder sits in the image folder, whose image.json declares them.
     scriptEnv: declaredEnvironment(imageScriptEnv(path.posix.dirname(options.layerDir), workspaceRoot), env),
+    qcow2Compat: checkQcow2Compat(options.qcow2Compat, `Layer ${options.layer}: --qcow2Compat`),
   };
 }
 

@@ -11,5 +11,6 @@ export interface LayerExecutorSchema {
   layerFormat?: number;
   cacheSalt?: string;
   keyedEnvDefaults?: Record<string, string>;
+  qcow2Compat?: '0.10' | '1.1';
   blobs?: boolean;
 }

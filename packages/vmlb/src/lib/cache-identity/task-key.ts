@@ -112,17 +112,29 @@ export function rebuildPeriodInput(periodSeconds: number): Input {
  * Variables declared with `"key": false` are in neither, so declaring one
  * changes no key; the layer task reads them from image.json when it runs.
  */
-export function layerKeyOptions(config: Pick<ImageConfig, 'cacheSalt' | 'env'>): {
+export function layerKeyOptions(config: Pick<ImageConfig, 'cacheSalt' | 'env' | 'qcow2Compat'>): {
   layerFormat: number;
   cacheSalt?: string;
   keyedEnvDefaults?: Record<string, string>;
+  qcow2Compat?: ImageConfig['qcow2Compat'];
 } {
   const defaults = keyedEnvDefaults(config.env ?? {});
   return {
     layerFormat: LAYER_FORMAT,
     ...(config.cacheSalt !== undefined ? { cacheSalt: config.cacheSalt } : {}),
     ...(Object.keys(defaults).length ? { keyedEnvDefaults: defaults } : {}),
+    ...qcow2CompatOption(config),
   };
+}
+
+/**
+ * image.json's qcow2Compat as an option of the targets that write qcow2
+ * files (layers, the base import, exports, a flattened build): it changes
+ * their bytes, so it is part of their keys. Absent when not set, so that
+ * images without it keep their keys.
+ */
+export function qcow2CompatOption(config: Pick<ImageConfig, 'qcow2Compat'>): { qcow2Compat?: ImageConfig['qcow2Compat'] } {
+  return config.qcow2Compat !== undefined ? { qcow2Compat: config.qcow2Compat } : {};
 }
 
 /**

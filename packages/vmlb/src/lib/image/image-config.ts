@@ -3,6 +3,7 @@ import Ajv, { type ErrorObject } from 'ajv';
 import imageSchema from '../../schemas/image.schema.json';
 import { parseSize } from '../util/units';
 import { type EnvDeclarations, checkEnvDeclarations } from './script-env';
+import { type Qcow2Compat, qcow2CompatProblem } from '../disk/qcow2';
 
 /** Where an image's base disk comes from. */
 export type BaseSpec = { kind: 'url'; url: string; sha256: string } | { kind: 'path'; path: string } | { kind: 'empty'; size: string; bytes: number };
@@ -26,6 +27,8 @@ export interface ImageConfig {
   testBoot: TestBootConfig;
   /** Variables of the build's environment passed to the layer scripts (lib/image/script-env); absent when none is declared. */
   env?: EnvDeclarations;
+  /** The compatibility level of every qcow2 the image's build writes: base, layers, qcow2 exports. */
+  qcow2Compat?: Qcow2Compat;
 }
 
 /** image.json is missing, not JSON, or does not follow the schema. */
@@ -57,11 +60,15 @@ export function parseImageConfig(text: string, displayPath: string): ImageConfig
   } catch (error) {
     throw new ImageConfigError(`${displayPath} is not valid JSON: ${describeJsonError(text, (error as Error).message)}`);
   }
-  // env is checked on its own, for messages that name the bad variable or value and the fix.
-  const envCheck = checkEnvDeclarations(raw && typeof raw === 'object' ? (raw as { env?: unknown }).env : undefined);
-  const schemaErrors = validate(raw) ? [] : (validate.errors ?? []).filter((error) => !error.schemaPath.startsWith('#/properties/env/'));
-  if (schemaErrors.length || envCheck.problems.length) {
-    const lines = [describeErrors(schemaErrors, raw), ...envCheck.problems.map((problem) => `  - ${problem}`)].filter(Boolean);
+  // env and qcow2Compat are checked on their own, for messages that name the bad name or value and the fix.
+  const fields = raw && typeof raw === 'object' ? (raw as { env?: unknown; qcow2Compat?: unknown }) : {};
+  const envCheck = checkEnvDeclarations(fields.env);
+  const compatProblem = fields.qcow2Compat === undefined ? undefined : qcow2CompatProblem(fields.qcow2Compat);
+  const ownChecks = ['#/properties/env/', '#/properties/qcow2Compat/'];
+  const schemaErrors = validate(raw) ? [] : (validate.errors ?? []).filter((error) => !ownChecks.some((prefix) => error.schemaPath.startsWith(prefix)));
+  const problems = [...envCheck.problems, ...(compatProblem ? [`qcow2Compat ${compatProblem}`] : [])];
+  if (schemaErrors.length || problems.length) {
+    const lines = [describeErrors(schemaErrors, raw), ...problems.map((problem) => `  - ${problem}`)].filter(Boolean);
     throw new ImageConfigError(`${displayPath} does not match the image schema:\n${lines.join('\n')}`);
   }
   const config = raw as {
@@ -70,6 +77,7 @@ export function parseImageConfig(text: string, displayPath: string): ImageConfig
     rootPartition?: number;
     cacheSalt?: string;
     testBoot?: TestBootConfig;
+    qcow2Compat?: Qcow2Compat;
   };
   return {
     ...(config.name !== undefined ? { name: config.name } : {}),
@@ -78,6 +86,7 @@ export function parseImageConfig(text: string, displayPath: string): ImageConfig
     ...(config.cacheSalt !== undefined ? { cacheSalt: config.cacheSalt } : {}),
     testBoot: config.testBoot ?? {},
     ...(Object.keys(envCheck.env).length ? { env: envCheck.env } : {}),
+    ...(config.qcow2Compat !== undefined ? { qcow2Compat: config.qcow2Compat } : {}),
   };
 }
 
