@@ -66,6 +66,13 @@ describe('bind sources outside the layer folder', () => {
     write('images/tiny/common/more.txt', ', and more');
     expectOnlyBindingLayerRebuilt(await build());
     expect(await readFilesFromImage(top(), ['/etc/common', '/etc/top'])).toEqual({ '/etc/common': 'hello again, and more', '/etc/top': 'top' });
+    // The layers listing hashes the bind sources as the build did: each layer is the one built here.
+    const listed = await workspace.nxOk(['run', 'image-tiny:layers', '--json']);
+    const rows = JSON.parse(listed.slice(listed.indexOf('\n['), listed.lastIndexOf(']') + 1)) as Array<{ name: string; hash: string; state: string }>;
+    for (const row of rows) {
+      const manifest = JSON.parse(readFileSync(workspace.path(`dist/images/tiny/${row.name}.manifest.json`), 'utf8'));
+      expect([row.name, row.hash, row.state]).toEqual([row.name, manifest.build.taskHash, 'built here']);
+    }
   });
 
   it('3. rebuilds it when the folder or the file elsewhere in the workspace changes; not when another file there does', async () => {

@@ -1,4 +1,4 @@
-import { appendFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { readFilesFromImage } from './support/disk-read';
 import { tearDownHost } from './support/host-teardown';
 import { NxWorkspace, cacheHits, tasksRun } from './support/nx-workspace';
@@ -60,6 +60,13 @@ describe('variables image.json passes to the layer scripts', () => {
     expect(tasksRun(output)).toEqual(['image-tiny:build', ...LAYERS]);
     expect(cacheHits(output)).toEqual(['image-tiny:base']);
     expect(await seen()).toEqual({ modifyDisk: 'mirror=unset release=trixie undeclared=unset', buildLayer: 'mirror=unset release=trixie undeclared=unset' });
+    // The layers listing hashes the variables as the build did: each layer is the one built here.
+    const listed = await workspace.nxOk(['run', 'image-tiny:layers', '--json'], { env: { VMLB_TEST_RELEASE: 'trixie' } });
+    const rows = JSON.parse(listed.slice(listed.indexOf('\n['), listed.lastIndexOf(']') + 1)) as Array<{ name: string; hash: string; state: string }>;
+    for (const row of rows) {
+      const manifest = JSON.parse(readFileSync(workspace.path(`dist/images/tiny/${row.name}.manifest.json`), 'utf8'));
+      expect([row.name, row.hash, row.state]).toEqual([row.name, manifest.build.taskHash, 'built here']);
+    }
     // Back to the default: the first build's layers again.
     expect(cacheHits(await build())).toEqual(['image-tiny:base', ...LAYERS]);
   });
