@@ -88,7 +88,15 @@ describe('bind sources outside the layer folder', () => {
     expect(cacheHits(output)).toEqual([...BELOW, 'tiny-30_common:build', 'tiny-40_top:build'].sort());
   });
 
-  it('4. binds a folder read-write with # chroot-bind-mount-rw: the script writes to the host, not the layer, and its content is not in the key', async () => {
+  it('4. lists as affected by an edit of a bound file the layer that binds it, those above and the image; not those below', async () => {
+    await workspace.commitAll();
+    write('libs/app.conf', 'conf v3');
+    const affected = (await workspace.nxOk(['show', 'projects', '--affected', '--base=HEAD'])).split('\n').filter(Boolean).sort();
+    expect(affected).toEqual(['image-tiny', 'tiny-30_common', 'tiny-40_top']);
+    write('libs/app.conf', 'conf v2');
+  });
+
+  it('5. binds a folder read-write with # chroot-bind-mount-rw: the script writes to the host, not the layer, and its content is not in the key', async () => {
     workspace.script(
       'images/tiny/50_cache/build-layer',
       '# chroot-bind-mount-rw ../cache /var/cache/downloads',
@@ -109,7 +117,7 @@ describe('bind sources outside the layer folder', () => {
     expect(cacheHits(second)).toContain('tiny-50_cache:build');
   });
 
-  it('5. refuses a source outside the workspace, and a symlink in the workspace that leads out of it, naming the script, the hint and the fix', async () => {
+  it('6. refuses a source outside the workspace, and a symlink in the workspace that leads out of it, naming the script, the hint and the fix', async () => {
     rmSync(workspace.path('images/tiny/50_cache'), { recursive: true });
     workspace.script('images/tiny/50_out/build-layer', '# chroot-bind-mount ../../../../etc /host-etc', 'touch /host-etc/escaped');
     const refused = await workspace.nx(['build', 'image-tiny']);
