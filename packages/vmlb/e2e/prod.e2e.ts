@@ -1,4 +1,4 @@
-import { appendFileSync, cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, cpSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { readFilesFromImage } from '../test/support/disk-read';
 import { NxWorkspace, REPO_ROOT, cacheHits, tasksRun } from '../test/support/nx-workspace';
@@ -84,5 +84,13 @@ describe('images/prod', () => {
     const line = `edit to checked boot: ${((Date.now() - edited) / 1000).toFixed(1)} s`;
     console.log(line);
     appendFileSync(workspace.path('timings.txt'), line + '\n');
+  });
+
+  it('builds nothing when nothing changed: every layer a cache hit, image.qcow2 left as it is', async () => {
+    const image = workspace.path('dist/images/prod/image.qcow2');
+    const before = { link: readlinkSync(image), modified: statSync(image).mtimeMs };
+    const noop = await timed('no-op build', () => workspace.nxOk(['build', 'image-prod']));
+    expect(tasksRun(noop)).toEqual(['image-prod:build']);
+    expect({ link: readlinkSync(image), modified: statSync(image).mtimeMs }).toEqual(before);
   });
 });

@@ -40,9 +40,11 @@ describe('generators.json', () => {
       expect(typeof loaded.default).toBe('function');
     });
 
-    it(`exports the same function as ${name}Generator, which its spec tests`, () => {
+    // import-seed → importSeedGenerator
+    const exported = `${name.replace(/-([a-z])/g, (_dash, letter: string) => letter.toUpperCase())}Generator`;
+    it(`exports the same function as ${exported}, which its spec tests`, () => {
       const loaded: Record<string, unknown> = require(`./${name}/generator`);
-      expect(loaded.default).toBe(loaded[`${name}Generator`]);
+      expect(loaded.default).toBe(loaded[exported]);
     });
 
     it('has a description', () => {

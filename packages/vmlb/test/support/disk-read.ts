@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { execa } from 'execa';
@@ -50,5 +50,18 @@ export async function fileTimesInImage(qcow2: string, file: string): Promise<{ a
       return match[1];
     };
     return { atime: time('atime'), ctime: time('ctime'), mtime: time('mtime') };
+  });
+}
+
+/** The size of a qcow2 (chain)'s first partition and of the ext4 filesystem in it, in bytes (the filesystem's from dumpe2fs). */
+export async function rootPartitionAndFilesystem(qcow2: string): Promise<{ partition: number; filesystem: number }> {
+  return withRootFilesystem(qcow2, async (fs) => {
+    const { stdout } = await execa('dumpe2fs', ['-h', fs], { stderr: 'ignore' });
+    const field = (name: string) => {
+      const match = new RegExp(`^${name}:\\s+([0-9]+)$`, 'm').exec(stdout);
+      if (!match) throw new Error(`dumpe2fs printed no '${name}' for the first partition of ${qcow2}:\n${stdout}`);
+      return Number(match[1]);
+    };
+    return { partition: statSync(fs).size, filesystem: field('Block count') * field('Block size') };
   });
 }

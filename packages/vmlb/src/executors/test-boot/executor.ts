@@ -9,7 +9,7 @@ import { withInterruptSignal } from '../../lib/util/interrupt';
 import { checkPrerequisites } from '../../lib/build/prerequisites';
 import { generateSshKey, seedFile, serveNoCloudSeed, sshRun } from '../../lib/boot/cloud-init-seed';
 import { tail } from '../../lib/util/exec';
-import { bootAndCheck, bootInteractive, freePort, kvmUsable, withThrowawayOverlay } from '../../lib/boot/qemu-boot';
+import { bootAndCheck, bootInteractive, createBootOverlay, freePort, kvmUsable, withThrowawayOverlay } from '../../lib/boot/qemu-boot';
 import type { TestBootExecutorSchema } from './schema';
 import { chainTop, imageTestBootSettings } from '../../lib/image/image-chain';
 
@@ -132,7 +132,13 @@ export default async function testBootExecutor(options: TestBootExecutorSchema, 
                 }
               : undefined;
           signal.throwIfAborted();
-          const result = await bootAndCheck(overlay, machine, { expect: boot.expect, timeoutMs: boot.timeoutMs }, signal, afterBoot);
+          let result = await bootAndCheck(overlay, machine, { expect: boot.expect, timeoutMs: boot.timeoutMs }, signal, afterBoot);
+          if (result.kvmFailed) {
+            // /dev/kvm works for the probe's BIOS but not for every guest (nested virtualisation): start again, emulated.
+            console.log(`\nvmlb: ${result.reason}; booting again under TCG (VMLB_ACCEL=tcg skips KVM).`);
+            await createBootOverlay(boot.disk, overlay);
+            result = await bootAndCheck(overlay, { ...machine, kvm: false }, { expect: boot.expect, timeoutMs: boot.timeoutMs }, signal, afterBoot);
+          }
           const logFile = path.relative(context.root, boot.logFile);
           if (!result.passed) {
             throw new Error(

@@ -23,7 +23,7 @@ export function imageSchemaRef(imageRoot: string): string {
 const BASE_URL_PATTERN = /^(https?|file):\/\//;
 
 /** The `base` field of image.json, in the three shapes the schema allows. */
-type ImageBase = { url: string; sha256: string } | { path: string } | { empty: string };
+export type ImageBase = { url: string; sha256: string } | { path: string } | { empty: string };
 
 interface FirstLayer {
   folder: string;
@@ -59,10 +59,22 @@ export default imageGenerator;
 
 function normalizeOptions(tree: Tree, schema: ImageGeneratorSchema): NormalizedImageOptions {
   const name = String(schema.name);
+  const imageRoot = newImageRoot(tree, name, schema.directory);
+  const base = normalizeBase(schema);
+  if ('path' in base) warnIfMissing(tree, imageRoot, base.path);
+  const firstLayer: FirstLayer =
+    'empty' in base
+      ? { folder: '00_disk', kind: 'modify-disk', bodyFile: 'partition-blank-disk.sh' }
+      : { folder: '00_base', kind: 'build-layer', bodyFile: 'print-os-release.sh' };
+  return { name, imageRoot, base, firstLayer, skipFormat: schema.skipFormat ?? false };
+}
+
+/** The folder a new image named `name` gets under `directory`; refuses a bad name, a folder that exists and a name another image has. */
+export function newImageRoot(tree: Tree, name: string, directory: string | undefined): string {
   if (!IMAGE_NAME_PATTERN.test(name)) {
     throw new Error(`Image name '${name}' is not valid: use letters, digits, '.', '_' and '-', starting with a letter or digit, e.g. 'debian-12'.`);
   }
-  const imageRoot = path.posix.join(normalizeDirectory(schema.directory), name);
+  const imageRoot = path.posix.join(normalizeDirectory(directory), name);
   if (tree.exists(imageRoot)) {
     throw new Error(`${imageRoot} already exists. Choose another name, or add a layer to that image: nx g vmlb:layer <layer name> --image ${name}`);
   }
@@ -72,13 +84,7 @@ function normalizeOptions(tree: Tree, schema: ImageGeneratorSchema): NormalizedI
       `An image named '${name}' already exists in ${sameName.root}; two images with one name would have the same Nx projects. Choose another name.`,
     );
   }
-  const base = normalizeBase(schema);
-  if ('path' in base) warnIfMissing(tree, imageRoot, base.path);
-  const firstLayer: FirstLayer =
-    'empty' in base
-      ? { folder: '00_disk', kind: 'modify-disk', bodyFile: 'partition-blank-disk.sh' }
-      : { folder: '00_base', kind: 'build-layer', bodyFile: 'print-os-release.sh' };
-  return { name, imageRoot, base, firstLayer, skipFormat: schema.skipFormat ?? false };
+  return imageRoot;
 }
 
 const BASE_CHOICES = '--baseUrl <url> --sha256 <64 hex digits> (a download), --basePath <file> (a local disk) or --empty <size> (a blank disk)';
@@ -93,7 +99,8 @@ function normalizeDirectory(directory: string | undefined): string {
   return normalized;
 }
 
-function normalizeBase(schema: ImageGeneratorSchema): ImageBase {
+/** The base the options give, checked; a blank disk of DEFAULT_EMPTY_SIZE when none is given. */
+export function normalizeBase(schema: Pick<ImageGeneratorSchema, 'baseUrl' | 'sha256' | 'basePath' | 'empty'>): ImageBase {
   const given = (['baseUrl', 'basePath', 'empty'] as const).filter((option) => schema[option] !== undefined);
   if (given.length > 1) {
     throw new Error(`Give the image one base, not ${given.map((option) => `--${option}`).join(' and ')}: ${BASE_CHOICES}.`);
@@ -145,7 +152,7 @@ function normalizeBase(schema: ImageGeneratorSchema): ImageBase {
  * command line reads as relative to the current folder; the disk may also
  * simply not be there yet. Neither is an error now, but both are worth a word.
  */
-function warnIfMissing(tree: Tree, imageRoot: string, basePath: string): void {
+export function warnIfMissing(tree: Tree, imageRoot: string, basePath: string): void {
   const found = path.isAbsolute(basePath) ? existsSync(basePath) : tree.exists(path.posix.join(imageRoot, basePath));
   if (!found) {
     logger.warn(
@@ -156,14 +163,17 @@ function warnIfMissing(tree: Tree, imageRoot: string, basePath: string): void {
 }
 
 function writeImageConfig(tree: Tree, options: NormalizedImageOptions): void {
-  const configFile = path.posix.join(options.imageRoot, IMAGE_CONFIG_FILE);
-  const text = `${JSON.stringify({ $schema: imageSchemaRef(options.imageRoot), base: options.base }, null, 2)}\n`;
+  writeCheckedImageConfig(tree, options.imageRoot, { base: options.base }, 'vmlb:image');
+}
+
+/** Writes image.json after checking it against the image schema, which decides what an image.json may hold. */
+export function writeCheckedImageConfig(tree: Tree, imageRoot: string, config: { base: ImageBase } & Record<string, unknown>, generator: string): void {
+  const configFile = path.posix.join(imageRoot, IMAGE_CONFIG_FILE);
+  const text = `${JSON.stringify({ $schema: imageSchemaRef(imageRoot), ...config }, null, 2)}\n`;
   try {
-    // The schema, not this generator, decides what an image.json may hold;
-    // checking the text here keeps the two from drifting apart.
     parseImageConfig(text, configFile);
   } catch (error) {
-    throw new Error(`vmlb:image would write an invalid ${configFile}; this is a bug in vmlb. ${(error as Error).message}`);
+    throw new Error(`${generator} would write an invalid ${configFile}; this is a bug in vmlb. ${(error as Error).message}`);
   }
   tree.write(configFile, text);
 }

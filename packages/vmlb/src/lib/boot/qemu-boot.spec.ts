@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { TempWorkspace } from '../../testing/temp-workspace';
-import { kvmUsable } from './qemu-boot';
+import { bootAndCheck, kvmUsable } from './qemu-boot';
 
 /**
  * The KVM probe against stand-in qemu binaries (shell scripts): one that
@@ -53,4 +53,43 @@ describe('kvmUsable', () => {
     await expect(kvmUsable({ VMLB_ACCEL: 'tcg' }, { device, qemu })).resolves.toBe(false);
     expect(existsSync(path.join(dir, 'ran'))).toBe(false);
   });
+});
+
+/**
+ * A boot under KVM that qemu reports as an emulation failure (nested
+ * virtualisation: the firmware ran, the bootloader's code does not) must
+ * end at once and say so, rather than wait out the check's timeout while the
+ * guest hangs. A stand-in qemu-system-x86_64 on PATH plays both machines.
+ */
+describe('bootAndCheck on a host where KVM fails the guest', () => {
+  let workspace: TempWorkspace;
+  const savedPath = process.env.PATH;
+  beforeEach(() => {
+    workspace = new TempWorkspace();
+    const script =
+      'case "$*" in *"-accel kvm"*) echo "KVM internal error. Suberror: 1" >&2; echo "emulation failure" >&2; exec sleep 60;; esac\necho "debian login:"; exec sleep 60';
+    workspace.write('bin/qemu-system-x86_64', `#!/bin/sh\n${script}\n`, { executable: true });
+    process.env.PATH = `${workspace.path('bin')}:${savedPath}`;
+  });
+  afterEach(() => {
+    process.env.PATH = savedPath;
+    workspace.remove();
+  });
+
+  const machine = (kvm: boolean) => ({ disk: 'unused', memory: '64M', cpus: 1, sshPort: 2222, kvm, logFile: workspace.path(`console-${kvm}.log`) });
+
+  // The check would wait 60 s for its marker; only noticing the failure ends this test within its 40 s.
+  it('takes a console that stays silent under KVM for a stall, and ends the boot', async () => {
+    workspace.write('bin/qemu-system-x86_64', '#!/bin/sh\necho "Loading Linux 6.1.0-50-cloud-amd64 ..."\nexec sleep 60\n', { executable: true });
+    const result = await bootAndCheck(workspace.path('disk.qcow2'), machine(true), { expect: /login:/, timeoutMs: 60_000, kvmStallMs: 1_000 });
+    expect(result).toMatchObject({ passed: false, kvmFailed: true, reason: 'KVM made no progress: the console stayed silent for 1 s' });
+    expect(result.consoleTail).toContain('Loading Linux');
+  }, 40_000);
+
+  it('reports the KVM failure at once, and the same boot passes under TCG', async () => {
+    const check = { expect: /login:/, timeoutMs: 60_000 };
+    const underKvm = await bootAndCheck(workspace.path('disk.qcow2'), machine(true), check);
+    expect(underKvm).toMatchObject({ passed: false, kvmFailed: true, reason: 'KVM could not run the guest (qemu: KVM internal error, emulation failure)' });
+    await expect(bootAndCheck(workspace.path('disk.qcow2'), machine(false), check)).resolves.toMatchObject({ passed: true });
+  }, 40_000);
 });

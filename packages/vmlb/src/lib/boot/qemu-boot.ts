@@ -23,7 +23,16 @@ export interface CheckOptions {
   /** Regular expression on the console that marks a good boot. */
   expect: RegExp;
   timeoutMs: number;
+  /** Under KVM, a console silent this long means KVM stalls the guest (default KVM_STALL_MS). */
+  kvmStallMs?: number;
 }
+
+/**
+ * A guest under KVM prints without pause (firmware, bootloader, kernel,
+ * systemd's status lines); on hosts whose nested KVM passes the probe but
+ * cannot run a kernel, it goes silent for good. Worth a boot under TCG.
+ */
+export const KVM_STALL_MS = 30_000;
 
 /**
  * Whether KVM works here. /dev/kvm can exist and still fail (nested
@@ -125,17 +134,27 @@ export function qemuArguments(
 export async function withThrowawayOverlay<T>(disk: string, work: (overlay: string, scratchDir: string) => Promise<T>): Promise<T> {
   const dir = mkdtempSync(path.join(tmpdir(), 'vmlb-boot-'));
   try {
-    const info = await imageInfo(disk);
     const overlay = path.join(dir, 'boot.qcow2');
-    await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', info.format, '-b', path.resolve(disk), overlay]);
+    await createBootOverlay(disk, overlay);
     return await work(overlay, dir);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
+/** (Re)creates an empty overlay on `disk`: a boot's writes go there, never to the disk. */
+export async function createBootOverlay(disk: string, overlay: string): Promise<void> {
+  const info = await imageInfo(disk);
+  await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', info.format, '-b', path.resolve(disk), overlay]);
+}
+
+/** What qemu prints when KVM cannot run the guest's code (nested virtualisation without unrestricted guest mode); the guest then hangs. */
+const KVM_FAILURE = /KVM internal error|emulation failure/;
+
 export interface CheckResult {
   passed: boolean;
+  /** KVM failed on the guest's code: the boot is worth trying again under TCG. */
+  kvmFailed?: boolean;
   /** Why it failed, for the user. */
   reason?: string;
   consoleTail: string;
@@ -165,10 +184,13 @@ export async function bootAndCheck(
   });
   let consoleText = '';
   let settled = false;
+  /** Why KVM failed this guest, when it did. */
+  let kvmFailed: string | undefined;
   let resolveMatch: (matched: boolean) => void = () => undefined;
   const matched = new Promise<boolean>((resolve) => (resolveMatch = resolve));
   const onOutput = (chunk: Buffer) => {
     const text = chunk.toString();
+    lastOutput = Date.now();
     logStream.write(chunk);
     process.stdout.write(text);
     consoleText += text;
@@ -177,10 +199,24 @@ export async function bootAndCheck(
       settled = true;
       resolveMatch(true);
     }
+    if (!settled && boot.kvm && KVM_FAILURE.test(text)) {
+      settled = true;
+      kvmFailed = 'KVM could not run the guest (qemu: KVM internal error, emulation failure)';
+      resolveMatch(false);
+    }
   };
   qemu.stdout?.on('data', onOutput);
   qemu.stderr?.on('data', onOutput);
   const timer = setTimeout(() => resolveMatch(false), check.timeoutMs);
+  let lastOutput = Date.now();
+  const stallWatch = boot.kvm
+    ? setInterval(() => {
+        if (settled || Date.now() - lastOutput < (check.kvmStallMs ?? KVM_STALL_MS)) return;
+        settled = true;
+        kvmFailed = `KVM made no progress: the console stayed silent for ${Math.round((check.kvmStallMs ?? KVM_STALL_MS) / 1000)} s`;
+        resolveMatch(false);
+      }, 250)
+    : undefined;
   const onAbort = () => resolveMatch(false);
   signal?.addEventListener('abort', onAbort);
   let qemuExited = false;
@@ -202,15 +238,17 @@ export async function bootAndCheck(
     let reason: string | undefined;
     if (afterBootFailure !== undefined) reason = afterBootFailure;
     else if (!ok) {
-      if (signal?.aborted) reason = 'the boot was interrupted';
+      if (kvmFailed) reason = kvmFailed;
+      else if (signal?.aborted) reason = 'the boot was interrupted';
       else if (!running) {
         const result = await exited;
         reason = `qemu exited (code ${result.exitCode ?? result.signal}) before ${check.expect} appeared on the console`;
       } else reason = `${check.expect} did not appear on the console within ${Math.round(check.timeoutMs / 1000)} s`;
     }
-    return { passed: ok, reason, consoleTail: tail(consoleText.replace(/\r/g, ''), 40), seconds };
+    return { passed: ok, ...(kvmFailed ? { kvmFailed: true } : {}), reason, consoleTail: tail(consoleText.replace(/\r/g, ''), 40), seconds };
   } finally {
     clearTimeout(timer);
+    clearInterval(stallWatch);
     signal?.removeEventListener('abort', onAbort);
     if (!qemuExited && qemu.pid !== undefined) {
       qemu.kill('SIGTERM');

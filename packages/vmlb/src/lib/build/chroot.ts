@@ -6,6 +6,7 @@ import { resolveInRoot } from '../disk/root-path';
 import { shellQuote as quote } from '../util/shell-quote';
 import { bindSource } from './bind-sources';
 import type { ProjectOutputMount } from './project-outputs';
+import type { DiskDevices } from '../disk/disk-devices';
 import { makeFoldersInRoot, removeMadeFolders } from './image-root-edits';
 import { droppedCapabilities } from './sandbox-capabilities';
 
@@ -67,6 +68,8 @@ export interface ChrootRunOptions {
   bindMounts: BindMountHint[];
   /** `# project-output` hints, found on the host (lib/build/project-outputs). */
   projectOutputs?: ProjectOutputMount[];
+  /** `# disk-devices`: nodes of the disk and its partitions, copied into the sandbox's /dev. */
+  diskDevices?: DiskDevices;
   /** `# chroot-mount` hints, already located on the disk. */
   partitionMounts: Array<{ device: string; offset: number; size: number; target: string }>;
   /** Environment of the script (a clean one; see `scriptEnvironment`). */
@@ -181,6 +184,7 @@ async function runScriptInNamespace(options: ChrootRunOptions, resolve: (imagePa
   const dev = resolve('/dev');
   mount('-t', 'tmpfs', '-o', 'nosuid,noexec,mode=0755,size=16m', 'vmlb-dev', dev);
   lines.push(`cp -a ${[...DEVICE_NODES.map((node) => `/dev/${node}`), ...devTemplate(options.workDir)].map(quote).join(' ')} ${quote(`${dev}/`)}`);
+  lines.push(...diskDeviceLines(options.diskDevices, dev));
   mount('-t', 'devpts', '-o', 'newinstance,ptmxmode=0666,mode=0620,nosuid,noexec', 'devpts', `${dev}/pts`);
   mount('-t', 'tmpfs', '-o', 'nosuid,nodev', 'shm', `${dev}/shm`);
   mount('-t', 'tmpfs', '-o', 'nosuid,nodev,mode=1777', 'tmp', resolve('/tmp'));
@@ -260,4 +264,14 @@ function resolvConfLines(root: string, workDir: string): string[] {
   if (existsSync(target) && statSync(target).isFile()) return [bind];
   // No resolv.conf to bind over, and creating one would change the image.
   return [];
+}
+
+/** `# disk-devices`: the devices under their own names (grub-probe looks them up so), and /dev/vmlb-disk, /dev/vmlb-disk<N> naming them. */
+function diskDeviceLines(devices: DiskDevices | undefined, dev: string): string[] {
+  if (!devices) return [];
+  const nodes = [{ alias: 'vmlb-disk', device: devices.disk }, ...[...devices.partitions].map(([number, device]) => ({ alias: `vmlb-disk${number}`, device }))];
+  return nodes.flatMap(({ alias, device }) => [
+    `cp -a ${quote(device)} ${quote(`${dev}/`)}`,
+    `ln -s ${quote(path.basename(device))} ${quote(`${dev}/${alias}`)}`,
+  ]);
 }

@@ -58,7 +58,10 @@ export async function runBuildLayerScript(plan: LayerBuildPlan, disk: AttachedDi
     const selection = selectPartition(table, hint.partition, diskLabel);
     return { device: disk.rawDisk, offset: selection.start, size: selection.size, target: hint.target };
   });
-  const rootDevice = await disk.mount(root, workDir.rootDir);
+  // `# disk-devices`: the root is mounted from its partition's device, so that a bootloader probing / finds the disk it is on.
+  const devices = plan.hints.diskDevices ? await disk.diskDevices(table.partitions.map((partition) => partition.number)) : undefined;
+  const rootNode = root.number !== undefined ? devices?.partitions.get(root.number) : undefined;
+  const rootDevice = await disk.mount(root, workDir.rootDir, { device: rootNode });
   await pausePoint('mounted', signal, log);
   if (signal?.aborted) return { exitCode: 130, stdout: '', stderr: '', manifest: undefined, snapshot: undefined };
   // Before vmlb's own policy-rc.d goes in, so that it is not taken for the script's.
@@ -79,6 +82,7 @@ export async function runBuildLayerScript(plan: LayerBuildPlan, disk: AttachedDi
       scriptName: path.basename(plan.script),
       bindMounts: plan.hints.bindMounts,
       projectOutputs: plan.projectOutputs,
+      diskDevices: devices,
       partitionMounts,
       env: scriptEnvironment(plan.imageName, plan.layer, process.env, plan.scriptEnv),
       signal,

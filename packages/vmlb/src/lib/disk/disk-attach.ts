@@ -2,6 +2,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync }
 import * as path from 'node:path';
 import { run } from '../util/exec';
 import { type LoopDevice, attachLoop, detachLoop, isMounted, listLoopDevices, loopsStackedOn, mountsUnder, unmount } from './mounts';
+import { type DiskDevices, waitForPartitionDevices } from './disk-devices';
 import type { PartitionSelection } from './root-partition';
 import { checkpoint, pausePoint } from '../util/pause-point';
 import { commandLineOf, isAlive, stopProcess } from '../util/processes';
@@ -147,10 +148,18 @@ export class AttachedDisk {
     return device;
   }
 
-  /** Mounts a partition (or the whole disk) at a mount point (read-write unless asked); returns the loop device it mounted. */
-  async mount(selection: PartitionSelection, mountPoint: string, options: { readOnly?: boolean } = {}): Promise<string> {
+  /** The whole disk and its partitions as block devices (`# disk-devices`), on a loop device that scans partitions. */
+  async diskDevices(partitionNumbers: readonly number[]): Promise<DiskDevices> {
+    if (this.options.nbdDevice) throw new Error('# disk-devices needs the FUSE attach: leave out --nbd (and VMLB_NBD) for this layer.');
+    const device = await attachLoop(this.rawDisk, undefined, { readOnly: this.options.readOnly, partitions: true });
+    this.record((state) => state.loopDevices.push(device));
+    return waitForPartitionDevices(device, partitionNumbers);
+  }
+
+  /** Mounts a partition (or the whole disk) at a mount point (read-write unless asked); returns the device it mounted (`device`, when given, instead of a new loop device). */
+  async mount(selection: PartitionSelection, mountPoint: string, options: { readOnly?: boolean; device?: string } = {}): Promise<string> {
     mkdirSync(mountPoint, { recursive: true });
-    const device = await this.loop({ offset: selection.start, size: selection.size });
+    const device = options.device ?? (await this.loop({ offset: selection.start, size: selection.size }));
     await checkpoint('loop-attached', this.options.signal, this.options.log);
     this.record((state) => state.mounts.push(mountPoint));
     // noatime: reading a file or listing a folder would otherwise rewrite

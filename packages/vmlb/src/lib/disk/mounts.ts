@@ -116,8 +116,12 @@ export async function loopsStackedOn(devices: readonly string[], listing?: LoopD
 }
 
 /** Attaches a loop device to a byte range of a file; returns its path. */
-export async function attachLoop(file: string, range?: { offset: number; size: number }, options: { readOnly?: boolean } = {}): Promise<string> {
-  const args = ['--find', '--show', ...(options.readOnly ? ['--read-only'] : [])];
+export async function attachLoop(
+  file: string,
+  range?: { offset: number; size: number },
+  options: { readOnly?: boolean; partitions?: boolean } = {},
+): Promise<string> {
+  const args = ['--find', '--show', ...(options.readOnly ? ['--read-only'] : []), ...(options.partitions ? ['--partscan'] : [])];
   if (range) args.push('--offset', String(range.offset), '--sizelimit', String(range.size));
   const { stdout } = await run('losetup', [...args, file]);
   return stdout.trim();

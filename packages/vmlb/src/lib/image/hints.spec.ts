@@ -48,6 +48,16 @@ describe('parseHints', () => {
     );
   });
 
+  it('reads # disk-devices, a build-layer hint without arguments', () => {
+    const hints = parseHints(script('# disk-devices'), 'x/build-layer', 'build-layer');
+    expect(hints.diskDevices).toBe(true);
+    expect(describeHints(hints)).toEqual(['disk-devices']);
+    expect(() => parseHints(script('# disk-devices'), 'x/modify-disk', 'modify-disk')).toThrow(
+      "x/modify-disk:3: the 'disk-devices' hint only applies to build-layer scripts, and this is a modify-disk script (usage: # disk-devices)",
+    );
+    expect(() => parseHints(script('# disk-devices /dev/sda'), 'x/build-layer', 'build-layer')).toThrow("'disk-devices' takes no arguments, got '/dev/sda'");
+  });
+
   it('refuses # project-output in a modify-disk script', () => {
     expect(() => parseHints(script('# project-output greeter /run/g'), 'x/modify-disk', 'modify-disk')).toThrow(
       "the 'project-output' hint only applies to build-layer scripts",
@@ -119,6 +129,13 @@ describe('parseHints', () => {
     ]);
     expect(() => parseHints(script('# chroot-bind-mount ../../../../etc /etc2'), 'images/prod/10_app/build-layer', 'build-layer')).toThrow(
       "images/prod/10_app/build-layer:3: bind-mount source '../../../../etc' leads out of the workspace; bind sources are paths inside the workspace, relative to the layer folder (usage: # chroot-bind-mount <path in the workspace, relative to the layer folder> <absolute path in image>)",
+    );
+  });
+
+  it('reads # disk-devices followed by a comment that starts with ( or #; other words after it stay an error', () => {
+    expect(parseHints(script('# disk-devices (for grub-install)'), 'x/build-layer', 'build-layer').diskDevices).toBe(true);
+    expect(() => parseHints(script('# disk-devices for grub'), 'x/build-layer', 'build-layer')).toThrow(
+      "x/build-layer:3: 'disk-devices' takes no arguments, got 'for grub'; text after it is a comment only when it starts with ( or # (usage: # disk-devices)",
     );
   });
 

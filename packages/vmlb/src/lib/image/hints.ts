@@ -36,8 +36,8 @@ export interface PartitionMountHint {
  * `# nocache`. Every hint is a whole comment line: `#`, optional spaces,
  * the hint name, then its arguments separated by spaces. After the
  * arguments, the rest of the line is a comment when it starts with `(` or
- * `#`; a hint without arguments (nocache, noshare) ignores the rest of its
- * line, unless it starts with another hint's name.
+ * `#`; nocache and noshare ignore the rest of their line, unless it starts
+ * with another hint's name.
  */
 export interface ScriptHints {
   /** Rebuild on every run; never stored in any cache. */
@@ -54,6 +54,8 @@ export interface ScriptHints {
   rebuildEvery?: number;
   /** `# project-output <project>[:<target>] <dst>` (build-layer): built first, part of the key, bound read-only. */
   projectOutputs: ProjectOutputHint[];
+  /** `# disk-devices` (build-layer): the image's disk and partitions as /dev/vmlb-disk, /dev/vmlb-disk1..., for bootloaders. */
+  diskDevices?: boolean;
 }
 
 export const HINT_NAMES = [
@@ -65,6 +67,7 @@ export const HINT_NAMES = [
   'chroot-mount',
   'rebuild-every',
   'project-output',
+  'disk-devices',
 ] as const;
 type HintName = (typeof HINT_NAMES)[number];
 
@@ -78,7 +81,11 @@ const HINT_ARITY: Record<HintName, number> = {
   'chroot-mount': 2,
   'rebuild-every': 1,
   'project-output': 2,
+  'disk-devices': 0,
 };
+
+/** The hints vm-layer-builder knew without arguments, whose own examples have prose after them: the rest of their line is a comment. */
+const FREE_TEXT_HINTS: readonly HintName[] = ['nocache', 'noshare'];
 
 /** Where a comment may start after a hint's arguments. */
 const TRAILING_COMMENT = /^[(#]/;
@@ -94,6 +101,7 @@ const HINT_USAGE: Record<HintName, string> = {
   'chroot-mount': '# chroot-mount <partition number, e.g. 2 or p2> <absolute path in image>',
   'rebuild-every': '# rebuild-every <period>, e.g. # rebuild-every 7d (units: h, d, w)',
   'project-output': '# project-output <project>[:<target>] <absolute path in image>, e.g. # project-output greeter:build /opt/greeter',
+  'disk-devices': '# disk-devices',
 };
 
 /** Nx project and target names as a hint may give them (`@scope/app`, `my-app`, `build:prod` is not one). */
@@ -109,6 +117,7 @@ const HINT_KINDS: Partial<Record<HintName, ScriptKind>> = {
   'chroot-bind-mount-rw': 'build-layer',
   'chroot-mount': 'build-layer',
   'project-output': 'build-layer',
+  'disk-devices': 'build-layer',
 };
 
 /** A script whose hints cannot be honoured; the message names file, line and fix. */
@@ -180,6 +189,10 @@ export function parseHints(scriptText: string, scriptPath: string, kind: ScriptK
         hints.rebuildEvery = parsePeriod(args[0]) ?? fail(`'${args[0]}' is not a period`);
         break;
       }
+      case 'disk-devices':
+        if (args.length) fail(`'disk-devices' takes no arguments, got '${args.join(' ')}'; text after it is a comment only when it starts with ( or #`);
+        hints.diskDevices = true;
+        break;
       case 'project-output': {
         if (args.length !== 2) wrongCount('a project (with an optional :target) and a target path');
         const [project, target = 'build', ...rest] = args[0].split(':');
@@ -195,12 +208,12 @@ export function parseHints(scriptText: string, scriptPath: string, kind: ScriptK
 /**
  * A hint's arguments without the comment after them. Text after a hint's
  * arguments is a comment only when it starts with `(` or `#`, so that a
- * mistyped extra argument is still reported; a hint without arguments
- * takes the whole rest of its line as a comment, except another hint.
+ * mistyped extra argument is still reported; nocache and noshare take the
+ * whole rest of their line as a comment, except another hint.
  */
 function hintArguments(name: HintName, words: string[], fail: (problem: string) => never): string[] {
   const arity = HINT_ARITY[name];
-  if (arity === 0) {
+  if (FREE_TEXT_HINTS.includes(name)) {
     const other = HINT_NAMES.find((hint) => hint === words[0]);
     if (other) fail(`one hint per line: put '# ${other}' on a line of its own`);
     return [];
@@ -254,6 +267,7 @@ export function describeHints(hints: ScriptHints): string[] {
   if (hints.noshare) labels.push('noshare');
   if (hints.diskSize !== undefined) labels.push(`disk-size ${formatBytes(hints.diskSize)}`);
   for (const mount of hints.bindMounts) labels.push(`chroot-bind-mount${mount.readWrite ? '-rw' : ''} ${mount.source} ${mount.target}`);
+  if (hints.diskDevices) labels.push('disk-devices');
   for (const output of hints.projectOutputs) labels.push(`project-output ${output.project}:${output.target} ${output.mountPoint}`);
   for (const mount of hints.partitionMounts) labels.push(`chroot-mount ${mount.partition} ${mount.target}`);
   if (hints.rebuildEvery !== undefined) labels.push(`rebuild-every ${formatPeriod(hints.rebuildEvery)}`);
