@@ -153,13 +153,16 @@ describe('bad input', () => {
       await expectFailure(await build(), 'images/tiny: layers 20_motd and 20_other share the number 20, so their order is ambiguous. Renumber one of them.');
     }, 120_000);
 
-    it.each([['../../../etc'], ['/etc']])(
-      'a # chroot-bind-mount source outside the layer folder: %s',
-      async (source) => {
+    it.each([
+      ['../../../../etc', 'leads out of the workspace; bind sources are paths inside the workspace, relative to the layer folder'],
+      ['/etc', 'must be relative to the layer folder, and inside the workspace'],
+    ])(
+      'a # chroot-bind-mount source outside the workspace: %s',
+      async (source, problem) => {
         writeLayer('30_x', 'build-layer', `#!/bin/sh\n# chroot-bind-mount ${source} /host-etc\ntouch /host-etc/escaped\n`);
         await expectFailure(
           await build(),
-          `images/tiny/30_x/build-layer:2: bind-mount source '${source}' must be a path inside the layer folder, relative to it (usage: # chroot-bind-mount <path in layer folder> <absolute path in image>)`,
+          `images/tiny/30_x/build-layer:2: bind-mount source '${source}' ${problem} (usage: # chroot-bind-mount <path in the workspace, relative to the layer folder> <absolute path in image>)`,
         );
       },
       120_000,
@@ -167,7 +170,7 @@ describe('bad input', () => {
   });
 
   describe('found by the layer task before it touches a disk', () => {
-    it('a # chroot-bind-mount source that is a symlink out of the layer folder: refused, nothing escapes', async () => {
+    it('a # chroot-bind-mount source that is a symlink out of the workspace: refused, nothing escapes', async () => {
       const outside = mkdtempSync(path.join(tmpdir(), 'vmlb-outside-'));
       try {
         writeLayer('30_x', 'build-layer', '#!/bin/sh\n# chroot-bind-mount data /data\ntouch /data/escaped\n');
@@ -175,8 +178,9 @@ describe('bad input', () => {
         const run = await build();
         await expectFailure(
           run,
-          `images/tiny/30_x/build-layer: # chroot-bind-mount data /data: chroot-bind-mount source 'data' resolves to ${outside}, outside the layer folder ${image('30_x')}; ` +
-            'bind sources must stay inside it. Copy what the layer needs into its folder instead of linking to it.',
+          `images/tiny/30_x/build-layer: # chroot-bind-mount data /data: bind source 'data' resolves to ${outside}, outside the workspace ${workspace.root}; ` +
+            "bind sources must stay inside the workspace, whose files make the layer's cache key. " +
+            'Copy what the layer needs into the workspace (beside the layer folders, e.g. ../common) instead of linking to it.',
         );
         expect(run.output).not.toContain(started('30_x'));
         expect(readdirSync(outside)).toEqual([]);

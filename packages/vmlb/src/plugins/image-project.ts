@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import type { ProjectConfiguration, TargetConfiguration, TargetDependencyConfig } from '@nx/devkit';
-import { LAYER_FORMAT, baseInputs, exportInputs } from '../lib/cache-identity/task-key';
+import { LAYER_FORMAT, baseInputs, exportInputs, qcow2CompatOption } from '../lib/cache-identity/task-key';
 import { type ImageLayout, manifestPathFor } from '../lib/image/dist-layout';
 import { type ImageInfo, IMAGE_CONFIG_FILE } from '../lib/image/layer-discovery';
 import { imageProjectName } from '../lib/image/project-names';
@@ -33,7 +33,14 @@ export function imageProject(image: ImageInfo, layout: ImageLayout, lastLayer: s
       cache: true,
       inputs: baseInputs(IMAGE_CONFIG_FILE, image.config.base.kind === 'path' ? resolveBasePath(image) : undefined),
       outputs: [...chainFileOutputs(layout.base, options), `{workspaceRoot}/${manifestPathFor(layout.base)}`],
-      options: { imageName: image.name, base: baseOption(image), output: layout.base, layerFormat: LAYER_FORMAT, ...blobOption(options) },
+      options: {
+        imageName: image.name,
+        base: baseOption(image),
+        output: layout.base,
+        layerFormat: LAYER_FORMAT,
+        ...qcow2CompatOption(image.config),
+        ...blobOption(options),
+      },
       metadata: metadata(options.baseTargetName, `Import the base disk of image ${image.name} (${describeBase(image)}) into ${layout.base}`, {}),
     },
     [options.buildTargetName]: {
@@ -41,7 +48,7 @@ export function imageProject(image: ImageInfo, layout: ImageLayout, lastLayer: s
       // Linking is instant; a flattened image belongs to the flatten target.
       cache: false,
       dependsOn: [lastBuild],
-      options: { ...chain, output: layout.image, flatten: false },
+      options: { ...chain, output: layout.image, flatten: false, ...qcow2CompatOption(image.config) },
       metadata: metadata(
         options.buildTargetName,
         `Build every layer of image ${image.name} and link ${layout.image} to the last one (--flatten writes one standalone file instead)`,
@@ -56,7 +63,7 @@ export function imageProject(image: ImageInfo, layout: ImageLayout, lastLayer: s
       dependsOn: [lastBuild],
       inputs: exportInputs(),
       outputs: [`{workspaceRoot}/${layout.dir}/export/{options.format}`],
-      options: { ...chain, outputDir: path.posix.join(layout.dir, 'export'), format: 'qcow2', layerFormat: LAYER_FORMAT },
+      options: { ...chain, outputDir: path.posix.join(layout.dir, 'export'), format: 'qcow2', layerFormat: LAYER_FORMAT, ...qcow2CompatOption(image.config) },
       metadata: metadata(
         options.flattenTargetName,
         `Write image ${image.name} as one standalone disk file: qcow2, raw, vmdk, vhdx, vdi, vpc or ova, with a .sha256 (into ${layout.dir}/export/<format>/)`,

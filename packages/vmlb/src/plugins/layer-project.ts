@@ -1,5 +1,5 @@
 import type { ProjectConfiguration, TargetConfiguration } from '@nx/devkit';
-import { layerInputs, layerKeyOptions } from '../lib/cache-identity/task-key';
+import { bindSourcesOutside, layerInputs, layerKeyOptions } from '../lib/cache-identity/task-key';
 import { manifestPathFor, snapshotPathFor } from '../lib/image/dist-layout';
 import { describeHints } from '../lib/image/hints';
 import type { ImageInfo, LayerInfo } from '../lib/image/layer-discovery';
@@ -30,7 +30,12 @@ export function layerProject(image: ImageInfo, layer: LayerInfo, position: Chain
         : { target: options.baseTargetName, projects: [imageProjectName(image.name)] },
       ...projectOutputs.map(({ project, target }) => ({ target, projects: [project] })),
     ],
-    inputs: layerInputs(layer.hints.rebuildEvery, projectOutputs.length ? options.distDir : undefined),
+    inputs: layerInputs({
+      rebuildEverySeconds: layer.hints.rebuildEvery,
+      shipsOutputsOutside: projectOutputs.length ? options.distDir : undefined,
+      bindSources: bindSourcesOutside(layer.dir, layer.hints.bindMounts),
+      env: image.config.env,
+    }),
     outputs: [...chainFileOutputs(output, options), `{workspaceRoot}/${manifestPathFor(output)}`, `{workspaceRoot}/${snapshotPathFor(output)}`],
     options: {
       imageName: image.name,
@@ -41,7 +46,7 @@ export function layerProject(image: ImageInfo, layer: LayerInfo, position: Chain
       output,
       ...(image.config.rootPartition !== undefined ? { rootPartition: image.config.rootPartition } : {}),
       ...(projectOutputs.length ? { projectOutputs } : {}),
-      ...layerKeyOptions(image.config.cacheSalt),
+      ...layerKeyOptions(image.config),
       ...blobOption(options),
     },
     metadata: targetMetadata(describeLayerTarget(image, layer, output), name, options.buildTargetName, { nbd: '/dev/nbd0' }),

@@ -5,17 +5,17 @@ import { execa } from 'execa';
 
 /**
  * Runs `read` on the root filesystem of a qcow2 (chain) without mounting
- * it: the disk is converted to a temporary raw file, the first partition
- * located with sfdisk and copied out, and `read` gets that ext4 file (for
- * debugfs).
+ * it: the disk is converted to a temporary raw file, the partition (default
+ * the first) located with sfdisk and copied out, and `read` gets that ext4
+ * file (for debugfs).
  */
-async function withRootFilesystem<T>(qcow2: string, read: (fs: string) => Promise<T>): Promise<T> {
+async function withRootFilesystem<T>(qcow2: string, read: (fs: string) => Promise<T>, partitionNumber = 1): Promise<T> {
   const dir = mkdtempSync(path.join(tmpdir(), 'vmlb-read-'));
   try {
     const raw = path.join(dir, 'disk.raw');
     await execa('qemu-img', ['convert', '-U', '-O', 'raw', qcow2, raw]);
     const { stdout: table } = await execa('sfdisk', ['--json', raw]);
-    const partition = JSON.parse(table).partitiontable.partitions[0] as { start: number; size: number };
+    const partition = JSON.parse(table).partitiontable.partitions[partitionNumber - 1] as { start: number; size: number };
     const fs = path.join(dir, 'root.ext4');
     await execa('dd', [`if=${raw}`, `of=${fs}`, 'bs=512', `skip=${partition.start}`, `count=${partition.size}`, 'status=none']);
     return await read(fs);
@@ -24,16 +24,20 @@ async function withRootFilesystem<T>(qcow2: string, read: (fs: string) => Promis
   }
 }
 
-/** The contents of files in a qcow2 (chain), read with debugfs; `<unreadable>` for a file that is not there. */
-export async function readFilesFromImage(qcow2: string, files: string[]): Promise<Record<string, string>> {
-  return withRootFilesystem(qcow2, async (fs) => {
-    const result: Record<string, string> = {};
-    for (const file of files) {
-      const { stdout, exitCode } = await execa('debugfs', ['-R', `cat ${file}`, fs], { reject: false, stderr: 'ignore' });
-      result[file] = exitCode === 0 ? stdout : '<unreadable>';
-    }
-    return result;
-  });
+/** The contents of files in a qcow2 (chain), read with debugfs; `<unreadable>` for a file that is not there. `partition`: another than the first. */
+export async function readFilesFromImage(qcow2: string, files: string[], partition = 1): Promise<Record<string, string>> {
+  return withRootFilesystem(
+    qcow2,
+    async (fs) => {
+      const result: Record<string, string> = {};
+      for (const file of files) {
+        const { stdout, exitCode } = await execa('debugfs', ['-R', `cat ${file}`, fs], { reject: false, stderr: 'ignore' });
+        result[file] = exitCode === 0 ? stdout : '<unreadable>';
+      }
+      return result;
+    },
+    partition,
+  );
 }
 
 /** The access, change and modification times of a file in a qcow2 (chain), as debugfs prints them (`0x65a1b2c3:12345678 -- <date>`). */

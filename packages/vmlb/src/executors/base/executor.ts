@@ -14,12 +14,14 @@ import { IMAGE_CONFIG_FILE } from '../../lib/image/layer-discovery';
 import { checkPrerequisites } from '../../lib/build/prerequisites';
 import type { BaseExecutorSchema } from './schema';
 import { checkTargetDefaults } from '../../lib/cache-identity/target-defaults-guard';
+import { type Qcow2Compat, checkQcow2Compat } from '../../lib/disk/qcow2';
 
 export interface NormalizedBaseOptions {
   imageName: string;
   source: BaseSource;
   output: string;
   downloadCache: string;
+  qcow2Compat?: Qcow2Compat;
 }
 
 export function normalizeOptions(options: BaseExecutorSchema, workspaceRoot: string, env: NodeJS.ProcessEnv = process.env): NormalizedBaseOptions {
@@ -44,6 +46,7 @@ export function normalizeOptions(options: BaseExecutorSchema, workspaceRoot: str
     source,
     output: path.resolve(workspaceRoot, options.output),
     downloadCache: options.downloadCache ? path.resolve(workspaceRoot, options.downloadCache) : defaultDownloadCache(env),
+    qcow2Compat: checkQcow2Compat(options.qcow2Compat, `Image ${options.imageName}: --qcow2Compat`),
   };
 }
 
@@ -66,6 +69,7 @@ export default async function baseExecutor(options: BaseExecutorSchema, context:
       configFile: imageRoot ? path.posix.join(imageRoot, IMAGE_CONFIG_FILE) : `the ${IMAGE_CONFIG_FILE} of image ${normalized.imageName}`,
       // A failed import keeps the earlier base and the manifest that describes it.
       replaces: [manifestPath],
+      qcow2Compat: normalized.qcow2Compat,
     });
     // The base has no files of its own to list; its manifest carries the build record.
     const build = await makeBuildRecord(normalized.output, { workspaceRoot: context.root, startedAt });

@@ -4,5 +4,6 @@ export interface BaseExecutorSchema {
   output: string;
   downloadCache?: string;
   layerFormat?: number;
+  qcow2Compat?: '0.10' | '1.1';
   blobs?: boolean;
 }

@@ -12,6 +12,7 @@ import { formatBytes, formatDuration } from '../../lib/util/units';
 import type { FlattenExecutorSchema } from './schema';
 import { checkTargetDefaults } from '../../lib/cache-identity/target-defaults-guard';
 import { chainTop } from '../../lib/image/image-chain';
+import { checkQcow2Compat } from '../../lib/disk/qcow2';
 
 export interface FlattenPlan extends Omit<ExportOptions, 'signal'> {
   imageName: string;
@@ -49,6 +50,7 @@ export function normalizeOptions(options: FlattenExecutorSchema, workspaceRoot: 
     progress: true,
     sha256: options.sha256 !== false,
     blobs: options.blobs === true,
+    qcow2Compat: checkQcow2Compat(options.qcow2Compat, '--qcow2Compat'),
   };
 }
 

@@ -13,5 +13,6 @@ export interface FlattenExecutorSchema {
   cpus?: number;
   memory?: number;
   layerFormat?: number;
+  qcow2Compat?: '0.10' | '1.1';
   blobs?: boolean;
 }

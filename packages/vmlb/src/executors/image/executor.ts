@@ -16,6 +16,7 @@ import { REMOTE_CACHE_WARNING_ENV } from '../../lib/cache-identity/remote-cache-
 import type { ImageExecutorSchema } from './schema';
 import { checkTargetDefaults } from '../../lib/cache-identity/target-defaults-guard';
 import { chainTop } from '../../lib/image/image-chain';
+import { checkQcow2Compat } from '../../lib/disk/qcow2';
 
 export function normalizeOptions(options: ImageExecutorSchema, workspaceRoot: string) {
   return {
@@ -24,6 +25,7 @@ export function normalizeOptions(options: ImageExecutorSchema, workspaceRoot: st
     output: path.resolve(workspaceRoot, options.output),
     flatten: options.flatten ?? false,
     verify: options.verify ?? false,
+    qcow2Compat: checkQcow2Compat(options.qcow2Compat, '--qcow2Compat'),
   };
 }
 
@@ -41,7 +43,7 @@ function reportImageWarnings(context: ExecutorContext): void {
 export default async function imageExecutor(options: ImageExecutorSchema, context: ExecutorContext): Promise<{ success: boolean }> {
   return reportFailure(async () => {
     checkTargetDefaults(context);
-    const { imageName, chain, output, flatten, verify } = normalizeOptions(options, context.root);
+    const { imageName, chain, output, flatten, verify, qcow2Compat } = normalizeOptions(options, context.root);
     const cacheWarning = process.env[REMOTE_CACHE_WARNING_ENV];
     if (cacheWarning) console.warn(`vmlb: warning: ${cacheWarning}`);
     reportImageWarnings(context);
@@ -82,7 +84,9 @@ export default async function imageExecutor(options: ImageExecutorSchema, contex
     if (flatten) {
       checkPrerequisites(['qemu-img'], { fuse: false, disks: false });
       // A qcow2 to qcow2 convert writes every layer's data into one file with no backing file.
-      const { sha256 } = await withInterruptSignal((signal) => exportDisk(chain, output, { format: 'qcow2', compress: false, progress: true, signal }));
+      const { sha256 } = await withInterruptSignal((signal) =>
+        exportDisk(chain, output, { format: 'qcow2', compress: false, qcow2Compat, progress: true, signal }),
+      );
       console.log(
         `vmlb: image ${imageName} flattened into ${options.output} (standalone, no backing file; sha256 ${sha256!.slice(0, 16)}... in ${path.basename(output)}.sha256)`,
       );

@@ -6,5 +6,6 @@ export interface ImageExecutorSchema {
   output: string;
   flatten?: boolean;
   verify?: boolean;
+  qcow2Compat?: '0.10' | '1.1';
   blobs?: boolean;
 }

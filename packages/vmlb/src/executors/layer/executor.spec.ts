@@ -44,12 +44,26 @@ describe('normalizeOptions', () => {
     output: 'dist/images/demo/10_a.qcow2',
   };
 
-  it('refuses a # chroot-bind-mount source that leads out of the layer folder, before anything is built', () => {
-    workspace.script('images/demo/10_a/build-layer', '# chroot-bind-mount data /data');
-    symlinkSync(workspace.path('outside'), workspace.path('images/demo/10_a/data'));
-    expect(() => normalizeOptions(options, workspace.root, {})).toThrow(
-      /^images\/demo\/10_a\/build-layer: # chroot-bind-mount data \/data: chroot-bind-mount source 'data' resolves to .*\/outside, outside the layer folder/,
-    );
+  it('refuses a # chroot-bind-mount source that leads out of the workspace, before anything is built', () => {
+    const elsewhere = new TempWorkspace();
+    try {
+      workspace.script('images/demo/10_a/build-layer', '# chroot-bind-mount data /data');
+      symlinkSync(elsewhere.root, workspace.path('images/demo/10_a/data'));
+      expect(() => normalizeOptions(options, workspace.root, {})).toThrow(
+        /^images\/demo\/10_a\/build-layer: # chroot-bind-mount data \/data: bind source 'data' resolves to .*, outside the workspace /,
+      );
+    } finally {
+      elsewhere.remove();
+    }
+  });
+
+  it('accepts a # chroot-bind-mount source elsewhere in the workspace', () => {
+    workspace.script('images/demo/10_a/build-layer', '# chroot-bind-mount ../../../outside /data', '# chroot-bind-mount ../common /opt/common');
+    workspace.write('images/demo/common/c.txt', 'c');
+    expect(normalizeOptions(options, workspace.root, {}).hints.bindMounts).toEqual([
+      { source: '../../../outside', target: '/data' },
+      { source: '../common', target: '/opt/common' },
+    ]);
   });
 
   it('refuses a # chroot-bind-mount source that is not in the layer folder', () => {

@@ -17,6 +17,9 @@ import { type LayerBuildPlan, buildLayer } from '../../lib/build/layer-build';
 import { checkPrerequisites, layerBuildTools } from '../../lib/build/prerequisites';
 import type { LayerExecutorSchema } from './schema';
 import { checkTargetDefaults } from '../../lib/cache-identity/target-defaults-guard';
+import { imageScriptEnv } from '../../lib/image/image-chain';
+import { declaredEnvironment } from '../../lib/image/script-env';
+import { checkQcow2Compat } from '../../lib/disk/qcow2';
 
 /** Options resolved once: absolute paths, script kind and hints read from the script. */
 export function normalizeOptions(
@@ -49,8 +52,8 @@ export function normalizeOptions(
     throw new Error(`Layer ${options.layer} of image ${options.imageName}: its script ${options.script} cannot be read.`);
   }
   const hints = parseHints(scriptText, options.script, kind);
-  // Before the disk is touched: a bind source that has gone, or leads out of the layer folder through a symlink.
-  checkBindSources(absolute(options.layerDir), hints.bindMounts, options.script);
+  // Before the disk is touched: a bind source that has gone, or leads out of the workspace through a symlink.
+  checkBindSources({ workspaceRoot, layerDir: absolute(options.layerDir) }, hints.bindMounts, options.script);
   const projectOutputs = resolveProjectOutputs(hints.projectOutputs, graph, workspaceRoot, options.script);
   return {
     workspaceRoot,
@@ -65,6 +68,9 @@ export function normalizeOptions(
     rootPartition: options.rootPartition,
     nbdDevice,
     projectOutputs,
+    // The layer folder sits in the image folder, whose image.json declares them.
+    scriptEnv: declaredEnvironment(imageScriptEnv(path.posix.dirname(options.layerDir), workspaceRoot), env),
+    qcow2Compat: checkQcow2Compat(options.qcow2Compat, `Layer ${options.layer}: --qcow2Compat`),
   };
 }
 

@@ -10,5 +10,7 @@ export interface LayerExecutorSchema {
   nbd?: string;
   layerFormat?: number;
   cacheSalt?: string;
+  keyedEnvDefaults?: Record<string, string>;
+  qcow2Compat?: '0.10' | '1.1';
   blobs?: boolean;
 }

@@ -7,7 +7,7 @@ import { openBlobStores } from '../../lib/blob/config';
 import { reportFailure } from '../../lib/util/executor-errors';
 import { withInterruptSignal } from '../../lib/util/interrupt';
 import { checkPrerequisites } from '../../lib/build/prerequisites';
-import { generateSshKey, serveNoCloudSeed, sshRun } from '../../lib/boot/cloud-init-seed';
+import { generateSshKey, seedFile, serveNoCloudSeed, sshRun } from '../../lib/boot/cloud-init-seed';
 import { tail } from '../../lib/util/exec';
 import { bootAndCheck, bootInteractive, createBootOverlay, freePort, kvmUsable, rememberKvmFailure, withThrowawayOverlay } from '../../lib/boot/qemu-boot';
 import type { TestBootExecutorSchema } from './schema';
@@ -42,13 +42,13 @@ export function normalizeOptions(
   const options = { ...imageTestBootSettings(given.imageRoot, workspaceRoot), ...definedOnly(given) };
   const chain = chainTop(options, workspaceRoot);
   const cloudInitDir =
-    options.cloudInitDir && existsSync(path.resolve(workspaceRoot, options.cloudInitDir, 'user-data'))
+    options.cloudInitDir && seedFile(path.resolve(workspaceRoot, options.cloudInitDir), 'user-data')
       ? path.resolve(workspaceRoot, options.cloudInitDir)
       : undefined;
   if (options.ssh !== undefined && !cloudInitDir) {
     throw new Error(
       `--ssh needs a cloud-init seed to put its key into the guest: create ${options.cloudInitDir ?? `${options.imageRoot ?? `images/${options.imageName}`}/test-boot`}/user-data ` +
-        `with a user whose ssh_authorized_keys lists \${VMLB_SSH_PUBLIC_KEY}.`,
+        `(or user-data.yaml) with a user whose ssh_authorized_keys lists \${VMLB_SSH_PUBLIC_KEY}.`,
     );
   }
   const disk = path.resolve(workspaceRoot, options.image ?? chain);

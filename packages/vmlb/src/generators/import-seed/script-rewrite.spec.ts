@@ -246,7 +246,7 @@ describe('importScript', () => {
     const { lines, report } = imported('build-layer', '#!/bin/sh', '# chroot-mount 0 /boot', 'true');
     expect(lines).toEqual([
       '#!/bin/sh',
-      "# vmlb-import: '0' is not a partition number (1, 2, ...) (usage: # chroot-mount <partition number> <absolute path in image>)",
+      "# vmlb-import: '0' is not a partition number (1, 2, ... or p1, p2, ...) (usage: # chroot-mount <partition number, e.g. 2 or p2> <absolute path in image>)",
       '# # chroot-mount 0 /boot',
       'true',
     ]);

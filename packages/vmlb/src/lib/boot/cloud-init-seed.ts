@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
@@ -13,22 +13,38 @@ export async function generateSshKey(dir: string): Promise<{ privateKey: string;
   return { privateKey, publicKey: readFileSync(`${privateKey}.pub`, 'utf8').trim() };
 }
 
+/** The files a NoCloud seed serves; each may also be named with `.yaml` (as vm-layer-builder named them). */
+export type SeedFileName = 'user-data' | 'meta-data' | 'vendor-data';
+
+/**
+ * The file of a seed folder served as `name`: `name` itself, else
+ * `name.yaml`; undefined when neither exists. Both present is an error:
+ * serving one would silently ignore the other.
+ */
+export function seedFile(seedDir: string, name: SeedFileName): string | undefined {
+  const plain = path.join(seedDir, name);
+  const yaml = `${plain}.yaml`;
+  const [hasPlain, hasYaml] = [existsSync(plain), existsSync(yaml)];
+  if (hasPlain && hasYaml) {
+    throw new Error(`The cloud-init seed holds both ${plain} and ${yaml}; test-boot serves one file as ${name}. Merge them into one and remove the other.`);
+  }
+  return hasPlain ? plain : hasYaml ? yaml : undefined;
+}
+
 /**
  * Serves a cloud-init NoCloud seed (user-data, meta-data, vendor-data) over
  * HTTP on 127.0.0.1; a qemu guest on user networking reaches it at
  * 10.0.2.2. No ISO or FAT tool is needed. `${VMLB_SSH_PUBLIC_KEY}` in
- * user-data is replaced with the boot's public key.
+ * user-data is replaced with the boot's public key. Each file is read as
+ * `seedFile` finds it (`user-data`, else `user-data.yaml`).
  */
 export async function serveNoCloudSeed(seedDir: string, publicKey: string): Promise<{ guestUrl: string; close: () => Promise<void> }> {
-  const read = (name: string) => {
-    try {
-      return readFileSync(path.join(seedDir, name), 'utf8');
-    } catch {
-      return undefined;
-    }
+  const read = (name: SeedFileName) => {
+    const file = seedFile(seedDir, name);
+    return file === undefined ? undefined : readFileSync(file, 'utf8');
   };
   const userData = read('user-data');
-  if (userData === undefined) throw new Error(`${seedDir}/user-data does not exist.`);
+  if (userData === undefined) throw new Error(`${seedDir}/user-data (or user-data.yaml) does not exist.`);
   const files: Record<string, string> = {
     '/user-data': userData.split(SSH_KEY_PLACEHOLDER).join(publicKey),
     '/meta-data': read('meta-data') ?? 'instance-id: vmlb-test-boot\n',

@@ -12,7 +12,7 @@ import { chainDigestAndSha256, ROOT_DIGEST, writeDigest } from '../cache-identit
 import { digestPathFor, partialPathFor } from '../image/dist-layout';
 import type { Log } from '../util/log';
 import { type ProgressSink, progressSink } from '../util/progress-line';
-import { createBlank, convertToQcow2 } from '../disk/qcow2';
+import { type Qcow2Compat, createBlank, convertToQcow2 } from '../disk/qcow2';
 import { imageInfo } from '../disk/qcow2-info';
 import { formatBytes, formatDuration, parseSize } from '../util/units';
 import { detectBaseFormat } from '../disk/disk-format';
@@ -45,6 +45,8 @@ export async function importBase(
     replaces?: string[];
     /** Where the proxy variables come from (default process.env). */
     env?: NodeJS.ProcessEnv;
+    /** qcow2 compatibility level of the base (image.json's qcow2Compat). Default: qemu-img's. */
+    qcow2Compat?: Qcow2Compat;
   },
 ): Promise<{ digest: string; sha256: string }> {
   const configFile = options.configFile ?? 'image.json';
@@ -55,17 +57,17 @@ export async function importBase(
     if ('empty' in source) {
       const bytes = parseSize(source.empty);
       if (bytes === undefined) throw new Error(`base.empty '${source.empty}' is not a disk size; use e.g. 4G.`);
-      await createBlank(partial, bytes);
+      await createBlank(partial, bytes, { compat: options.qcow2Compat });
       options.log(`vmlb: blank ${formatBytes(bytes)} base disk`);
     } else if ('path' in source) {
       const file = path.resolve(options.workspaceRoot, source.path);
       if (!existsSync(file)) {
         throw new Error(`base.path ${source.path} does not exist (resolved to ${file}). Fix base.path in ${configFile}, or put the disk there.`);
       }
-      await convertDisk(file, partial, options.log, source.path, `base.path in ${configFile}`);
+      await convertDisk(file, partial, options.log, source.path, `base.path in ${configFile}`, options.qcow2Compat);
     } else {
       const download = await fetchVerified(source.url, source.sha256, options.downloadCache, options.log, configFile, options.env);
-      await convertDisk(download, partial, options.log, path.basename(new URL(source.url).pathname), `base.url in ${configFile}`);
+      await convertDisk(download, partial, options.log, path.basename(new URL(source.url).pathname), `base.url in ${configFile}`, options.qcow2Compat);
     }
     const { digest, sha256 } = await chainDigestAndSha256(ROOT_DIGEST, partial);
     // The digest goes first and comes back last: a digest present always matches the base beside it.
@@ -82,7 +84,7 @@ export async function importBase(
 const COMPRESSED: Record<string, string[] | 'gzip'> = { '.xz': ['xz', '-dc'], '.gz': 'gzip', '.zst': ['zstd', '-dc'] };
 
 /** Decompresses (by file name) and converts any disk qemu-img reads into a standalone qcow2. `setting` names where the file was asked for. */
-async function convertDisk(file: string, output: string, log: Log, displayName: string, setting: string): Promise<void> {
+async function convertDisk(file: string, output: string, log: Log, displayName: string, setting: string, compat?: Qcow2Compat): Promise<void> {
   const extension = path.extname(file);
   let disk = file;
   let temporary: string | undefined;
@@ -110,7 +112,7 @@ async function convertDisk(file: string, output: string, log: Log, displayName: 
       );
     }
     log(`vmlb: importing ${info.format} disk of ${formatBytes(info.virtualSize)}`);
-    await convertToQcow2(disk, output, { sourceFormat: format, progress: true });
+    await convertToQcow2(disk, output, { sourceFormat: format, progress: true, compat });
   } finally {
     if (temporary) rmSync(temporary, { force: true });
   }

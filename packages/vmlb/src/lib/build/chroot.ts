@@ -60,9 +60,11 @@ export interface ChrootRunOptions {
   workDir: string;
   /** Layer folder on the host, bound read-only at /mnt. */
   layerDir: string;
+  /** The workspace, which bind sources must not leave (checked again here, when they are mounted). */
+  workspaceRoot: string;
   /** The script, relative to the layer folder (`build-layer`). */
   scriptName: string;
-  /** `# chroot-bind-mount` hints; sources relative to the layer folder. */
+  /** `# chroot-bind-mount` and `# chroot-bind-mount-rw` hints; sources relative to the layer folder. */
   bindMounts: BindMountHint[];
   /** `# project-output` hints, found on the host (lib/build/project-outputs). */
   projectOutputs?: ProjectOutputMount[];
@@ -75,9 +77,19 @@ export interface ChrootRunOptions {
   signal?: AbortSignal;
 }
 
-/** A clean environment for layer scripts: nothing of the build host leaks in but proxy settings. */
-export function scriptEnvironment(imageName: string, layer: string, hostEnv: NodeJS.ProcessEnv = process.env): Record<string, string> {
+/**
+ * A clean environment for layer scripts: nothing of the build host leaks in
+ * but proxy settings and the variables image.json declares (`declared`,
+ * already resolved; none of them is one set here).
+ */
+export function scriptEnvironment(
+  imageName: string,
+  layer: string,
+  hostEnv: NodeJS.ProcessEnv = process.env,
+  declared: Record<string, string> = {},
+): Record<string, string> {
   const env: Record<string, string> = {
+    ...declared,
     PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
     HOME: '/root',
     LANG: 'C.UTF-8',
@@ -181,14 +193,15 @@ async function runScriptInNamespace(options: ChrootRunOptions, resolve: (imagePa
 
   const mnt = resolve('/mnt');
   mount('--bind', '-o', 'ro,nosuid,nodev', options.layerDir, mnt);
-  // A file or folder of the host, read-only at a path of the image (made when missing).
-  const bindReadOnly = (source: string, imagePath: string) => {
+  // A file or folder of the host at a path of the image (made when missing), read-only unless a hint asks otherwise.
+  const bindHostPath = (source: string, imagePath: string, access: 'ro' | 'rw' = 'ro') => {
     const target = resolve(imagePath);
     lines.push(statSync(source).isDirectory() ? `mkdir -p ${quote(target)}` : `mkdir -p ${quote(path.dirname(target))}; touch ${quote(target)}`);
-    mount('--bind', '-o', 'ro,nosuid,nodev', source, target);
+    mount('--bind', '-o', `${access},nosuid,nodev`, source, target);
   };
-  for (const hint of options.bindMounts) bindReadOnly(bindSource(options.layerDir, hint.source), hint.target);
-  for (const output of options.projectOutputs ?? []) bindReadOnly(output.source, output.mountPoint);
+  const roots = { workspaceRoot: options.workspaceRoot, layerDir: options.layerDir };
+  for (const hint of options.bindMounts) bindHostPath(bindSource(roots, hint), hint.target, hint.readWrite ? 'rw' : 'ro');
+  for (const output of options.projectOutputs ?? []) bindHostPath(output.source, output.mountPoint);
   for (const partition of options.partitionMounts) {
     const target = resolve(partition.target);
     lines.push(`mkdir -p ${quote(target)}`);

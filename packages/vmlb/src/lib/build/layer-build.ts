@@ -167,6 +167,7 @@ async function runOnNewOverlay(
   await createOverlay(plan.parent, partial, {
     size: plan.hints.diskSize,
     sizeFor: `layer ${plan.layer} (${path.relative(plan.workspaceRoot, plan.script)})`,
+    compat: plan.qcow2Compat,
   });
   await checkpoint('overlay-created', signal, log);
   const disk = await AttachedDisk.open({ overlay: partial, workDir, nbdDevice: plan.nbdDevice, log, signal });

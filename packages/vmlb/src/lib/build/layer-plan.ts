@@ -1,3 +1,4 @@
+import type { Qcow2Compat } from '../disk/qcow2';
 import type { ScriptHints, ScriptKind } from '../image/hints';
 import type { ProjectOutputMount } from './project-outputs';
 
@@ -17,4 +18,8 @@ export interface LayerBuildPlan {
   projectOutputs: ProjectOutputMount[];
   /** Absolute workspace root, recorded in the manifest's build record. */
   workspaceRoot: string;
+  /** image.json's declared variables as this build passes them to the script (lib/image/script-env). */
+  scriptEnv: Record<string, string>;
+  /** image.json's qcow2Compat: the compatibility level of the new overlay. */
+  qcow2Compat?: Qcow2Compat;
 }

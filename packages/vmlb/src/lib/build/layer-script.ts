@@ -78,12 +78,13 @@ export async function runBuildLayerScript(plan: LayerBuildPlan, disk: AttachedDi
       root: workDir.rootDir,
       workDir: workDir.dir,
       layerDir: plan.layerDir,
+      workspaceRoot: plan.workspaceRoot,
       scriptName: path.basename(plan.script),
       bindMounts: plan.hints.bindMounts,
       projectOutputs: plan.projectOutputs,
       diskDevices: devices,
       partitionMounts,
-      env: scriptEnvironment(plan.imageName, plan.layer),
+      env: scriptEnvironment(plan.imageName, plan.layer, process.env, plan.scriptEnv),
       signal,
     });
   } finally {
@@ -139,7 +140,7 @@ export async function runModifyDiskScript(plan: LayerBuildPlan, disk: AttachedDi
     [...DIE_WITH_PARENT.slice(1), 'unshare', ...SCRIPT_NAMESPACES, '/bin/sh', '-c', startScript, plan.script, plan.parent, target, device],
     {
       cwd: plan.layerDir,
-      env: { ...scriptEnvironment(plan.imageName, plan.layer), HOME: process.env.HOME ?? '/root' },
+      env: { ...scriptEnvironment(plan.imageName, plan.layer, process.env, plan.scriptEnv), HOME: process.env.HOME ?? '/root' },
       cleanEnv: true,
       stream: true,
       reject: false,

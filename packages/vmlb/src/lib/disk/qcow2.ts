@@ -14,11 +14,43 @@ import type { SourceFormat } from './qcow2-info';
  * (`filename`, `full-backing-filename`) are absolute too, whatever our cwd.
  */
 
+/**
+ * qcow2 compatibility levels (image.json's `qcow2Compat`): `0.10` writes
+ * qcow2 version 2, which old hypervisors read (no zstd compression, no zero
+ * clusters); `1.1` writes version 3, qemu-img's default.
+ */
+export const QCOW2_COMPAT_LEVELS = ['0.10', '1.1'] as const;
+export type Qcow2Compat = (typeof QCOW2_COMPAT_LEVELS)[number];
+
+/** What is wrong with a compat level as given (the bad value and the fix), or undefined when it is one. */
+export function qcow2CompatProblem(value: unknown): string | undefined {
+  if (typeof value === 'string' && (QCOW2_COMPAT_LEVELS as readonly string[]).includes(value)) return undefined;
+  return (
+    `${JSON.stringify(value)} is not a qcow2 compat level: use "0.10" (qcow2 version 2, for old hypervisors) or "1.1" (version 3, qemu-img's default)` +
+    (typeof value === 'number' ? ', in quotes' : '')
+  );
+}
+
+/** An executor's compat option, checked where it is normalised; `setting` names it in the message. */
+export function checkQcow2Compat(value: unknown, setting: string): Qcow2Compat | undefined {
+  if (value === undefined) return undefined;
+  const problem = qcow2CompatProblem(value);
+  if (problem) throw new Error(`${setting} ${problem}.`);
+  return value as Qcow2Compat;
+}
+
+/** `-o compat=...` for qemu-img create and convert, when a level is asked for. */
+function compatArguments(compat: Qcow2Compat | undefined): string[] {
+  return compat ? ['-o', `compat=${compat}`] : [];
+}
+
 export interface CreateOverlayOptions {
   /** Virtual size in bytes (`# disk-size`); at least the parent's. Default: the parent's size. */
   size?: number;
   /** What asked for the size, for messages (e.g. `layer 30_x (images/tiny/30_x/modify-disk)`). Default: the overlay's file name. */
   sizeFor?: string;
+  /** qcow2 compatibility level of the new file. Default: qemu-img's. */
+  compat?: Qcow2Compat;
 }
 
 export interface ConvertOptions {
@@ -26,6 +58,8 @@ export interface ConvertOptions {
   sourceFormat: SourceFormat;
   /** Show qemu-img's progress (`-p`) on our output while it runs. */
   progress?: boolean;
+  /** qcow2 compatibility level of the result. Default: qemu-img's. */
+  compat?: Qcow2Compat;
 }
 
 /**
@@ -60,17 +94,17 @@ export async function createOverlay(parentPath: string, outputPath: string, opti
         `# disk-size must be at least the parent's size (${minimum}), since a disk cannot shrink under its partitions`,
     );
   }
-  const args = ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', path.basename(parent), path.basename(output)];
+  const args = ['create', '-q', '-f', 'qcow2', ...compatArguments(options.compat), '-F', 'qcow2', '-b', path.basename(parent), path.basename(output)];
   if (options.size !== undefined) args.push(String(options.size));
   // Run inside the folder so qemu-img finds the parent by the bare name it stores.
   await run('qemu-img', args, { cwd: folder });
 }
 
 /** Creates an empty qcow2 disk of `bytes` (no backing file). Replaces `outputPath` if it exists. */
-export async function createBlank(outputPath: string, bytes: number): Promise<void> {
+export async function createBlank(outputPath: string, bytes: number, options: { compat?: Qcow2Compat } = {}): Promise<void> {
   const output = path.resolve(outputPath);
   assertDiskSize(bytes, `Disk size for ${output}`);
-  await run('qemu-img', ['create', '-q', '-f', 'qcow2', output, String(bytes)]);
+  await run('qemu-img', ['create', '-q', '-f', 'qcow2', ...compatArguments(options.compat), output, String(bytes)]);
 }
 
 /**
@@ -87,7 +121,17 @@ export async function convertToQcow2(sourcePath: string, outputPath: string, opt
   }
   const partial = path.join(path.dirname(output), `.${path.basename(output)}.${process.pid}.partial`);
   // Never probed and never through a backing file: a base must not pull other files of this host into it.
-  const args = ['convert', ...(options.progress ? ['-p'] : []), '-f', options.sourceFormat, '-O', 'qcow2', standaloneSource(source), partial];
+  const args = [
+    'convert',
+    ...(options.progress ? ['-p'] : []),
+    '-f',
+    options.sourceFormat,
+    '-O',
+    'qcow2',
+    ...compatArguments(options.compat),
+    standaloneSource(source),
+    partial,
+  ];
   try {
     await run('qemu-img', args, { stream: options.progress === true });
     await fs.rename(partial, output);

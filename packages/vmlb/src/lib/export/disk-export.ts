@@ -6,6 +6,7 @@ import { sha256File } from '../cache-identity/digest';
 import { run } from '../util/exec';
 import { type OvfMachine, ovfDescriptor } from './ovf';
 import { imageInfo } from '../disk/qcow2-info';
+import type { Qcow2Compat } from '../disk/qcow2';
 import { partialPathFor } from '../image/dist-layout';
 
 /**
@@ -32,8 +33,10 @@ export const EXPORT_EXTENSIONS: Record<ExportFormat, string> = {
 
 export interface ExportOptions {
   format: ExportFormat;
-  /** qcow2: compress clusters with zstd. */
+  /** qcow2: compress clusters with zstd (zlib at compat 0.10, whose qcow2 version has no zstd). */
   compress: boolean;
+  /** qcow2: the compatibility level of the file (image.json's qcow2Compat). Default: qemu-img's. */
+  qcow2Compat?: Qcow2Compat;
   /** vmdk: monolithicSparse (default, what qemu and VMware Workstation open) or streamOptimized (compressed, for import and OVA). */
   vmdkSubformat?: 'monolithicSparse' | 'streamOptimized';
   /** ova: what the OVF descriptor asks the importing hypervisor for. Default 2 CPUs, 1024 MiB. */
@@ -51,14 +54,25 @@ export interface ExportOptions {
  * (docs/benchmarks.md, "Flatten against a bare qemu-img convert"), so only
  * compressed exports use them.
  */
-export function convertArguments(source: string, target: string, options: Pick<ExportOptions, 'format' | 'compress' | 'vmdkSubformat' | 'progress'>): string[] {
+export function convertArguments(
+  source: string,
+  target: string,
+  options: Pick<ExportOptions, 'format' | 'compress' | 'vmdkSubformat' | 'progress' | 'qcow2Compat'>,
+): string[] {
   const progress = options.progress ? ['-p'] : [];
   const common = ['convert', ...progress, '-f', 'qcow2'];
   switch (options.format) {
-    case 'qcow2':
+    case 'qcow2': {
+      // qcow2 version 2 (compat 0.10) compresses with zlib only.
+      const qcow2Options = [
+        ...(options.qcow2Compat ? [`compat=${options.qcow2Compat}`] : []),
+        ...(options.compress && options.qcow2Compat !== '0.10' ? ['compression_type=zstd'] : []),
+      ];
+      const create = qcow2Options.length ? ['-o', qcow2Options.join(',')] : [];
       return options.compress
-        ? ['convert', ...progress, '-W', '-m', '16', '-f', 'qcow2', '-O', 'qcow2', '-c', '-o', 'compression_type=zstd', source, target]
-        : [...common, '-O', 'qcow2', source, target];
+        ? ['convert', ...progress, '-W', '-m', '16', '-f', 'qcow2', '-O', 'qcow2', '-c', ...create, source, target]
+        : [...common, '-O', 'qcow2', ...create, source, target];
+    }
     case 'raw':
       // Zero areas are left as holes: the raw file stays sparse.
       return [...common, '-O', 'raw', '-S', '4k', source, target];

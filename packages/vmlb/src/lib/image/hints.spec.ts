@@ -83,18 +83,105 @@ describe('parseHints', () => {
     }
   });
 
+  it('reads a hint followed by a comment: any text after nocache and noshare, text starting with ( or # after arguments', () => {
+    const hints = parseHints(
+      script(
+        '# nocache (this hint tells vm-layer-builder to not cache the layer)',
+        '# noshare keeps the secrets on this machine',
+        '# chroot-bind-mount files/etc /etc/app (the config)',
+        '# chroot-mount 2 /boot # the boot partition',
+        '# rebuild-every 7d (security updates)',
+        '# project-output greeter /run/greeter #the app',
+      ),
+      'x/build-layer',
+      'build-layer',
+    );
+    expect(hints).toEqual({
+      nocache: true,
+      noshare: true,
+      bindMounts: [{ source: 'files/etc', target: '/etc/app' }],
+      partitionMounts: [{ partition: 2, target: '/boot' }],
+      rebuildEvery: 7 * 86_400,
+      projectOutputs: [{ project: 'greeter', target: 'build', mountPoint: '/run/greeter' }],
+    });
+    expect(parseHints(script('# disk-size 20G (for growpart)'), 'x/modify-disk', 'modify-disk').diskSize).toBe(20 * 1024 ** 3);
+  });
+
+  it('reads bind sources anywhere inside the workspace, relative to the layer folder, and read-write ones outside the layer folder', () => {
+    const hints = parseHints(
+      script(
+        '# chroot-bind-mount ../common /opt/common',
+        '# chroot-bind-mount ../../../libs/shared/ /opt/shared',
+        '# chroot-bind-mount-rw ../cache/apt /var/cache/apt/archives (downloads, kept between builds)',
+      ),
+      'images/prod/10_app/build-layer',
+      'build-layer',
+    );
+    expect(hints.bindMounts).toEqual([
+      { source: '../common', target: '/opt/common' },
+      { source: '../../../libs/shared', target: '/opt/shared' },
+      { source: '../cache/apt', target: '/var/cache/apt/archives', readWrite: true },
+    ]);
+    expect(describeHints(hints)).toEqual([
+      'chroot-bind-mount ../common /opt/common',
+      'chroot-bind-mount ../../../libs/shared /opt/shared',
+      'chroot-bind-mount-rw ../cache/apt /var/cache/apt/archives',
+    ]);
+    expect(() => parseHints(script('# chroot-bind-mount ../../../../etc /etc2'), 'images/prod/10_app/build-layer', 'build-layer')).toThrow(
+      "images/prod/10_app/build-layer:3: bind-mount source '../../../../etc' leads out of the workspace; bind sources are paths inside the workspace, relative to the layer folder (usage: # chroot-bind-mount <path in the workspace, relative to the layer folder> <absolute path in image>)",
+    );
+  });
+
+  it('reads # disk-devices followed by a comment that starts with ( or #; other words after it stay an error', () => {
+    expect(parseHints(script('# disk-devices (for grub-install)'), 'x/build-layer', 'build-layer').diskDevices).toBe(true);
+    expect(() => parseHints(script('# disk-devices for grub'), 'x/build-layer', 'build-layer')).toThrow(
+      "x/build-layer:3: 'disk-devices' takes no arguments, got 'for grub'; text after it is a comment only when it starts with ( or # (usage: # disk-devices)",
+    );
+  });
+
+  it('reads a partition as p2 (the suffix of its device) as it reads 2', () => {
+    const hints = parseHints(script('# chroot-mount p2 /boot', '# chroot-mount 12 /srv'), 'x/build-layer', 'build-layer');
+    expect(hints.partitionMounts).toEqual([
+      { partition: 2, target: '/boot' },
+      { partition: 12, target: '/srv' },
+    ]);
+    expect(describeHints(hints)).toEqual(['chroot-mount 2 /boot', 'chroot-mount 12 /srv']);
+  });
+
   it('ignores words that only start like a hint, and hints not at the start of a comment', () => {
     const hints = parseHints(script('# nocaches are fine', 'echo "# nocache"', '# see nocache below'), 'x', 'build-layer');
     expect(hints.nocache).toBe(false);
   });
 
   it.each([
-    ['# nocache please', 'build-layer', /x\/script:3: 'nocache' takes no arguments, got 'please'/],
+    ['# noshare nocache', 'build-layer', /x\/script:3: one hint per line: put '# nocache' on a line of its own \(usage: # noshare\)/],
+    [
+      '# disk-size 20G 30G',
+      'modify-disk',
+      /takes one size, got 2 arguments \('20G 30G'\); text after the arguments is a comment only when it starts with \( or #/,
+    ],
+    ['# disk-size 20G for growpart', 'modify-disk', /takes one size, got 3 arguments \('20G for growpart'\); text after the arguments is a comment only/],
+    ['# chroot-mount (boot) /boot', 'build-layer', /'\(boot\)' is not a partition number/],
+    ['# chroot-mount p0 /boot', 'build-layer', /'p0' is not a partition number \(1, 2, ... or p1, p2, ...\)/],
+    ['# chroot-mount 2p /boot', 'build-layer', /'2p' is not a partition number/],
+    ['# chroot-mount /dev/nbd0p2 /boot', 'build-layer', /'\/dev\/nbd0p2' is not a partition number/],
     ['# disk-size', 'modify-disk', /takes one size, got 0 arguments/],
     ['# disk-size huge', 'modify-disk', /'huge' is not a size.*usage: # disk-size <size>/],
     ['# disk-size 20G', 'build-layer', /'disk-size' hint only applies to modify-disk scripts/],
-    ['# chroot-bind-mount /etc /etc', 'build-layer', /source '\/etc' must be a path inside the layer folder/],
-    ['# chroot-bind-mount ../../secrets /secrets', 'build-layer', /source '..\/..\/secrets' must be a path inside/],
+    ['# chroot-bind-mount /etc /etc', 'build-layer', /source '\/etc' must be relative to the layer folder, and inside the workspace/],
+    [
+      '# chroot-bind-mount ../../secrets /secrets',
+      'build-layer',
+      /source '..\/..\/secrets' leads out of the workspace; bind sources are paths inside the workspace/,
+    ],
+    [
+      '# chroot-bind-mount-rw cache /var/cache/apt',
+      'build-layer',
+      /read-write bind-mount source 'cache' is in the layer folder, whose files are the layer's input/,
+    ],
+    ['# chroot-bind-mount-rw . /var/cache/apt', 'build-layer', /read-write bind-mount source '.' is in the layer folder/],
+    ['# chroot-bind-mount-rw .. /ws', 'build-layer', /read-write bind-mount source '..' holds the layer folder/],
+    ['# chroot-bind-mount-rw ../cache /var/cache', 'modify-disk', /'chroot-bind-mount-rw' hint only applies to build-layer scripts/],
     ['# chroot-bind-mount files etc', 'build-layer', /target 'etc' must be an absolute path/],
     ['# chroot-bind-mount files /', 'build-layer', /would hide the image's root/],
     ['# chroot-bind-mount files', 'build-layer', /takes a source and a target, got 1 arguments/],

@@ -1,7 +1,9 @@
 import * as path from 'node:path';
 import { ImageLayout } from './dist-layout';
 import { IMAGE_CONFIG_FILE, discoverImage } from './layer-discovery';
+import { existsSync } from 'node:fs';
 import { type TestBootConfig, readImageConfig } from './image-config';
+import type { EnvDeclarations } from './script-env';
 
 /** The options by which an image target finds its chain: its top given, or its image folder and output folder. */
 export interface ChainLocation {
@@ -33,4 +35,15 @@ export function chainTop(location: ChainLocation, workspaceRoot: string): string
 export function imageTestBootSettings(imageRoot: string | undefined, workspaceRoot: string): TestBootConfig {
   if (!imageRoot) return {};
   return readImageConfig(path.join(workspaceRoot, imageRoot, IMAGE_CONFIG_FILE), path.posix.join(imageRoot, IMAGE_CONFIG_FILE)).testBoot;
+}
+
+/**
+ * image.json's `env` declarations, read when a layer builds: those with
+ * `"key": false` are in no target's options, so that declaring one changes
+ * no key. None when the image folder has no image.json.
+ */
+export function imageScriptEnv(imageRoot: string, workspaceRoot: string): EnvDeclarations {
+  const file = path.join(workspaceRoot, imageRoot, IMAGE_CONFIG_FILE);
+  if (!existsSync(file)) return {};
+  return readImageConfig(file, path.posix.join(imageRoot, IMAGE_CONFIG_FILE)).env ?? {};
 }

@@ -2,6 +2,8 @@ import { readFileSync } from 'node:fs';
 import Ajv, { type ErrorObject } from 'ajv';
 import imageSchema from '../../schemas/image.schema.json';
 import { parseSize } from '../util/units';
+import { type EnvDeclarations, checkEnvDeclarations } from './script-env';
+import { type Qcow2Compat, qcow2CompatProblem } from '../disk/qcow2';
 
 /** Where an image's base disk comes from. */
 export type BaseSpec = { kind: 'url'; url: string; sha256: string } | { kind: 'path'; path: string } | { kind: 'empty'; size: string; bytes: number };
@@ -23,6 +25,10 @@ export interface ImageConfig {
   /** Part of every layer's cache key: change it to rebuild all the image's layers on purpose. */
   cacheSalt?: string;
   testBoot: TestBootConfig;
+  /** Variables of the build's environment passed to the layer scripts (lib/image/script-env); absent when none is declared. */
+  env?: EnvDeclarations;
+  /** The compatibility level of every qcow2 the image's build writes: base, layers, qcow2 exports. */
+  qcow2Compat?: Qcow2Compat;
 }
 
 /** image.json is missing, not JSON, or does not follow the schema. */
@@ -54,8 +60,16 @@ export function parseImageConfig(text: string, displayPath: string): ImageConfig
   } catch (error) {
     throw new ImageConfigError(`${displayPath} is not valid JSON: ${describeJsonError(text, (error as Error).message)}`);
   }
-  if (!validate(raw)) {
-    throw new ImageConfigError(`${displayPath} does not match the image schema:\n${describeErrors(validate.errors ?? [], raw)}`);
+  // env and qcow2Compat are checked on their own, for messages that name the bad name or value and the fix.
+  const fields = raw && typeof raw === 'object' ? (raw as { env?: unknown; qcow2Compat?: unknown }) : {};
+  const envCheck = checkEnvDeclarations(fields.env);
+  const compatProblem = fields.qcow2Compat === undefined ? undefined : qcow2CompatProblem(fields.qcow2Compat);
+  const ownChecks = ['#/properties/env/', '#/properties/qcow2Compat/'];
+  const schemaErrors = validate(raw) ? [] : (validate.errors ?? []).filter((error) => !ownChecks.some((prefix) => error.schemaPath.startsWith(prefix)));
+  const problems = [...envCheck.problems, ...(compatProblem ? [`qcow2Compat ${compatProblem}`] : [])];
+  if (schemaErrors.length || problems.length) {
+    const lines = [describeErrors(schemaErrors, raw), ...problems.map((problem) => `  - ${problem}`)].filter(Boolean);
+    throw new ImageConfigError(`${displayPath} does not match the image schema:\n${lines.join('\n')}`);
   }
   const config = raw as {
     name?: string;
@@ -63,6 +77,7 @@ export function parseImageConfig(text: string, displayPath: string): ImageConfig
     rootPartition?: number;
     cacheSalt?: string;
     testBoot?: TestBootConfig;
+    qcow2Compat?: Qcow2Compat;
   };
   return {
     ...(config.name !== undefined ? { name: config.name } : {}),
@@ -70,6 +85,8 @@ export function parseImageConfig(text: string, displayPath: string): ImageConfig
     ...(config.rootPartition !== undefined ? { rootPartition: config.rootPartition } : {}),
     ...(config.cacheSalt !== undefined ? { cacheSalt: config.cacheSalt } : {}),
     testBoot: config.testBoot ?? {},
+    ...(Object.keys(envCheck.env).length ? { env: envCheck.env } : {}),
+    ...(config.qcow2Compat !== undefined ? { qcow2Compat: config.qcow2Compat } : {}),
   };
 }
 
