@@ -17,8 +17,11 @@ describe('nx run image-tiny-boot:test-boot', () => {
           .map(async (file) => [file, await sha256File(dist(file))] as const),
       ),
     );
-  const qemuProcesses = () =>
-    readdirSync('/proc')
+  /** qemu processes of the boot that printed `output`: found by the guest's ssh port, so that another boot on the host (another suite, an e2e) is never counted. */
+  const qemuProcesses = (output: string) => {
+    const port = /guest ssh on 127\.0\.0\.1:(\d+)/.exec(output)?.[1];
+    if (!port) throw new Error(`test-boot printed no ssh port:\n${output}`);
+    return readdirSync('/proc')
       .filter((entry) => /^\d+$/.test(entry))
       .map((pid) => {
         try {
@@ -28,7 +31,8 @@ describe('nx run image-tiny-boot:test-boot', () => {
         }
       })
       .filter((commandLine) => commandLine.startsWith('qemu-system') || commandLine.includes('/qemu-system'))
-      .filter((commandLine) => commandLine.includes('vmlb-boot-'));
+      .filter((commandLine) => commandLine.includes(`hostfwd=tcp:127.0.0.1:${port}-`));
+  };
 
   beforeAll(async () => {
     workspace = new NxWorkspace({ images: ['tiny-boot'] });
@@ -45,7 +49,7 @@ describe('nx run image-tiny-boot:test-boot', () => {
     expect(output).toMatch(/KVM is not usable here|booting/);
     expect(await chainDigests()).toEqual(before);
     expect(readFileSync(dist('test-boot.log'), 'utf8').replace(/\r?\n/g, '')).toMatch(/tiny-boot: init\s*reached/);
-    expect(qemuProcesses()).toEqual([]);
+    expect(qemuProcesses(output)).toEqual([]);
   });
 
   it('fails with the console tail and the log path when the expected text never appears', async () => {
@@ -56,14 +60,14 @@ describe('nx run image-tiny-boot:test-boot', () => {
     );
     expect(run.output).toMatch(/Last 40 console lines:\n[\s\S]*reboot: Power down/);
     expect(run.output).toContain('The whole console is in dist/images/tiny-boot/test-boot.log.');
-    expect(qemuProcesses()).toEqual([]);
+    expect(qemuProcesses(run.output)).toEqual([]);
   });
 
   it('stops the guest at the timeout', async () => {
     const run = await workspace.nx(['run', 'image-tiny-boot:test-boot', '--check', '--expect=never printed', '--timeout=2']);
     expect(run.exitCode).not.toBe(0);
     expect(run.output).toContain('/never printed/ did not appear on the console within 2 s');
-    expect(qemuProcesses()).toEqual([]);
+    expect(qemuProcesses(run.output)).toEqual([]);
   });
 
   it.each(['SIGINT', 'SIGTERM'] as const)('stops qemu and removes its overlay on %s', async (signal) => {
@@ -72,13 +76,13 @@ describe('nx run image-tiny-boot:test-boot', () => {
     const nx = startNx(workspace, ['run', 'image-tiny-boot:test-boot', '--check', '--expect=never printed', '--timeout=300']);
     await nx.waitForOutput('vmlb: booting', 60_000);
     await new Promise((resolve) => setTimeout(resolve, 2000));
-    expect(qemuProcesses()).toHaveLength(1);
+    expect(qemuProcesses(nx.output())).toHaveLength(1);
     process.kill(-nx.pid, signal);
     const result = await nx.exited;
     expect(result.exitCode === 0 && result.signal === undefined).toBe(false);
     // nx can exit before the task process it forwarded the signal to has finished cleaning up.
     expect(await waitForProcessGroupExit(nx.pid, 60_000)).toBe(true);
-    expect(qemuProcesses()).toEqual([]);
+    expect(qemuProcesses(result.output)).toEqual([]);
     expect(bootDirs().filter((entry) => !before.has(entry))).toEqual([]);
   });
 
