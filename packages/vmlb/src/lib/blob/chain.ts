@@ -49,10 +49,14 @@ export async function publishLayerFile(
       onProgress: progressLogger(`vmlb: uploading ${path.basename(file)} to ${stores.remote.url}`, options.log),
       signal: options.signal,
     });
+    const name = path.basename(file);
+    const took = `${((Date.now() - started) / 1000).toFixed(1)} s`;
     options.log(
       outcome === 'exists'
-        ? `vmlb: ${path.basename(file)} (sha256 ${identity.sha256.slice(0, 12)}) is already in ${stores.remote.url}`
-        : `vmlb: uploaded ${path.basename(file)} (${formatBytes(size)}) to ${stores.remote.url} in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+        ? `vmlb: ${name} (sha256 ${identity.sha256.slice(0, 12)}) is already in ${stores.remote.url}`
+        : outcome === 'uploaded'
+          ? `vmlb: uploaded ${name} (${formatBytes(size)}) to ${stores.remote.url} in ${took}`
+          : `vmlb: uploaded ${name} (${formatBytes(size)}) to ${stores.remote.url} in ${took}, replacing the ${formatBytes(outcome.replaced)} an interrupted upload had left under its name`,
     );
   }
   await writeRef(refPathFor(file), ref);
