@@ -91,7 +91,11 @@ export async function materialiseChain(
       ref = await readRef(refPath);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw new BlobMissingError(`${refPath} does not exist: build the image first (nx build image-<name>).`);
+        // dist/<image>/: the folder is named for the image. With a shared cache the build restores refs, it builds nothing.
+        const image = path.basename(path.dirname(refPath));
+        throw new BlobMissingError(
+          `${refPath} does not exist: build the image first: nx build image-${image} (where a remote cache holds its layers, that only restores their refs).`,
+        );
       }
       throw error;
     }
