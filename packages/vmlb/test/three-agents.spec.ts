@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
+import * as path from 'node:path';
 import { execa } from 'execa';
 import { chainDigest, ROOT_DIGEST } from '../src/lib/cache-identity/digest';
 import { CiAgent, SharedCaches } from './support/ci-agents';
@@ -72,7 +73,12 @@ describe('three CI agents, one remote cache and one blob store', () => {
     const coldStart = (Date.now() - started) / 1000;
     const { exitCode, output } = await running.exited;
     expect(exitCode).toBe(0);
-    console.log(`a cold agent started building 20_motd on a cached chain ${coldStart.toFixed(1)} s after nx started (restore refs, download 3 blobs)`);
+    const blobBytes = CHAIN.slice(0, 3).reduce((sum, name) => sum + b.ref('tiny', name).size, 0);
+    const entryBytes = shared.nxEntries().map((hash) => statSync(path.join(shared.nxCache.dir, hash)).size);
+    console.log(
+      `cold agent: started building 20_motd ${coldStart.toFixed(1)} s after nx started, having restored 3 refs and downloaded ${blobBytes} bytes in 3 blobs; ` +
+        `the remote cache's entries so far: ${entryBytes.join(', ')} bytes`,
+    );
     expect(remoteCacheHits(output)).toEqual(['image-tiny:base', 'tiny-00_disk:build', 'tiny-10_hello:build']);
     expect(tasksRun(output)).toEqual(['image-tiny:build', 'tiny-20_motd:build']);
     expect(output).toMatch(/downloaded 10_hello\.qcow2/);
