@@ -234,8 +234,10 @@ function strayFiles(dir: string): { partialFiles: string[]; workFolders: string[
     }
     for (const entry of entries) {
       const full = path.join(folder, entry.name);
-      if (entry.name === '.vmlb') workFolders.push(full);
-      else if (entry.name.endsWith('.partial')) partialFiles.push(full);
+      // Blob mode keeps which blob each dist/ file is in .vmlb/placed: not a build's work folder.
+      if (entry.name === '.vmlb') {
+        if (readdirSync(full).some((name) => name !== 'placed')) workFolders.push(full);
+      } else if (entry.name.endsWith('.partial')) partialFiles.push(full);
       else if (entry.isDirectory()) walk(full);
     }
   };

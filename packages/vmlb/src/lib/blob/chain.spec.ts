@@ -59,6 +59,13 @@ describe('refs from a cache', () => {
     },
   );
 
+  it('a chain whose top ref is not in dist/ (a checkout that has built nothing): names the build that brings the refs', async () => {
+    const top = path.join(dist, '20_motd.qcow2');
+    await expect(materialiseChain(top, await stores(), { log })).rejects.toThrow(
+      `${refPathFor(top)} does not exist: build the image first: nx build image-tiny (where a remote cache holds its layers, that only restores their refs).`,
+    );
+  });
+
   it('refs that form a longer cycle (a → b → a): the walk stops and names the cycle', async () => {
     writeRefFile('10_a', { parent: '20_b.qcow2' });
     const top = writeRefFile('20_b', { parent: '10_a.qcow2' });

@@ -49,10 +49,14 @@ export async function publishLayerFile(
       onProgress: progressLogger(`vmlb: uploading ${path.basename(file)} to ${stores.remote.url}`, options.log),
       signal: options.signal,
     });
+    const name = path.basename(file);
+    const took = `${((Date.now() - started) / 1000).toFixed(1)} s`;
     options.log(
       outcome === 'exists'
-        ? `vmlb: ${path.basename(file)} (sha256 ${identity.sha256.slice(0, 12)}) is already in ${stores.remote.url}`
-        : `vmlb: uploaded ${path.basename(file)} (${formatBytes(size)}) to ${stores.remote.url} in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+        ? `vmlb: ${name} (sha256 ${identity.sha256.slice(0, 12)}) is already in ${stores.remote.url}`
+        : outcome === 'uploaded'
+          ? `vmlb: uploaded ${name} (${formatBytes(size)}) to ${stores.remote.url} in ${took}`
+          : `vmlb: uploaded ${name} (${formatBytes(size)}) to ${stores.remote.url} in ${took}, replacing the ${formatBytes(outcome.replaced)} an interrupted upload had left under its name`,
     );
   }
   await writeRef(refPathFor(file), ref);
@@ -87,7 +91,11 @@ export async function materialiseChain(
       ref = await readRef(refPath);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw new BlobMissingError(`${refPath} does not exist: build the image first (nx build image-<name>).`);
+        // dist/<image>/: the folder is named for the image. With a shared cache the build restores refs, it builds nothing.
+        const image = path.basename(path.dirname(refPath));
+        throw new BlobMissingError(
+          `${refPath} does not exist: build the image first: nx build image-${image} (where a remote cache holds its layers, that only restores their refs).`,
+        );
       }
       throw error;
     }

@@ -2,7 +2,7 @@ import { GetObjectCommand, HeadObjectCommand, S3Client, type S3ClientConfig } fr
 import { Upload } from '@aws-sdk/lib-storage';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { RemoteBlobStore, TransferOptions } from './store-api';
+import type { RemoteBlobStore, TransferOptions, UploadOutcome } from './store-api';
 import { proxyHttpAgent } from '../util/proxy-env';
 import { assertSha256, BlobIntegrityError, BlobNotFoundError, BlobStoreError, isAbortError, isDescribed, messageOf, withContext } from './errors';
 import { type BlobSource, downloadIntoNewFile, openFileSource, ProgressReporter, Sha256Meter } from './transfer';
@@ -43,26 +43,40 @@ export class S3BlobStore implements RemoteBlobStore {
   }
 
   async has(sha256: string): Promise<boolean> {
+    return (await this.storedSize(sha256)) !== undefined;
+  }
+
+  /** The length of the object stored as blob `sha256`; undefined when there is none. */
+  private async storedSize(sha256: string): Promise<number | undefined> {
     const key = this.keyOf(sha256);
     try {
-      await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
-      return true;
+      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      return head.ContentLength ?? 0;
     } catch (error) {
       // HEAD responses have no body, so a missing key is only a bare 404.
-      if (httpStatusOf(error) === 404) return false;
+      if (httpStatusOf(error) === 404) return undefined;
       throw this.requestFailure('HeadObject', key, error);
     }
   }
 
-  async upload(sha256: string, file: string, options: TransferOptions = {}): Promise<'uploaded' | 'exists'> {
+  async upload(sha256: string, file: string, options: TransferOptions = {}): Promise<UploadOutcome> {
     const key = this.keyOf(sha256);
     options.signal?.throwIfAborted();
-    if (await this.has(sha256)) return 'exists';
     let source: BlobSource;
     try {
       source = await openFileSource(file);
     } catch (error) {
       throw withContext(`${this.url}: cannot upload ${file} as blob ${sha256}`, error);
+    }
+    // Some S3-compatible servers keep what arrived of a PUT whose client died mid-body: an object of
+    // another length under this name is such a remnant, and the upload replaces it rather than trust it.
+    const stored = await this.storedSize(sha256).catch((error: unknown) => {
+      source.stream.destroy();
+      throw error;
+    });
+    if (stored === source.totalBytes) {
+      source.stream.destroy();
+      return 'exists';
     }
     if (options.signal?.aborted) {
       // An abort before the listener below is in place would never reach the upload.
@@ -99,7 +113,7 @@ export class S3BlobStore implements RemoteBlobStore {
       options.signal?.removeEventListener('abort', abort);
     }
     progress.finish(source.totalBytes);
-    return 'uploaded';
+    return stored === undefined ? 'uploaded' : { replaced: stored };
   }
 
   async download(sha256: string, destination: string, options: TransferOptions = {}): Promise<{ bytes: number }> {

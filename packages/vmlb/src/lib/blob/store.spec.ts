@@ -306,6 +306,21 @@ describe('s3:// blob store (s3rver on 127.0.0.1)', () => {
     expect(await exists(destination)).toBe(false);
   });
 
+  it('replaces what an upload cut off half-way left under a blob name, instead of taking it for the blob', async () => {
+    const layer = await randomFile(2 * MiB);
+    const key = `${prefix}/sha256/${layer.sha256}`;
+    // What s3rver (and some S3-compatible servers) keep of a PutObject whose client died mid-body: the bytes that arrived.
+    const firstHalf = (await fs.readFile(layer.file)).subarray(0, MiB);
+    await server.client.send(new PutObjectCommand({ Bucket: server.bucket, Key: key, Body: firstHalf, Metadata: { sha256: layer.sha256 } }));
+    expect(await store.has(layer.sha256)).toBe(true);
+
+    expect(await store.upload(layer.sha256, layer.file)).toEqual({ replaced: MiB });
+    const destination = scratchPath('replaced.qcow2');
+    expect(await store.download(layer.sha256, destination)).toEqual({ bytes: layer.bytes });
+    expect(await sha256Of(destination)).toBe(layer.sha256);
+    expect(await store.upload(layer.sha256, layer.file)).toBe('exists');
+  });
+
   it.each([
     ['in one PutObject', MiB],
     ['in a multipart upload', 20 * MiB],
