@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import { ImageLayout } from './dist-layout';
 import { IMAGE_CONFIG_FILE, discoverImage } from './layer-discovery';
-import { type TestBootConfig, readImageConfig } from './image-config';
+import { type ImageConfig, type TestBootConfig, derivedBase, readImageConfig } from './image-config';
 
 /** The options by which an image target finds its chain: its top given, or its image folder and output folder. */
 export interface ChainLocation {
@@ -26,7 +26,17 @@ export function chainTop(location: ChainLocation, workspaceRoot: string): string
   const image = discoverImage(workspaceRoot, location.imageRoot);
   const layout = new ImageLayout(image.name, location.distDir);
   const top = image.layers[image.layers.length - 1];
-  return top ? layout.layer(top.folder) : layout.base;
+  return top ? layout.layer(top.folder) : chainBase(image.config, layout, location.distDir);
+}
+
+/**
+ * The file an image's first layer is an overlay on, workspace-relative:
+ * its own imported base, or for a derived image the other image's layer
+ * file in that image's dist folder (shared, never copied).
+ */
+export function chainBase(config: ImageConfig, layout: ImageLayout, distDir: string): string {
+  const derived = derivedBase(config);
+  return derived ? new ImageLayout(derived.image, distDir).layer(derived.layer) : layout.base;
 }
 
 /** image.json's testBoot settings, read when the boot runs (for the same reason as chainTop); none without an image folder. */
