@@ -57,6 +57,23 @@ describe('an image built on another image’s layer', () => {
     });
   });
 
+  it('1b. layers lists the chain through the other image’s folder, with the hashes the build ran under; diff starts at the shared layer', async () => {
+    const json = await workspace.nxOk(['run', 'image-worker:layers', '--json', '--output-style=static']);
+    const rows = JSON.parse(json.slice(json.indexOf('['), json.lastIndexOf(']') + 1)) as Array<{ name: string; state: string; hash: string }>;
+    expect(rows.map((row) => [row.name, row.state])).toEqual([
+      ['tiny/base', 'built here'],
+      ['tiny/00_disk', 'built here'],
+      ['tiny/10_hello', 'built here'],
+      ['10_service', 'built here'],
+      ['20_config', 'built here'],
+    ]);
+    // "built here" means the hash the table computed is the one the build recorded; said outright for the first derived layer:
+    expect(rows[3].hash).toBe(JSON.parse(readFileSync(dist('worker', '10_service.manifest.json'), 'utf8')).build.taskHash);
+    const diff = await workspace.nxOk(['run', 'image-worker:diff', '--from=base', '--to=10_service', '--json', '--output-style=static']);
+    const files = JSON.parse(diff.slice(diff.indexOf('{'), diff.lastIndexOf('}') + 1)).files;
+    expect(files.added.map((entry: { path: string }) => entry.path)).toEqual(['/etc/worker']);
+  });
+
   it('2. shows the edge to the other image’s layer in the project graph, and has no base import of its own', async () => {
     await workspace.nxOk(['graph', '--file=graph.json']);
     const graph = JSON.parse(readFileSync(workspace.path('graph.json'), 'utf8')).graph;

@@ -1,6 +1,8 @@
 import * as path from 'node:path';
 import { ImageLayout } from './dist-layout';
-import { IMAGE_CONFIG_FILE, discoverImage } from './layer-discovery';
+import type { ScriptKind } from './hints';
+import { imageProjectName } from './project-names';
+import { IMAGE_CONFIG_FILE, type LayerInfo, discoverImage } from './layer-discovery';
 import { type ImageConfig, type TestBootConfig, derivedBase, readImageConfig } from './image-config';
 
 /** The options by which an image target finds its chain: its top given, or its image folder and output folder. */
@@ -43,4 +45,63 @@ export function chainBase(config: ImageConfig, layout: ImageLayout, distDir: str
 export function imageTestBootSettings(imageRoot: string | undefined, workspaceRoot: string): TestBootConfig {
   if (!imageRoot) return {};
   return readImageConfig(path.join(workspaceRoot, imageRoot, IMAGE_CONFIG_FILE), path.posix.join(imageRoot, IMAGE_CONFIG_FILE)).testBoot;
+}
+
+/** One file of an image's chain, as the listing and the SBOM walk it. */
+export interface ChainFile {
+  /** The image whose folder holds the file: the image itself, or one it is built on. */
+  image: string;
+  /** `base`, or the layer folder. */
+  layer: string;
+  kind: 'base' | ScriptKind;
+  /** Workspace-relative qcow2. */
+  qcow2: string;
+  /** The layer's folder, script and hints; none for a base. */
+  info?: LayerInfo;
+}
+
+/** More images built on each other than any workspace has: past this, image.json files name each other in a circle. */
+const MAX_DERIVATION_DEPTH = 100;
+
+/**
+ * Every file of an image's chain, base first: for a derived image, the
+ * chain of the image it is built on up to the layer it names, then its own
+ * layers. `imageRootOf` finds an image's folder by name (from the project
+ * graph); the plugin has already refused a missing image or a circle, so
+ * those are errors here only for a graph from before the change.
+ */
+export function imageChainFiles(
+  workspaceRoot: string,
+  imageRoot: string,
+  distDir: string,
+  imageRootOf: (name: string) => string | undefined,
+  depth = 0,
+): ChainFile[] {
+  const image = discoverImage(workspaceRoot, imageRoot);
+  const layout = new ImageLayout(image.name, distDir);
+  const derived = derivedBase(image.config);
+  let below: ChainFile[];
+  if (derived) {
+    const otherRoot = imageRootOf(derived.image);
+    if (!otherRoot || depth >= MAX_DERIVATION_DEPTH) {
+      throw new Error(
+        `${image.configFile}: image ${image.name} is built on image ${derived.image}, which ${otherRoot ? 'leads into a circle of images' : 'this workspace does not have'}. Fix base.image there (nx show projects lists the images).`,
+      );
+    }
+    const other = imageChainFiles(workspaceRoot, otherRoot, distDir, imageRootOf, depth + 1);
+    const end = other.findIndex((file) => file.image === derived.image && file.layer === derived.layer);
+    if (end < 0) throw new Error(`${image.configFile}: image ${derived.image} has no layer ${derived.layer}. Fix base.layer there.`);
+    below = other.slice(0, end + 1);
+  } else {
+    below = [{ image: image.name, layer: 'base', kind: 'base', qcow2: layout.base }];
+  }
+  return [
+    ...below,
+    ...image.layers.map((layer): ChainFile => ({ image: image.name, layer: layer.folder, kind: layer.kind, qcow2: layout.layer(layer.folder), info: layer })),
+  ];
+}
+
+/** An image's folder by its name, from the projects Nx knows (`image-<name>`). */
+export function imageRootFinder(projects: Record<string, { root: string }> | undefined): (name: string) => string | undefined {
+  return (name) => projects?.[imageProjectName(name)]?.root;
 }
