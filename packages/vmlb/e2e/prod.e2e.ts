@@ -71,6 +71,33 @@ describe('images/prod', () => {
     expect(table).toMatch(new RegExp(`20_packages\\s+build-layer\\s+-\\s+built here.*\\+${expected.length} packages`));
   });
 
+  it('lists in the SBOM exactly the packages dpkg lists in the built image, each with the layer that installed it', async () => {
+    const dist = (name: string) => workspace.path('dist/images/prod', name);
+    // The oracle: dpkg's status file in the finished image, read from the disk with debugfs.
+    const status = (await readFilesFromImage(dist('image.qcow2'), ['/var/lib/dpkg/status']))['/var/lib/dpkg/status'];
+    const installed = installedPackages(status);
+    await timed('sbom', () => workspace.nxOk(['run', 'image-prod:sbom']));
+    const sbom = JSON.parse(readFileSync(dist('prod.spdx.json'), 'utf8')) as {
+      spdxVersion: string;
+      packages: Array<{ SPDXID: string; name: string; versionInfo: string; externalRefs?: Array<{ referenceLocator: string }> }>;
+      relationships: Array<{ spdxElementId: string; relationshipType: string; relatedSpdxElement: string }>;
+    };
+    expect(sbom.spdxVersion).toBe('SPDX-2.3');
+    const listed = new Map(
+      sbom.packages
+        .filter((pkg) => pkg.externalRefs?.length)
+        .map((pkg) => [`${pkg.name}:${/[?&]arch=([^&]+)/.exec(pkg.externalRefs![0].referenceLocator)?.[1]}`, pkg.versionInfo]),
+    );
+    expect([...listed].sort()).toEqual([...installed].sort());
+    // debootstrap's packages belong to the modify-disk layer that ran it, apt's to the layer that ran apt.
+    const names = new Map(sbom.packages.map((pkg) => [pkg.SPDXID, pkg.name]));
+    const layerOf = (name: string) =>
+      names.get(sbom.relationships.find((edge) => edge.relationshipType === 'CONTAINS' && names.get(edge.relatedSpdxElement) === name)!.spdxElementId);
+    expect(layerOf('nginx')).toBe('prod/20_packages');
+    expect(layerOf('openssh-server')).toMatch(/^prod\/(00_base|10_update)$/);
+    console.log(`sbom of prod: ${listed.size} packages`);
+  });
+
   it('takes an edit of the app through nx affected to a checked boot that serves it', async () => {
     const edited = Date.now();
     writeFileSync(workspace.path('apps/welcome/src/index.html'), '<!doctype html><title>prod</title><h1>Edited page, rebuilt by vmlb</h1>\n');

@@ -87,6 +87,18 @@ export function imageProject(image: ImageInfo, layout: ImageLayout, lastLayer: s
         { from: image.layers[0]?.folder ?? 'base', to: image.layers[image.layers.length - 1]?.folder ?? 'base' },
       ),
     },
+    sbom: {
+      executor: 'vmlb:sbom',
+      // Reads small files only, and its document carries the time it was made.
+      cache: false,
+      dependsOn: [lastBuild],
+      options: { imageName: image.name, imageRoot: image.root, distDir: options.distDir },
+      metadata: metadata(
+        'sbom',
+        `Write the software bill of materials of image ${image.name}: an SPDX 2.3 JSON document of every dpkg package with the layer that installed it (${layout.dir}/${image.name}.spdx.json)`,
+        { distro: 'ubuntu' },
+      ),
+    },
     ...(options.blobs ? blobTargets(chain, lastBuild, metadata) : {}),
   };
   return {
