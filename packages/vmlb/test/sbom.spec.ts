@@ -131,12 +131,16 @@ describe('nx run image-<x>:sbom', () => {
     expect(existsSync(dist('worker', 'export/qcow2/worker.qcow2'))).toBe(true);
   });
 
-  it('6. names the missing record and the fix when a layer’s manifest is gone', async () => {
+  it('6. names the missing record and the fix when a layer’s manifest or digest is gone', async () => {
     rmSync(dist('tiny', '15_apt.manifest.json'));
     const run = await workspace.nx(['run', 'image-worker:sbom', '--excludeTaskDependencies']);
     expect(run.exitCode).not.toBe(0);
     expect(run.output).toContain(
       'dist/images/tiny/15_apt.manifest.json is missing or unreadable, so the packages of 15_apt of image tiny are not known. Build the image again (nx build image-worker)',
     );
+    rmSync(dist('tiny', '00_disk.digest'));
+    const unbuilt = await workspace.nx(['run', 'image-worker:sbom', '--excludeTaskDependencies']);
+    expect(unbuilt.exitCode).not.toBe(0);
+    expect(unbuilt.output).toContain('Image worker is not built here: dist/images/tiny/00_disk.digest is missing. Build it first: nx build image-worker');
   });
 });
