@@ -23,26 +23,14 @@ interface ChainOptions {
 export function imageProject(image: ImageInfo, layout: ImageLayout, lastLayer: string | undefined, options: NormalizedOptions): ProjectConfiguration {
   const project = imageProjectName(image.name);
   const lastBuild: TargetDependencyConfig = lastLayer ? { target: options.buildTargetName, projects: [lastLayer] } : { target: options.baseTargetName };
+  // A derived image imports no base disk: its chain starts on another image's layer (lastLayer's chain).
+  const derived = image.config.base.kind === 'image';
   // No chain top, no image.json testBoot settings here: Nx hashes every target
   // of the image project into its base import's key; the tasks find both at run time.
   const chain: ChainOptions = { imageName: image.name, imageRoot: image.root, distDir: options.distDir, ...blobOption(options) };
   const metadata = (target: string, description: string, example: Record<string, unknown>) => targetMetadata(description, project, target, example);
   const targets: Record<string, TargetConfiguration> = {
-    [options.baseTargetName]: {
-      executor: 'vmlb:base',
-      cache: true,
-      inputs: baseInputs(IMAGE_CONFIG_FILE, image.config.base.kind === 'path' ? resolveBasePath(image) : undefined),
-      outputs: [...chainFileOutputs(layout.base, options), `{workspaceRoot}/${manifestPathFor(layout.base)}`],
-      options: {
-        imageName: image.name,
-        base: baseOption(image),
-        output: layout.base,
-        layerFormat: LAYER_FORMAT,
-        ...qcow2CompatOption(image.config),
-        ...blobOption(options),
-      },
-      metadata: metadata(options.baseTargetName, `Import the base disk of image ${image.name} (${describeBase(image)}) into ${layout.base}`, {}),
-    },
+    ...(derived ? {} : { [options.baseTargetName]: baseTarget(image, layout, options, metadata) }),
     [options.buildTargetName]: {
       executor: 'vmlb:image',
       // Linking is instant; a flattened image belongs to the flatten target.
@@ -99,6 +87,18 @@ export function imageProject(image: ImageInfo, layout: ImageLayout, lastLayer: s
         { from: image.layers[0]?.folder ?? 'base', to: image.layers[image.layers.length - 1]?.folder ?? 'base' },
       ),
     },
+    sbom: {
+      executor: 'vmlb:sbom',
+      // Reads small files only, and its document carries the time it was made.
+      cache: false,
+      dependsOn: [lastBuild],
+      options: { imageName: image.name, imageRoot: image.root, distDir: options.distDir },
+      metadata: metadata(
+        'sbom',
+        `Write the software bill of materials of image ${image.name}: an SPDX 2.3 JSON document of every dpkg package with the layer that installed it (${layout.dir}/${image.name}.spdx.json)`,
+        { distro: 'ubuntu' },
+      ),
+    },
     ...(options.blobs ? blobTargets(chain, lastBuild, metadata) : {}),
   };
   return {
@@ -107,17 +107,37 @@ export function imageProject(image: ImageInfo, layout: ImageLayout, lastLayer: s
     projectType: 'application',
     tags: ['vmlb:image'],
     implicitDependencies: lastLayer ? [lastLayer] : [],
-    metadata: { description: `VM image ${image.name}: base ${describeBase(image)}, ${image.layers.length} layer(s)`, technologies: ['vmlb'] },
+    metadata: {
+      description: `VM image ${image.name}: ${derived ? 'built on' : 'base'} ${describeBase(image)}, ${image.layers.length} layer(s)${derived ? ' of its own' : ''}`,
+      technologies: ['vmlb'],
+    },
     targets,
   };
 }
 
+type Metadata = (target: string, description: string, example: Record<string, unknown>) => ReturnType<typeof targetMetadata>;
+
+/** The base import of an image with a base disk of its own. */
+function baseTarget(image: ImageInfo, layout: ImageLayout, options: NormalizedOptions, metadata: Metadata): TargetConfiguration {
+  return {
+    executor: 'vmlb:base',
+    cache: true,
+    inputs: baseInputs(IMAGE_CONFIG_FILE, image.config.base.kind === 'path' ? resolveBasePath(image) : undefined),
+    outputs: [...chainFileOutputs(layout.base, options), `{workspaceRoot}/${manifestPathFor(layout.base)}`],
+    options: {
+      imageName: image.name,
+      base: baseOption(image),
+      output: layout.base,
+      layerFormat: LAYER_FORMAT,
+      ...qcow2CompatOption(image.config),
+      ...blobOption(options),
+    },
+    metadata: metadata(options.baseTargetName, `Import the base disk of image ${image.name} (${describeBase(image)}) into ${layout.base}`, {}),
+  };
+}
+
 /** The image targets that exist only in blob mode. */
-function blobTargets(
-  chain: ChainOptions,
-  lastBuild: TargetDependencyConfig,
-  metadata: (target: string, description: string, example: Record<string, unknown>) => ReturnType<typeof targetMetadata>,
-): Record<string, TargetConfiguration> {
+function blobTargets(chain: ChainOptions, lastBuild: TargetDependencyConfig, metadata: Metadata): Record<string, TargetConfiguration> {
   const { imageName, imageRoot, distDir } = chain;
   return {
     pull: {
@@ -154,6 +174,8 @@ function baseOption(image: ImageInfo): Record<string, string> {
       return { path: resolveBasePath(image) };
     case 'empty':
       return { empty: base.size };
+    case 'image':
+      throw new Error(`Image ${image.name} is built on layer ${base.layer} of image ${base.image}: it imports no base disk.`);
   }
 }
 
@@ -174,5 +196,7 @@ function describeBase(image: ImageInfo): string {
       return `local disk ${resolveBasePath(image)}`;
     case 'empty':
       return `blank ${base.size} disk`;
+    case 'image':
+      return `layer ${base.layer} of image ${base.image}`;
   }
 }

@@ -133,7 +133,7 @@ describe('vmlb plugin createNodes', () => {
     const image = projects!['images/demo'];
     expect(image.name).toBe('image-demo');
     expect(image.implicitDependencies).toEqual(['demo-20_clean']);
-    expect(Object.keys(image.targets!)).toEqual(['base', 'build', 'flatten', 'test-boot', 'layers', 'diff']);
+    expect(Object.keys(image.targets!)).toEqual(['base', 'build', 'flatten', 'test-boot', 'layers', 'diff', 'sbom']);
     expect(image.targets!.base).toMatchObject({
       executor: 'vmlb:base',
       cache: true,
@@ -254,7 +254,7 @@ describe('vmlb plugin createNodes', () => {
       const problem = await problemWith({ ...shields, 'vmlb:layer': { inputs: ['default'] }, '*': { cache: true } });
       expect(problem).toContain('targetDefaults["vmlb:layer"] sets inputs for the build targets vmlb infers (vmlb:layer). ');
       expect(problem).toContain('Remove them from that entry');
-      expect(problem).toMatch(/targetDefaults\["\*"\] sets cache for the diff, layers, test-boot targets/);
+      expect(problem).toMatch(/targetDefaults\["\*"\] sets cache for the diff, layers, sbom, test-boot targets/);
     });
   });
 
@@ -272,6 +272,31 @@ describe('vmlb plugin createNodes', () => {
     expect(Object.keys(projects!)).toEqual(['images/bare']);
     expect(projects!['images/bare'].targets!.build.dependsOn).toEqual([{ target: 'base' }]);
     expect(chainTop(projects!['images/bare'].targets!.build.options, workspace.root)).toBe('dist/images/bare/base.qcow2');
+  });
+
+  it('puts an image built on another image’s layer on that layer: its first layer, or with no layers its build, depends on it', async () => {
+    workspace.write('images/prod/image.json', JSON.stringify({ base: { empty: '1G' } }));
+    workspace.script('images/prod/20_packages/build-layer');
+    workspace.write('images/worker/image.json', JSON.stringify({ base: { image: 'prod', layer: '20_packages' } }));
+    workspace.script('images/worker/10_svc/build-layer');
+    workspace.write('images/bare/image.json', JSON.stringify({ base: { image: 'prod', layer: '20_packages' } }));
+    const results = await run([
+      'images/bare/image.json',
+      'images/prod/20_packages/build-layer',
+      'images/prod/image.json',
+      'images/worker/10_svc/build-layer',
+      'images/worker/image.json',
+    ]);
+    const projects = Object.assign({}, ...results.map(([, result]) => result.projects));
+    const first = projects['images/worker/10_svc'];
+    expect(first.implicitDependencies).toEqual(['prod-20_packages']);
+    expect(first.targets.build.dependsOn).toEqual([{ target: 'build', projects: ['prod-20_packages'] }]);
+    expect(first.targets.build.options).toMatchObject({ parent: 'dist/images/prod/20_packages.qcow2', output: 'dist/images/worker/10_svc.qcow2' });
+    expect(Object.keys(projects['images/worker'].targets)).not.toContain('base');
+    const bare = projects['images/bare'];
+    expect(bare.implicitDependencies).toEqual(['prod-20_packages']);
+    expect(bare.targets.build.dependsOn).toEqual([{ target: 'build', projects: ['prod-20_packages'] }]);
+    expect(chainTop(bare.targets.build.options, workspace.root)).toBe('dist/images/prod/20_packages.qcow2');
   });
 
   it('honours target names and the output folder from the plugin options', async () => {

@@ -4,10 +4,13 @@ import { AggregateCreateNodesError, type CreateNodes, type CreateNodesResult, ty
 import { calculateHashesForCreateNodes, PluginCache, workspaceDataDirectory } from '@nx/devkit/internal';
 import { targetDefaultsProblem } from '../lib/cache-identity/target-defaults-guard';
 import { ImageLayout } from '../lib/image/dist-layout';
+import { chainBase } from '../lib/image/image-chain';
+import { derivedBase } from '../lib/image/image-config';
 import { IMAGE_FILES_GLOB, findImageFolders } from '../lib/image/image-folders';
 import { type ImageInfo, IMAGE_CONFIG_FILE, ImageDefinitionError, discoverImage } from '../lib/image/layer-discovery';
 import { layerProjectName } from '../lib/image/project-names';
 import { vmlbCodeId } from '../lib/util/version';
+import { type ImageSummary, derivedImageProblems } from './derived-images';
 import { imageProject } from './image-project';
 import { layerProject } from './layer-project';
 import { type NormalizedOptions, type VmlbPluginOptions, normalizeOptions } from './options';
@@ -20,6 +23,8 @@ export { IMAGE_FILES_GLOB } from '../lib/image/image-folders';
 interface ImageNodes {
   projects: Record<string, ProjectConfiguration>;
   warnings: string[];
+  /** What the checks across images (lib/image derived bases) need to know of it. */
+  summary: ImageSummary;
 }
 
 /** Every image folder's projects: from the inference cache while the folder and vmlb's code are unchanged, else from inferImageNodes. */
@@ -34,6 +39,7 @@ export const createNodes: CreateNodes<VmlbPluginOptions> = [
 
     const results: Array<readonly [string, CreateNodesResult]> = [];
     const errors: Array<[string, Error]> = [];
+    const summaries: ImageSummary[] = [];
     roots.forEach((imageRoot, index) => {
       const sourceFile = imageRoots.get(imageRoot)!;
       try {
@@ -45,6 +51,7 @@ export const createNodes: CreateNodes<VmlbPluginOptions> = [
         }
         nodes.warnings.forEach((warning) => logger.warn(`vmlb: ${warning}`));
         results.push([sourceFile, { projects: nodes.projects }]);
+        summaries.push(nodes.summary);
       } catch (error) {
         // Each problem under the file or folder to fix (Nx prints that above the message).
         if (error instanceof ImageDefinitionError) error.problems.forEach(({ file, message }) => errors.push([file, new Error(message)]));
@@ -54,6 +61,9 @@ export const createNodes: CreateNodes<VmlbPluginOptions> = [
     cache.writeToDisk();
 
     findNameClashes(results).forEach((clash) => errors.push(clash));
+    // An image whose folder could not be read may be the one a derived image names: no verdict on those.
+    const unread = roots.filter((root) => !summaries.some((summary) => summary.root === root));
+    derivedImageProblems(summaries, unread).forEach((problem) => errors.push(problem));
     const defaultsProblem = targetDefaultsProblem(context.nxJsonConfiguration, results);
     if (defaultsProblem) logger.warn(`vmlb: ${defaultsProblem.message}`);
     if (errors.length) throw new AggregateCreateNodesError(errors, results);
@@ -83,8 +93,10 @@ function unhashedState(workspaceRoot: string, files: readonly string[], imageRoo
 export function inferImageNodes(image: ImageInfo, options: NormalizedOptions): ImageNodes {
   const layout = new ImageLayout(image.name, options.distDir);
   const projects: Record<string, ProjectConfiguration> = {};
-  let parentFile = layout.base;
-  let parentProject: string | undefined;
+  const derived = derivedBase(image.config);
+  // A derived image's first layer is an overlay on the other image's layer, built by that layer's project.
+  let parentFile = chainBase(image.config, layout, options.distDir);
+  let parentProject: string | undefined = derived ? layerProjectName(derived.image, derived.layer) : undefined;
   for (const layer of image.layers) {
     const output = layout.layer(layer.folder);
     projects[layer.dir] = layerProject(image, layer, { parentFile, parentProject, output }, options);
@@ -92,7 +104,8 @@ export function inferImageNodes(image: ImageInfo, options: NormalizedOptions): I
     parentProject = layerProjectName(image.name, layer.folder);
   }
   projects[image.root] = imageProject(image, layout, parentProject, options);
-  return { projects, warnings: image.warnings };
+  const summary: ImageSummary = { name: image.name, root: image.root, configFile: image.configFile, layers: image.layers.map((layer) => layer.folder) };
+  return { projects, warnings: image.warnings, summary: derived ? { ...summary, derivedFrom: derived } : summary };
 }
 
 /**

@@ -8,6 +8,7 @@ import { openBlobStores } from '../../lib/blob/config';
 import { AttachedDisk } from '../../lib/disk/disk-attach';
 import type { Log } from '../../lib/util/log';
 import { ImageLayout } from '../../lib/image/dist-layout';
+import { chainBase } from '../../lib/image/image-chain';
 import { reportFailure } from '../../lib/util/executor-errors';
 import { withInterruptSignal } from '../../lib/util/interrupt';
 import { type RootDiff, diffRoots, formatPackageChanges, formatRootDiff } from '../../lib/inspect/layer-diff';
@@ -46,7 +47,8 @@ export function normalizeOptions(options: DiffExecutorSchema, workspaceRoot: str
     if (!names.includes(name)) {
       throw new Error(`--${option} '${name}' is not a layer of image ${image.name}; its layers are: ${names.join(', ')}.`);
     }
-    return { name, qcow2: path.resolve(workspaceRoot, name === 'base' ? layout.base : layout.layer(name)) };
+    // A derived image's base is the other image's layer it is built on.
+    return { name, qcow2: path.resolve(workspaceRoot, name === 'base' ? chainBase(image.config, layout, options.distDir) : layout.layer(name)) };
   };
   const toName = options.to ?? names[names.length - 1];
   const to = side(toName, 'to');

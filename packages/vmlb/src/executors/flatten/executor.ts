@@ -13,6 +13,7 @@ import type { FlattenExecutorSchema } from './schema';
 import { checkTargetDefaults } from '../../lib/cache-identity/target-defaults-guard';
 import { chainTop } from '../../lib/image/image-chain';
 import { checkQcow2Compat } from '../../lib/disk/qcow2';
+import { type SbomPlan, sbomPlan, writeImageSbom } from '../../lib/inspect/image-sbom';
 
 export interface FlattenPlan extends Omit<ExportOptions, 'signal'> {
   imageName: string;
@@ -21,6 +22,8 @@ export interface FlattenPlan extends Omit<ExportOptions, 'signal'> {
   /** Absolute path of the file to write. */
   output: string;
   blobs: boolean;
+  /** With --sbom: where the SPDX document goes, beside the export. */
+  sbom?: SbomPlan;
 }
 
 export function normalizeOptions(options: FlattenExecutorSchema, workspaceRoot: string): FlattenPlan {
@@ -51,7 +54,19 @@ export function normalizeOptions(options: FlattenExecutorSchema, workspaceRoot: 
     sha256: options.sha256 !== false,
     blobs: options.blobs === true,
     qcow2Compat: checkQcow2Compat(options.qcow2Compat, '--qcow2Compat'),
+    ...(options.sbom ? { sbom: sbomBeside(options, workspaceRoot, format) } : {}),
   };
+}
+
+/** The SBOM's place beside the export (`export/<format>/<image>.spdx.json`), checked before any export work. */
+function sbomBeside(options: FlattenExecutorSchema, workspaceRoot: string, format: string): SbomPlan {
+  if (!options.imageRoot || !options.distDir) throw new Error(`--sbom needs --imageRoot and --distDir to find the image's layers (the plugin sets both).`);
+  const output = path.posix.join(options.outputDir, format, `${options.imageName}.spdx.json`);
+  return sbomPlan(
+    { imageName: options.imageName, imageRoot: options.imageRoot, distDir: options.distDir, output, distro: options.distro },
+    workspaceRoot,
+    process.env,
+  );
 }
 
 export default async function flattenExecutor(options: FlattenExecutorSchema, context: ExecutorContext): Promise<{ success: boolean }> {
@@ -77,6 +92,7 @@ export default async function flattenExecutor(options: FlattenExecutorSchema, co
           (info ? ` (${formatBytes(info.actualSize)} on disk, ${formatBytes(info.virtualSize)} disk)` : '') +
           (sha256 ? `, sha256 ${sha256.slice(0, 16)}... in ${path.basename(plan.output)}.sha256` : ''),
       );
+      if (plan.sbom) await writeImageSbom(plan.sbom, context.root, context.projectsConfigurations?.projects, log);
     }),
   );
 }

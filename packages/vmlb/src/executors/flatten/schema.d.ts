@@ -10,6 +10,8 @@ export interface FlattenExecutorSchema {
   compress?: boolean;
   vmdkSubformat?: 'monolithicSparse' | 'streamOptimized';
   sha256?: boolean;
+  sbom?: boolean;
+  distro?: string;
   cpus?: number;
   memory?: number;
   layerFormat?: number;

@@ -49,8 +49,9 @@ export default async function imageExecutor(options: ImageExecutorSchema, contex
     reportImageWarnings(context);
     // A layer killed mid-build and then restored from the Nx cache never ran
     // again to release what it left attached; do it here (this target always runs).
-    await releaseAllLeftovers(path.dirname(chain), (message) => console.log(message));
-    reportStaleLayerFiles(imageName, path.dirname(chain), context);
+    // The image's own folder: a derived image without layers of its own has its chain top in another image's.
+    await releaseAllLeftovers(path.dirname(output), (message) => console.log(message));
+    reportStaleLayerFiles(imageName, path.dirname(output), context);
     if (options.blobs) {
       if (flatten || verify) {
         // Both read every byte of the chain: its layer files must be in place first.

@@ -35,9 +35,10 @@ export function normalizeOptions(
   }
   const parent = absolute(options.parent);
   const output = absolute(options.output);
-  if (path.dirname(parent) !== path.dirname(output)) {
+  // The parent is beside the output, or (a derived image's first layer) in a sibling image folder of the same dist folder.
+  if (path.dirname(parent) !== path.dirname(output) && path.dirname(path.dirname(parent)) !== path.dirname(path.dirname(output))) {
     throw new Error(
-      `Layer ${options.layer}: output ${options.output} must be in the same folder as its parent ${options.parent}, so the chain can use relative backing paths.`,
+      `Layer ${options.layer}: output ${options.output} must be in the same folder as its parent ${options.parent}, or in a sibling folder of the same dist folder, so the chain can use relative backing paths.`,
     );
   }
   const nbdDevice = options.nbd ?? (env.VMLB_NBD || undefined);
@@ -100,7 +101,9 @@ export default async function layerExecutor(options: LayerExecutorSchema, contex
       );
       const { digest, sha256 } = await buildLayer(plan, log, signal);
       if (stores) {
-        const identity = { sha256, digest, parent: path.basename(plan.parent), builtBy: `${project}:${context.targetName ?? 'build'}` };
+        // As the overlay names it: a bare name, or ../<image>/<layer>.qcow2 on another image's layer.
+        const parent = path.relative(path.dirname(plan.output), plan.parent);
+        const identity = { sha256, digest, parent, builtBy: `${project}:${context.targetName ?? 'build'}` };
         await publishLayerFile(plan.output, identity, stores, { share: !plan.hints.noshare, log, signal });
       }
     });

@@ -1,9 +1,9 @@
 import * as path from 'node:path';
 import { cacheDir, type ExecutorContext, type ProjectGraph } from '@nx/devkit';
-import { ImageLayout } from '../../lib/image/dist-layout';
 import { reportFailure } from '../../lib/util/executor-errors';
 import { describeHints } from '../../lib/image/hints';
 import { discoverImage } from '../../lib/image/layer-discovery';
+import { imageChainFiles, imageRootFinder } from '../../lib/image/image-chain';
 import { type LayerStatus, layerStatuses, type RemoteLookup, type StatusLayer } from '../../lib/inspect/layer-status';
 import { NxTaskHashes } from '../../lib/cache-identity/nx-task-hashes';
 import { imageProjectName, layerProjectName } from '../../lib/image/project-names';
@@ -12,34 +12,29 @@ import { formatTable } from '../../lib/util/text-table';
 import { formatBytes } from '../../lib/util/units';
 import type { LayersExecutorSchema } from './schema';
 
-/** The layers of an image as the status model sees them, base first, with the Nx task of each. */
+/** The layers of an image as the status model sees them, base first, with the Nx task of each; a derived image's chain starts in the image it is built on. */
 export function statusLayers(options: LayersExecutorSchema, workspaceRoot: string, projectGraph: ProjectGraph): StatusLayer[] {
-  const image = discoverImage(workspaceRoot, options.imageRoot);
-  const layout = new ImageLayout(image.name, options.distDir);
-  const absolute = (file: string) => path.resolve(workspaceRoot, file);
-  const imageProject = imageProjectName(image.name);
-  const base: StatusLayer = {
-    name: 'base',
-    kind: 'base',
-    hints: [],
-    cacheability: 'cached',
-    taskId: `${imageProject}:${targetRunning(projectGraph, imageProject, 'vmlb:base')}`,
-    qcow2: absolute(layout.base),
-  };
-  return [
-    base,
-    ...image.layers.map((layer): StatusLayer => {
-      const project = layerProjectName(image.name, layer.folder);
-      return {
-        name: layer.folder,
-        kind: layer.kind,
-        hints: describeHints(layer.hints),
-        cacheability: layer.hints.nocache ? 'nocache' : layer.hints.noshare ? 'noshare' : 'cached',
-        taskId: `${project}:${targetRunning(projectGraph, project, 'vmlb:layer')}`,
-        qcow2: absolute(layout.layer(layer.folder)),
-      };
-    }),
-  ];
+  const projects = Object.fromEntries(Object.entries(projectGraph.nodes).map(([name, node]) => [name, { root: node.data.root }]));
+  const files = imageChainFiles(workspaceRoot, options.imageRoot, options.distDir, imageRootFinder(projects));
+  const own = files[files.length - 1]?.image ?? options.imageName;
+  return files.map((file): StatusLayer => {
+    const name = file.image === own ? file.layer : `${file.image}/${file.layer}`;
+    const qcow2 = path.resolve(workspaceRoot, file.qcow2);
+    if (!file.info) {
+      const project = imageProjectName(file.image);
+      return { name, kind: 'base', hints: [], cacheability: 'cached', taskId: `${project}:${targetRunning(projectGraph, project, 'vmlb:base')}`, qcow2 };
+    }
+    const layer = file.info;
+    const project = layerProjectName(file.image, layer.folder);
+    return {
+      name,
+      kind: layer.kind,
+      hints: describeHints(layer.hints),
+      cacheability: layer.hints.nocache ? 'nocache' : layer.hints.noshare ? 'noshare' : 'cached',
+      taskId: `${project}:${targetRunning(projectGraph, project, 'vmlb:layer')}`,
+      qcow2,
+    };
+  });
 }
 
 /** The name of the project's target that runs `executor` (targets can be renamed in the plugin options). */
@@ -87,11 +82,11 @@ export default async function layersExecutor(options: LayersExecutorSchema, cont
     const { warnings, config } = discoverImage(context.root, options.imageRoot);
     // On stderr, so that --json stays one JSON document; with the Nx daemon on, this is where the user sees them.
     warnings.forEach((warning) => console.warn(`vmlb: warning: ${warning}`));
-    const outputDir = path.posix.join(options.distDir, options.imageName);
+    // The whole dist folder: a derived image's chain runs through the folders of the images it is built on.
     const hashes = await NxTaskHashes.open(
       context.root,
       layers.map((layer) => layer.taskId),
-      outputDir,
+      options.distDir,
     );
     let rows: LayerStatus[];
     try {
@@ -99,6 +94,7 @@ export default async function layersExecutor(options: LayersExecutorSchema, cont
         workspaceRoot: context.root,
         hash: (taskId, digests) => hashes.hash(taskId, digests),
         nxCacheDir: cacheDir,
+        distDir: path.resolve(context.root, options.distDir),
         remote: remoteLookup(options, process.env),
         blobs: options.blobs === true,
       });

@@ -51,13 +51,38 @@ describe('refs from a cache', () => {
     await expect(materialiseChain(top, await stores(), { log })).rejects.toThrow(`Layer ref ${refPathFor(top)} has a malformed parent`);
   });
 
-  it.each(['..', '../../../etc/passwd', '.', '', '/etc/shadow', 'sub/00_disk.qcow2', 'base.qcow2\0'])(
-    'a ref whose parent is %j: refused, nothing outside dist/ is read',
-    async (parent) => {
-      const top = writeRefFile('10_hello', { parent });
-      await expect(materialiseChain(top, await stores(), { log })).rejects.toThrow(`Layer ref ${refPathFor(top)} has a malformed parent`);
-    },
-  );
+  it.each([
+    '..',
+    '../../../etc/passwd',
+    '.',
+    '',
+    '/etc/shadow',
+    'sub/00_disk.qcow2',
+    'base.qcow2\0',
+    '../../prod/20_packages.qcow2',
+    '../../20_packages.qcow2',
+    '../../../tiny/x.qcow2',
+    '../.hidden/20_packages.qcow2',
+    '../prod/sub/20_packages.qcow2',
+  ])('a ref whose parent is %j: refused, nothing outside dist/ is read', async (parent) => {
+    const top = writeRefFile('10_hello', { parent });
+    await expect(materialiseChain(top, await stores(), { log })).rejects.toThrow(`Layer ref ${refPathFor(top)} has a malformed parent`);
+  });
+
+  it('a ref on another image’s layer (../prod/20_packages.qcow2, a derived image): followed into that sibling folder', async () => {
+    const otherDist = path.join(dist, '..', 'prod');
+    fs.mkdirSync(otherDist);
+    const bytes = Buffer.from('layer of prod');
+    fs.writeFileSync(path.join(storeDir, 'sha256', sha256(bytes)), bytes);
+    fs.writeFileSync(
+      refPathFor(path.join(otherDist, '20_packages.qcow2')),
+      JSON.stringify({ sha256: sha256(bytes), size: bytes.length, digest: 'c'.repeat(64), builtBy: 'prod-20_packages:build' }),
+    );
+    const top = writeRefFile('10_worker', { sha256: sha256(bytes), size: bytes.length, parent: '../prod/20_packages.qcow2' });
+    const counts = await materialiseChain(top, await stores(), { log });
+    expect(counts).toEqual(expect.objectContaining({ downloaded: 1, linked: 1 }));
+    expect(fs.readFileSync(path.join(otherDist, '20_packages.qcow2'), 'utf8')).toBe('layer of prod');
+  });
 
   it('a chain whose top ref is not in dist/ (a checkout that has built nothing): names the build that brings the refs', async () => {
     const top = path.join(dist, '20_motd.qcow2');

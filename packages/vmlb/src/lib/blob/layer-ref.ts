@@ -15,7 +15,7 @@ export interface LayerRef {
   size: number;
   /** Chain digest (same as the .digest file beside it). */
   digest: string;
-  /** File name of the parent in the same folder (its own ref sits beside it); none for a base. */
+  /** File name of the parent in the same folder (its own ref sits beside it), or `../<image>/<file>` in another image's folder; none for a base. */
   parent?: string;
   /** Nx project and target that build it, for messages ("rebuild with ..."). */
   builtBy: string;
@@ -43,10 +43,16 @@ export async function readRef(refPath: string): Promise<LayerRef> {
 
 /**
  * A parent is a bare qcow2 file name in the ref's own folder (`base.qcow2`,
- * `10_update.qcow2`): no path, no `..`, and not the layer itself.
+ * `10_update.qcow2`), or one in a sibling image folder (`../prod/20_packages.qcow2`,
+ * a derived image's first layer): never further out of dist/, and not the
+ * layer itself.
  */
 function isParentName(parent: unknown, refPath: string): boolean {
-  return typeof parent === 'string' && /^[A-Za-z0-9_][A-Za-z0-9._-]*\.qcow2$/.test(parent) && parent !== path.basename(refPath).replace(/\.ref$/, '.qcow2');
+  return (
+    typeof parent === 'string' &&
+    /^(\.\.\/[A-Za-z0-9][A-Za-z0-9._-]*\/)?[A-Za-z0-9_][A-Za-z0-9._-]*\.qcow2$/.test(parent) &&
+    parent !== path.basename(refPath).replace(/\.ref$/, '.qcow2')
+  );
 }
 
 /** Writes a ref atomically (temporary file, fsync, rename). */

@@ -27,6 +27,29 @@ describe('FolderLock', () => {
     second!.release();
   });
 
+  it('lets readers share it, and makes a writer wait for them (a derived image’s build on the other image’s layer)', async () => {
+    const reader = await FolderLock.acquire(folder, { shared: true });
+    const otherReader = jest.fn();
+    const secondReader = await FolderLock.acquire(folder, { shared: true, onWait: otherReader });
+    expect(otherReader).not.toHaveBeenCalled();
+    // Told to wait (onWait) before it waits: no clock involved.
+    let writerWaits!: () => void;
+    const writerWaiting = new Promise<void>((resolve) => (writerWaits = resolve));
+    let writer: FolderLock | undefined;
+    const taking = FolderLock.acquire(folder, { onWait: () => writerWaits() }).then((lock) => (writer = lock));
+    await writerWaiting;
+    expect(writer).toBeUndefined();
+    reader.release();
+    secondReader.release();
+    await taking;
+    let readerWaits!: () => void;
+    const readerWaiting = new Promise<void>((resolve) => (readerWaits = resolve));
+    const readingAfter = FolderLock.acquire(folder, { shared: true, onWait: () => readerWaits() });
+    await readerWaiting;
+    writer!.release();
+    (await readingAfter).release();
+  });
+
   it('does not make a taker wait when nobody holds it, and creates the folder', async () => {
     const onWait = jest.fn();
     const lock = await FolderLock.acquire(path.join(folder, 'new'), { onWait });

@@ -21,18 +21,21 @@ export class FolderLock {
   /**
    * Takes the lock on `folder` (created if missing). When another process
    * holds it, calls `onWait` once and waits; aborting `signal` stops waiting
-   * and throws its reason.
+   * and throws its reason. `shared`: a reader's lock, which other readers
+   * may hold at once and a writer waits for (a derived image's layer build
+   * reads the other image's layer it is built on).
    */
-  static async acquire(folder: string, options: { onWait?: () => void; signal?: AbortSignal } = {}): Promise<FolderLock> {
+  static async acquire(folder: string, options: { onWait?: () => void; signal?: AbortSignal; shared?: boolean } = {}): Promise<FolderLock> {
     mkdirSync(folder, { recursive: true });
     const fd = openSync(folder, 'r');
+    const mode = options.shared ? '--shared' : '--exclusive';
     try {
-      const attempt = spawnSync('flock', ['--exclusive', '--nonblock', '3'], { stdio: ['ignore', 'ignore', 'pipe', fd] });
+      const attempt = spawnSync('flock', [mode, '--nonblock', '3'], { stdio: ['ignore', 'ignore', 'pipe', fd] });
       if (attempt.error) throw new Error(`Cannot lock ${folder}: flock (util-linux) could not run: ${attempt.error.message}`);
       if (attempt.status !== 0) {
         if (attempt.status !== 1) throw new Error(`Cannot lock ${folder}: flock exited with ${attempt.status}: ${String(attempt.stderr).trim()}`);
         options.onWait?.();
-        await waitForLock(folder, fd, options.signal);
+        await waitForLock(folder, fd, mode, options.signal);
       }
       return new FolderLock(fd);
     } catch (error) {
@@ -48,10 +51,10 @@ export class FolderLock {
   }
 }
 
-function waitForLock(folder: string, fd: number, signal?: AbortSignal): Promise<void> {
+function waitForLock(folder: string, fd: number, mode: string, signal?: AbortSignal): Promise<void> {
   signal?.throwIfAborted();
   return new Promise((resolve, reject) => {
-    const child = spawn('flock', ['--exclusive', '3'], { stdio: ['ignore', 'ignore', 'pipe', fd] });
+    const child = spawn('flock', [mode, '3'], { stdio: ['ignore', 'ignore', 'pipe', fd] });
     let stderr = '';
     child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     const onAbort = () => child.kill('SIGTERM');

@@ -93,7 +93,18 @@ async function withImageFolderLock(plan: LayerBuildPlan, log: Log, signal: Abort
       log(`vmlb: waiting for another build writing to ${imageDir}${describeOwners(imageDir)} to finish...`);
     },
   });
+  // A derived image's first layer reads another image's layer: that folder's builds must not replace it meanwhile.
+  let parentLock: FolderLock | undefined;
   try {
+    const parentDir = path.dirname(plan.parent);
+    if (parentDir !== imageDir) {
+      parentLock = await FolderLock.acquire(parentDir, {
+        shared: true,
+        signal,
+        onWait: () =>
+          log(`vmlb: waiting for another build writing to ${parentDir}${describeOwners(parentDir)}, whose layer ${plan.layer} is built on, to finish...`),
+      });
+    }
     const current = waited ? await builtMeanwhile(plan) : undefined;
     if (current) {
       log(`vmlb: layer ${plan.layer} was built by the other build under the same task hash (digest ${current.digest.slice(0, 12)}); not built again`);
@@ -101,6 +112,7 @@ async function withImageFolderLock(plan: LayerBuildPlan, log: Log, signal: Abort
     }
     return await build();
   } finally {
+    parentLock?.release();
     lock.release();
   }
 }

@@ -36,7 +36,7 @@ export class NxTaskHashes {
   /**
    * Prepares hashing of `taskIds` (e.g. `tiny-10_hello:build`) in the
    * workspace at `workspaceRoot`, whose image outputs live in
-   * `outputDir` (workspace-relative, e.g. `dist/images/tiny`).
+   * `outputDir` (workspace-relative: vmlb's dist folder, e.g. `dist/images`, which holds the folders of a derived image's whole chain).
    */
   static async open(workspaceRoot: string, taskIds: string[], outputDir: string): Promise<NxTaskHashes> {
     // The in-process hasher needs the workspace's file hashes in this
@@ -86,15 +86,21 @@ export class NxTaskHashes {
   }
 
   /**
-   * The hash of `taskId` when the image's output folder holds exactly the
-   * digest files in `digests` (file name → content, e.g. `00_base.digest`).
+   * The hash of `taskId` when the output folder holds exactly the digest
+   * files in `digests` (path in it → content, e.g. `prod/00_base.digest`
+   * when the folder is vmlb's dist folder).
    */
   async hash(taskId: string, digests: Record<string, string>): Promise<string> {
     const task = this.taskGraph.tasks[taskId];
     if (!task) throw new Error(`No task ${taskId} was prepared for hashing.`);
     const folder = path.join(this.scratchRoot, this.outputDir);
     for (const name of readdirSync(folder)) rmSync(path.join(folder, name), { recursive: true, force: true });
-    for (const [name, content] of Object.entries(digests)) writeFileSync(path.join(folder, name), content);
+    for (const [name, content] of Object.entries(digests)) {
+      const file = path.join(folder, name);
+      if (path.relative(folder, file).startsWith('..')) throw new Error(`Digest ${name} is outside ${this.outputDir}.`);
+      mkdirSync(path.dirname(file), { recursive: true });
+      writeFileSync(file, content);
+    }
     const [result] = await this.hasher.hashTasks([task], this.taskGraph, { [taskId]: this.taskEnv(task, this.graph) });
     return result.value;
   }

@@ -143,21 +143,27 @@ export async function checkImage(imagePath: string): Promise<CheckResult> {
   throw await chainError(file, reason, `qemu-img check could not open ${file}: ${reason}`);
 }
 
+// qemu joins a relative backing name to its overlay's folder as is (`.../worker/../tiny/10_hello.qcow2`): normalised, so paths compare and print plainly.
 function toImageInfo(json: QemuImgInfoJson): DiskImageInfo {
   const info: DiskImageInfo = {
-    filename: json.filename,
+    filename: normalizeLocal(json.filename),
     format: json.format,
     virtualSize: json['virtual-size'],
     actualSize: json['actual-size'] ?? 0,
   };
   if (json['cluster-size'] !== undefined) info.clusterSize = json['cluster-size'];
   if (json['backing-filename'] !== undefined) info.backingFile = json['backing-filename'];
-  if (json['full-backing-filename'] !== undefined) info.fullBackingFile = json['full-backing-filename'];
+  if (json['full-backing-filename'] !== undefined) info.fullBackingFile = normalizeLocal(json['full-backing-filename']);
   if (json['backing-filename-format'] !== undefined) info.backingFormat = json['backing-filename-format'];
   if (json['dirty-flag'] !== undefined) info.dirty = json['dirty-flag'];
   const corrupt = json['format-specific']?.data?.corrupt;
   if (corrupt !== undefined) info.corrupt = corrupt;
   return info;
+}
+
+/** A local absolute path without `..` parts; anything else (a `json:` source name) as qemu gave it. */
+function normalizeLocal(file: string): string {
+  return path.isAbsolute(file) ? path.normalize(file) : file;
 }
 
 function toCheckResult(json: QemuImgCheckJson): CheckResult {

@@ -73,9 +73,25 @@ describe('createBlank and createOverlay', () => {
     );
   });
 
-  it('refuses a parent in another folder, and the parent itself as output', async () => {
+  it('names a parent in a sibling folder as ../<folder>/<file> (another image’s layer), and the chain opens', async () => {
+    const sibling = path.join(path.dirname(chainDir), 'derived');
+    fs.mkdirSync(sibling);
+    await createOverlay(path.join(chainDir, '10_update.qcow2'), path.join(sibling, '10_app.qcow2'));
+    const chain = await backingChain(path.join(sibling, '10_app.qcow2'));
+    expect(chain[0].backingFile).toBe(`../${path.basename(chainDir)}/10_update.qcow2`);
+    expect(chain.map((info) => info.filename)).toEqual([
+      path.join(sibling, '10_app.qcow2'),
+      ...['10_update.qcow2', '00_system.qcow2', 'base.qcow2'].map((name) => path.join(chainDir, name)),
+    ]);
+  });
+
+  it('refuses a parent in any other folder, and the parent itself as output', async () => {
     await expect(createOverlay(path.join(chainDir, 'base.qcow2'), path.join(workDir, 'elsewhere.qcow2'))).rejects.toThrow(
-      `Overlay ${path.join(workDir, 'elsewhere.qcow2')} must be in the same folder as its backing file ${path.join(chainDir, 'base.qcow2')}`,
+      `Overlay in ${workDir} cannot name its backing file ${path.join(chainDir, 'base.qcow2')}: overlays name their backing file by bare file name, or as ../<folder>/<file>`,
+    );
+    fs.mkdirSync(path.join(chainDir, 'sub'));
+    await expect(createOverlay(path.join(chainDir, 'base.qcow2'), path.join(chainDir, 'sub', 'x.qcow2'))).rejects.toThrow(
+      `Overlay in ${path.join(chainDir, 'sub')} cannot name its backing file`,
     );
     await expect(createOverlay(path.join(chainDir, 'base.qcow2'), path.join(chainDir, 'base.qcow2'))).rejects.toThrow(
       `Overlay ${path.join(chainDir, 'base.qcow2')} cannot be its own backing file`,

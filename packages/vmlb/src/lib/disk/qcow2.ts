@@ -6,9 +6,10 @@ import { existingFile, imageInfo, standaloneSource } from './qcow2-info';
 import type { SourceFormat } from './qcow2-info';
 
 /**
- * qemu-img wrappers for vmlb's overlay chains. Every file of a chain sits in
- * one folder and each overlay names its backing file by bare file name, so
- * the folder can be copied, cached and restored anywhere and stay valid.
+ * qemu-img wrappers for vmlb's overlay chains. Every file of an image's chain
+ * sits in one folder and each overlay names its backing file by bare file
+ * name (a derived image's first layer: `../<image>/<layer>.qcow2`), so the
+ * folders can be copied, cached and restored anywhere and stay valid.
  *
  * Paths are handed to qemu-img absolute, so the file names it reports back
  * (`filename`, `full-backing-filename`) are absolute too, whatever our cwd.
@@ -63,22 +64,38 @@ export interface ConvertOptions {
 }
 
 /**
- * Creates `outputPath` as a qcow2 overlay on `parentPath`, which must sit in
- * the same folder: the overlay records the parent by bare file name, so the
- * chain keeps working wherever the folder is moved. Replaces `outputPath`
- * if it exists. The file's bytes depend only on the parent's name and size,
- * so two runs produce identical files.
+ * The name an overlay in `outputFolder` records for its backing file
+ * `parent`: the bare file name in the same folder, or `../<image>/<file>`
+ * for a parent in a sibling folder (a derived image's first layer, on
+ * another image's layer). Either stays valid wherever the folders that
+ * hold the images are copied or restored together.
+ */
+export function backingNameFor(parent: string, outputFolder: string): string {
+  const relative = path.relative(outputFolder, parent);
+  const parts = relative.split(path.sep);
+  const sibling = parts.length === 3 && parts[0] === '..' && parts[1] !== '..' && parts[1] !== '';
+  if (parts.length !== 1 && !sibling) {
+    throw new Error(
+      `Overlay in ${outputFolder} cannot name its backing file ${parent}: overlays name their backing file by bare file name, ` +
+        `or as ../<folder>/<file> for another image's layer, so that the chain resolves wherever dist/ is moved. Keep both in the same dist folder.`,
+    );
+  }
+  return relative;
+}
+
+/**
+ * Creates `outputPath` as a qcow2 overlay on `parentPath`, which sits in
+ * the same folder or in a sibling folder (`backingNameFor`): the overlay
+ * records the parent by that relative name, so the chain keeps working
+ * wherever the folders are moved. Replaces `outputPath` if it exists. The
+ * file's bytes depend only on the parent's name and size, so two runs
+ * produce identical files.
  */
 export async function createOverlay(parentPath: string, outputPath: string, options: CreateOverlayOptions = {}): Promise<void> {
   const parent = path.resolve(parentPath);
   const output = path.resolve(outputPath);
-  const folder = path.dirname(parent);
-  if (path.dirname(output) !== folder) {
-    throw new Error(
-      `Overlay ${output} must be in the same folder as its backing file ${parent}: ` +
-        `overlays name their backing file by bare file name, which only resolves within one folder`,
-    );
-  }
+  const folder = path.dirname(output);
+  const backingName = backingNameFor(parent, folder);
   if (output === parent) {
     throw new Error(`Overlay ${output} cannot be its own backing file (creating it would wipe the parent)`);
   }
@@ -94,9 +111,9 @@ export async function createOverlay(parentPath: string, outputPath: string, opti
         `# disk-size must be at least the parent's size (${minimum}), since a disk cannot shrink under its partitions`,
     );
   }
-  const args = ['create', '-q', '-f', 'qcow2', ...compatArguments(options.compat), '-F', 'qcow2', '-b', path.basename(parent), path.basename(output)];
+  const args = ['create', '-q', '-f', 'qcow2', ...compatArguments(options.compat), '-F', 'qcow2', '-b', backingName, path.basename(output)];
   if (options.size !== undefined) args.push(String(options.size));
-  // Run inside the folder so qemu-img finds the parent by the bare name it stores.
+  // Run inside the overlay's folder so qemu-img finds the parent by the relative name it stores.
   await run('qemu-img', args, { cwd: folder });
 }
 

@@ -12,6 +12,7 @@ describe('parseImageConfig', () => {
     });
     expect(parse({ base: { path: '../disks/debian.qcow2' } }).base).toEqual({ kind: 'path', path: '../disks/debian.qcow2' });
     expect(parse({ base: { empty: '4G' } }).base).toEqual({ kind: 'empty', size: '4G', bytes: 4 * 1024 ** 3 });
+    expect(parse({ base: { image: 'prod', layer: '20_packages' } }).base).toEqual({ kind: 'image', image: 'prod', layer: '20_packages' });
   });
 
   it('keeps rootPartition and test-boot settings', () => {
@@ -27,7 +28,10 @@ describe('parseImageConfig', () => {
     ['url without sha256', { base: { url: 'https://x/y.img' } }, '  - base.sha256 is required with base.url'],
     ['short sha256', { base: { url: 'https://x/y.img', sha256: 'abc' } }, '  - base.sha256 must be 64 hexadecimal digits'],
     ['ftp url', { base: { url: 'ftp://x/y.img', sha256: SHA } }, '  - base.url must start with http://, https:// or file://'],
-    ['two kinds', { base: { empty: '1G', path: 'a.qcow2' } }, '  - base must have exactly one of url (with sha256), path or empty'],
+    ['two kinds', { base: { empty: '1G', path: 'a.qcow2' } }, '  - base must have exactly one of url (with sha256), path, empty or image (with layer)'],
+    ['image without layer', { base: { image: 'prod' } }, '  - base.layer is required with base.image'],
+    ['a layer that is not a layer folder name', { base: { image: 'prod', layer: 'packages' } }, '  - base.layer must be a layer folder name of that image'],
+    ['an image name with a slash', { base: { image: '../prod', layer: '20_packages' } }, '  - base.image must name another image'],
     ['unknown kind', { base: { docker: 'debian' } }, '(found: docker)'],
     ['bad size', { base: { empty: 'large' } }, '  - base.empty must be a size such as "4G"'],
     ['extra field in base', { base: { empty: '1G', format: 'raw' } }, '  - base.format is not a known field'],

@@ -5,8 +5,17 @@ import { parseSize } from '../util/units';
 import { type EnvDeclarations, checkEnvDeclarations } from './script-env';
 import { type Qcow2Compat, qcow2CompatProblem } from '../disk/qcow2';
 
-/** Where an image's base disk comes from. */
-export type BaseSpec = { kind: 'url'; url: string; sha256: string } | { kind: 'path'; path: string } | { kind: 'empty'; size: string; bytes: number };
+/** Where an image's base disk comes from: a download, a local disk, a blank disk, or a layer of another image (a derived image). */
+export type BaseSpec =
+  | { kind: 'url'; url: string; sha256: string }
+  | { kind: 'path'; path: string }
+  | { kind: 'empty'; size: string; bytes: number }
+  | { kind: 'image'; image: string; layer: string };
+
+/** The other image's layer a derived image builds on, or undefined for an image with a base disk of its own. */
+export function derivedBase(config: ImageConfig): { image: string; layer: string } | undefined {
+  return config.base.kind === 'image' ? { image: config.base.image, layer: config.base.layer } : undefined;
+}
 
 export interface TestBootConfig {
   memory?: string;
@@ -73,7 +82,7 @@ export function parseImageConfig(text: string, displayPath: string): ImageConfig
   }
   const config = raw as {
     name?: string;
-    base: { url?: string; sha256?: string; path?: string; empty?: string };
+    base: RawBase;
     rootPartition?: number;
     cacheSalt?: string;
     testBoot?: TestBootConfig;
@@ -110,7 +119,12 @@ export function describeJsonError(text: string, parseMessage: string): string {
   return `${problem} at line ${line}, column ${column}:\n    ${shown}\n    ${' '.repeat(column - 1)}^\n${fix}`;
 }
 
-function normalizeBase(base: { url?: string; sha256?: string; path?: string; empty?: string }, displayPath: string): BaseSpec {
+/** image.json's `base` as the schema lets it through: exactly one of the kinds' keys. */
+type RawBase = { url?: string; sha256?: string; path?: string; empty?: string; image?: string; layer?: string };
+
+// Which kind of base the user wrote, from the one key that names it.
+function normalizeBase(base: RawBase, displayPath: string): BaseSpec {
+  if (base.image !== undefined) return { kind: 'image', image: base.image, layer: base.layer! };
   if (base.url !== undefined) return { kind: 'url', url: base.url, sha256: base.sha256!.toLowerCase() };
   if (base.path !== undefined) return { kind: 'path', path: base.path };
   const bytes = parseSize(base.empty!);
@@ -120,12 +134,15 @@ function normalizeBase(base: { url?: string; sha256?: string; path?: string; emp
   return { kind: 'empty', size: base.empty!, bytes };
 }
 
-const BASE_KINDS = ['url', 'path', 'empty'] as const;
+/** In the order of the schema's `base.oneOf` branches. */
+const BASE_KINDS = ['url', 'path', 'image', 'empty'] as const;
 
 const FIELD_HINTS: Record<string, string> = {
   'base.sha256': 'base.sha256 must be 64 hexadecimal digits (the SHA-256 of the file as downloaded)',
   'base.url': 'base.url must start with http://, https:// or file://',
   'base.empty': 'base.empty must be a size such as "4G"',
+  'base.image': 'base.image must name another image: letters, digits, ".", "_" and "-", starting with a letter or digit',
+  'base.layer': 'base.layer must be a layer folder name of that image, e.g. "20_packages"',
 };
 
 /**
@@ -147,7 +164,7 @@ function describeErrors(errors: ErrorObject[], raw: unknown): string {
       if (error.keyword === 'oneOf') {
         if (kinds.length !== 1) {
           lines.add(
-            `  - base must have exactly one of url (with sha256), path or empty, e.g. {"empty": "4G"} (found: ${baseKeys.join(', ') || JSON.stringify(base)})`,
+            `  - base must have exactly one of url (with sha256), path, empty or image (with layer), e.g. {"empty": "4G"} (found: ${baseKeys.join(', ') || JSON.stringify(base)})`,
           );
         }
         continue;

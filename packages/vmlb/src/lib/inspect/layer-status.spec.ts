@@ -32,6 +32,7 @@ describe('layerStatuses', () => {
     workspaceRoot: root,
     hash: async (taskId, digests) => hashOf(taskId, digests),
     nxCacheDir: cacheDir,
+    distDir: path.join(root, 'dist/images'),
     blobs: false,
     ...extra,
   });
@@ -58,7 +59,7 @@ describe('layerStatuses', () => {
   };
   /** The hash a layer gets when every layer below it has the digest `digest(name)`. */
   const expectedHash = (chain: string[], index: number) =>
-    hashOf(`demo-${chain[index]}:build`, Object.fromEntries(chain.slice(0, index).map((name) => [`${name}.digest`, `${digest(name)}\n`])));
+    hashOf(`demo-${chain[index]}:build`, Object.fromEntries(chain.slice(0, index).map((name) => [`demo/${name}.digest`, `${digest(name)}\n`])));
   const states = (rows: LayerStatus[]) => rows.map((row) => [row.name, row.state, row.note]);
 
   beforeEach(() => {

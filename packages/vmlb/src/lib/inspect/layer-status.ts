@@ -36,7 +36,7 @@ export type CacheState =
 export type Cacheability = 'cached' | 'noshare' | 'nocache';
 
 export interface StatusLayer {
-  /** Layer folder (`10_update`), or `base`. */
+  /** Layer folder (`10_update`), or `base`; `<image>/<layer>` for a layer of the image a derived image is built on. */
   name: string;
   kind: 'base' | 'build-layer' | 'modify-disk';
   hints: string[];
@@ -73,8 +73,10 @@ export type RemoteLookup = (hash: string) => Promise<'hit' | 'miss' | { unknown:
 
 export interface StatusSources {
   workspaceRoot: string;
-  /** Nx's task hash for `taskId` when the image's output folder holds these digest files (name → content). */
+  /** Nx's task hash for `taskId` when the dist folder holds these digest files (path in it, `<image>/<layer>.digest`, → content). */
   hash(taskId: string, digests: Record<string, string>): Promise<string>;
+  /** Absolute path of vmlb's dist folder (`dist/images`): a derived image's chain runs through other images' folders in it. */
+  distDir: string;
   /** Nx's local cache directory (entries are `<dir>/<hash>/<output paths>`). */
   nxCacheDir: string;
   /** Looks a hash up in the remote cache; absent when none is configured. */
@@ -142,7 +144,7 @@ export async function layerStatuses(layers: StatusLayer[], sources: StatusSource
       row.note = `rebuilt on every run, after nocache ${rebuiltEveryRun}`;
     }
     rows.push(row);
-    if (known) digests[path.basename(digestPathFor(layer.qcow2))] = `${known.digest}\n`;
+    if (known) digests[path.relative(sources.distDir, digestPathFor(layer.qcow2))] = `${known.digest}\n`;
   }
   return rows;
 }

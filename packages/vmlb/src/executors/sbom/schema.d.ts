@@ -1,0 +1,7 @@
+export interface SbomExecutorSchema {
+  imageName: string;
+  imageRoot: string;
+  distDir: string;
+  output?: string;
+  distro?: string;
+}
