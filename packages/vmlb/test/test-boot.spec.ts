@@ -44,7 +44,8 @@ describe('nx run image-tiny-boot:test-boot', () => {
     const before = await chainDigests();
     const output = await workspace.nxOk(['run', 'image-tiny-boot:test-boot', '--check']);
     // The guest's console can break its line anywhere (kernel messages interleave): match it with line breaks taken out.
-    expect(output.replace(/\r?\n/g, '')).toMatch(/tiny-boot: init\s*reached on tiny-boot, kernel \d+\.\d+/);
+    // qemu is stopped as soon as the marker is seen, so what the guest printed after it on that line may never arrive.
+    expect(output.replace(/\r?\n/g, '')).toMatch(/tiny-boot: init\s*reached/);
     expect(output).toMatch(/vmlb: image tiny-boot booted: \/tiny-boot: init reached\/ appeared after \d+\.\d s/);
     expect(output).toMatch(/KVM is not usable here|booting/);
     expect(await chainDigests()).toEqual(before);

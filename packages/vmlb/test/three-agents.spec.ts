@@ -114,7 +114,7 @@ describe('three CI agents, one remote cache and one blob store', () => {
     // (tasksRun leaves out a task run with options; this line is its real run, a cache hit would end in [... cache].)
     expect(output).toMatch(/^> nx run image-tiny-boot:test-boot --check$/m);
     expect(output).toMatch(/downloaded 20_init\.qcow2/);
-    expect(output.replace(/\r?\n/g, '')).toMatch(/tiny-boot: init\s*reached on tiny-boot/);
+    expect(output.replace(/\r?\n/g, '')).toMatch(/tiny-boot: init\s*reached/);
     expect(output).toMatch(/image tiny-boot booted/);
     expect(c.digests('tiny-boot', BOOT_CHAIN)).toEqual(a.digests('tiny-boot', BOOT_CHAIN));
     await expectSoundChain(c, 'tiny-boot', BOOT_CHAIN);
