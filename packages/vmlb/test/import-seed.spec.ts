@@ -75,11 +75,12 @@ describe('nx g vmlb:import-seed on a vm-layer-builder checkout', () => {
       expect(imported).toContain(expected);
     }
     expect(imported).toContain("'# disk-size 128M' at the top of the script makes it 128M.");
-    expect(imported).toMatch(/Changed \(10\):/);
-    // SConstruct's compat=0.10 has no counterpart in vmlb: listed with the fix.
+    expect(imported).toMatch(/Changed \(11\):/);
+    // SConstruct's compat=0.10 becomes image.json's qcow2Compat.
     expect(imported).toMatch(
-      /Not converted: [^\n]*\(1\):\n {2}SConstruct:31\n {4}- 'qemu-img create -f qcow2 -b \$\{SOURCE\.file\} -o compat=0\.10 \$\{TARGET\.file\} && '\n {4}fix: [^\n]*qemu-img convert -O qcow2 -o compat=0\.10 /,
+      /\n {2}SConstruct:31\n {4}- 'qemu-img create -f qcow2 -b \$\{SOURCE\.file\} -o compat=0\.10 \$\{TARGET\.file\} && '\n {4}\+ "qcow2Compat": "0\.10" in image\.json\n/,
     );
+    expect(imported).toMatch(/Not converted: [^\n]*\(0\):\n {2}\(none\)\n/);
     expect(imported).toContain(
       `the base is the disk ../../disks/busybox.raw, as given, instead of SConstruct's download http://images.example.invalid/busybox/busybox-64M.qcow2.xz.`,
     );
@@ -87,6 +88,7 @@ describe('nx g vmlb:import-seed on a vm-layer-builder checkout', () => {
     expect(JSON.parse(readFileSync(image('image.json'), 'utf8'))).toEqual({
       $schema: '../../node_modules/vmlb/src/schemas/image.schema.json',
       base: { path: '../../disks/busybox.raw' },
+      qcow2Compat: '0.10',
       testBoot: { memory: '512M' },
     });
     for (const script of ['05_resize/modify-disk', '10_update/build-layer', '20_another/build-layer']) {
@@ -109,6 +111,11 @@ describe('nx g vmlb:import-seed on a vm-layer-builder checkout', () => {
     const virtualSize = async (file: string) => JSON.parse((await execa('qemu-img', ['info', '-U', '--output=json', dist(file)])).stdout)['virtual-size'];
     expect(await virtualSize('base.qcow2')).toBe(64 * MiB);
     expect(await virtualSize('05_resize.qcow2')).toBe(128 * MiB);
+    // Every layer at the compat level SConstruct asked for.
+    for (const file of ['base.qcow2', '05_resize.qcow2', '10_update.qcow2', '20_another.qcow2']) {
+      const info = JSON.parse((await execa('qemu-img', ['info', '-U', '--output=json', dist(file)])).stdout);
+      expect([file, info['format-specific'].data.compat]).toEqual([file, '0.10']);
+    }
 
     const before = await rootPartitionAndFilesystem(dist('base.qcow2'));
     const after = await rootPartitionAndFilesystem(dist('05_resize.qcow2'));
@@ -144,7 +151,7 @@ describe('nx g vmlb:import-seed on a vm-layer-builder checkout', () => {
       appendFileSync(another, 'mount -t tmpfs tmpfs /var/cache\n');
 
       const output = await workspace.nxOk(['g', 'vmlb:import-seed', checkout, '--image', 'left', '--base-path', '../../disks/busybox.raw', '--no-interactive']);
-      expect(output).toMatch(/Not converted: [^\n]*\(4\):/);
+      expect(output).toMatch(/Not converted: [^\n]*\(3\):/);
       expect(output).toContain(
         `  05_resize/modify-disk:26\n    - kpartx -a "$device"\n    fix: vmlb's device has no partition nodes: attach a partition with losetup --offset/--sizelimit`,
       );
@@ -154,7 +161,7 @@ describe('nx g vmlb:import-seed on a vm-layer-builder checkout', () => {
       expect(output).toContain(
         `  20_another/build-layer:11\n    - mount -t tmpfs tmpfs /var/cache\n    fix: vmlb runs build-layer in a sandbox that cannot mount`,
       );
-      expect(output).toContain(`4 things left to do: grep -rn 'vmlb-import:' images/left lists those in the scripts.`);
+      expect(output).toContain(`3 things left to do: grep -rn 'vmlb-import:' images/left lists those in the scripts.`);
 
       const resize = readFileSync(workspace.path('images/left/05_resize/modify-disk'), 'utf8');
       expect(resize).toMatch(/\n# vmlb-import: vmlb's device has no partition nodes[^\n]*\nkpartx -a "\$device"\n$/);

@@ -118,7 +118,8 @@ function importSeedTestBoot(tree: Tree, options: NormalizedImportOptions): Impor
 
 /** image.json: the base, and the test-boot settings bin/test-boot gave. */
 function writeImageConfig(tree: Tree, options: NormalizedImportOptions, testBoot: ImportedTestBoot): void {
-  const config = { base: options.base, ...(testBoot.settings ? { testBoot: testBoot.settings } : {}) };
+  const compat = importedQcow2Compat(options);
+  const config = { base: options.base, ...(compat ? { qcow2Compat: compat } : {}), ...(testBoot.settings ? { testBoot: testBoot.settings } : {}) };
   writeCheckedImageConfig(tree, options.imageRoot, config, 'vmlb:import-seed');
 }
 
@@ -141,15 +142,32 @@ function existsIn(checkout: SeedCheckout, relative: string): boolean {
   return existsSync(path.join(checkout.root, relative));
 }
 
+/** image.json's qcow2Compat: the one level SConstruct's lines ask for, when vmlb knows it. */
+function importedQcow2Compat({ checkout }: Pick<NormalizedImportOptions, 'checkout'>): string | undefined {
+  const levels = [...new Set(qcowCompatLines(checkout.sconstruct).map((line) => line.compat))];
+  return levels.length === 1 && (levels[0] === '0.10' || levels[0] === '1.1') ? levels[0] : undefined;
+}
+
 /** What the checkout holds beside its layers, and what vmlb does instead. */
 function noteWholeCheckout({ checkout, name, report }: NormalizedImportOptions): void {
+  const compat = importedQcow2Compat({ checkout });
   for (const line of qcowCompatLines(checkout.sconstruct)) {
-    report.unconverted(
-      'SConstruct',
-      line.line,
-      line.text,
-      `the original wrote every layer as qcow2 compat=${line.compat} (for old qemu, e.g. CentOS 6's KVM); vmlb writes compat=1.1. For such a host, convert the built image: qemu-img convert -O qcow2 -o compat=${line.compat} dist/images/${name}/image.qcow2 ${name}-compat.qcow2`,
-    );
+    if (line.compat === compat) {
+      report.changed(
+        'SConstruct',
+        line.line,
+        line.text,
+        [`"qcow2Compat": "${compat}" in image.json`],
+        'vmlb writes every layer, the base and qcow2 exports at the level image.json names',
+      );
+    } else {
+      report.unconverted(
+        'SConstruct',
+        line.line,
+        line.text,
+        `the original wrote qcow2 compat=${line.compat}, and another line asks for another level; vmlb writes one level per image: set "qcow2Compat" ("0.10" or "1.1") in ${name}'s image.json.`,
+      );
+    }
   }
   for (const folder of checkout.skipped)
     report.note(`${folder}/`, 'not imported: it has no build-layer or modify-disk, so the original skipped it, and vmlb would refuse it.');
