@@ -4,6 +4,7 @@ import { cacheDir, type ExecutorContext, type ProjectGraph } from '@nx/devkit';
 import { resolveProjectOutputs } from '../../lib/build/project-outputs';
 import { layerPosition } from '../../lib/build/layer-position';
 import { checkBindSources } from '../../lib/build/bind-sources';
+import { cacheMountsRoot } from '../../lib/build/cache-mounts';
 import { readDigest } from '../../lib/cache-identity/digest';
 import { digestPathFor, manifestPathFor } from '../../lib/image/dist-layout';
 import { chainBlobsReachable, prepareLayerBuild, publishLayerFile } from '../../lib/blob/chain';
@@ -71,6 +72,7 @@ export function normalizeOptions(
     // The layer folder sits in the image folder, whose image.json declares them.
     scriptEnv: declaredEnvironment(imageScriptEnv(path.posix.dirname(options.layerDir), workspaceRoot), env),
     qcow2Compat: checkQcow2Compat(options.qcow2Compat, `Layer ${options.layer}: --qcow2Compat`),
+    ...(hints.cacheMounts?.length ? { cacheMountsRoot: cacheMountsRoot(cacheDir, env) } : {}),
   };
 }
 

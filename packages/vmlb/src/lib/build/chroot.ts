@@ -72,6 +72,8 @@ export interface ChrootRunOptions {
   diskDevices?: DiskDevices;
   /** `# chroot-mount` hints, already located on the disk. */
   partitionMounts: Array<{ device: string; offset: number; size: number; target: string }>;
+  /** `# cache-mount` hints: host folders (lib/build/cache-mounts, locked by the caller) bound read-write. */
+  cacheMounts?: Array<{ source: string; target: string }>;
   /** Environment of the script (a clean one; see `scriptEnvironment`). */
   env: Record<string, string>;
   signal?: AbortSignal;
@@ -143,7 +145,8 @@ export async function runInChroot(options: ChrootRunOptions): Promise<RunResult>
   // it, so that the layer holds what its script did and nothing else. They
   // are found again after the script without following any symlink: the
   // script may have replaced a folder on the way with a link to the host.
-  const madeFolders = STANDARD_MOUNT_POINTS.flatMap((mountPoint) => makeFoldersInRoot(root, resolve(mountPoint)));
+  const mountPoints = [...STANDARD_MOUNT_POINTS, ...(options.cacheMounts ?? []).map((cache) => cache.target)];
+  const madeFolders = mountPoints.flatMap((mountPoint) => makeFoldersInRoot(root, resolve(mountPoint)));
   try {
     return await runScriptInNamespace(options, resolve);
   } finally {
@@ -202,6 +205,7 @@ async function runScriptInNamespace(options: ChrootRunOptions, resolve: (imagePa
   const roots = { workspaceRoot: options.workspaceRoot, layerDir: options.layerDir };
   for (const hint of options.bindMounts) bindHostPath(bindSource(roots, hint), hint.target, hint.readWrite ? 'rw' : 'ro');
   for (const output of options.projectOutputs ?? []) bindHostPath(output.source, output.mountPoint);
+  for (const cache of options.cacheMounts ?? []) bindHostPath(cache.source, cache.target, 'rw');
   for (const partition of options.partitionMounts) {
     const target = resolve(partition.target);
     lines.push(`mkdir -p ${quote(target)}`);

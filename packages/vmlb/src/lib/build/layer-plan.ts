@@ -16,6 +16,8 @@ export interface LayerBuildPlan {
   nbdDevice?: string;
   /** `# project-output` hints, found on the host; bound read-only in the chroot. */
   projectOutputs: ProjectOutputMount[];
+  /** Where this machine's cache mounts live (lib/build/cache-mounts); needed when the hints name any. */
+  cacheMountsRoot?: string;
   /** Absolute workspace root, recorded in the manifest's build record. */
   workspaceRoot: string;
   /** image.json's declared variables as this build passes them to the script (lib/image/script-env). */

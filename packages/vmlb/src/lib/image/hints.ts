@@ -1,5 +1,6 @@
 import * as path from 'node:path';
 import { formatBytes, parseSize } from '../util/units';
+import { type CacheMountHint, conflictBetween, describeCacheMount, parseCacheMount } from './cache-and-secret-hints';
 
 /** The two kinds of layer script. */
 export type ScriptKind = 'build-layer' | 'modify-disk';
@@ -56,6 +57,8 @@ export interface ScriptHints {
   projectOutputs: ProjectOutputHint[];
   /** `# disk-devices` (build-layer): the image's disk and partitions as /dev/vmlb-disk, /dev/vmlb-disk1..., for bootloaders. */
   diskDevices?: boolean;
+  /** `# cache-mount <dst> [id=<id>]` (build-layer): a cache folder of this machine, outside the layer and its key. */
+  cacheMounts?: CacheMountHint[];
 }
 
 export const HINT_NAMES = [
@@ -68,6 +71,7 @@ export const HINT_NAMES = [
   'rebuild-every',
   'project-output',
   'disk-devices',
+  'cache-mount',
 ] as const;
 type HintName = (typeof HINT_NAMES)[number];
 
@@ -82,6 +86,8 @@ const HINT_ARITY: Record<HintName, number> = {
   'rebuild-every': 1,
   'project-output': 2,
   'disk-devices': 0,
+  // Its optional id=<id> never starts with ( or #: a comment after the path is one.
+  'cache-mount': 1,
 };
 
 /** The hints vm-layer-builder knew without arguments, whose own examples have prose after them: the rest of their line is a comment. */
@@ -102,6 +108,7 @@ const HINT_USAGE: Record<HintName, string> = {
   'rebuild-every': '# rebuild-every <period>, e.g. # rebuild-every 7d (units: h, d, w)',
   'project-output': '# project-output <project>[:<target>] <absolute path in image>, e.g. # project-output greeter:build /opt/greeter',
   'disk-devices': '# disk-devices',
+  'cache-mount': '# cache-mount <absolute path in image> [id=<id>], e.g. # cache-mount /var/cache/apt/archives',
 };
 
 /** Nx project and target names as a hint may give them (`@scope/app`, `my-app`, `build:prod` is not one). */
@@ -118,6 +125,7 @@ const HINT_KINDS: Partial<Record<HintName, ScriptKind>> = {
   'chroot-mount': 'build-layer',
   'project-output': 'build-layer',
   'disk-devices': 'build-layer',
+  'cache-mount': 'build-layer',
 };
 
 /** A script whose hints cannot be honoured; the message names file, line and fix. */
@@ -200,6 +208,13 @@ export function parseHints(scriptText: string, scriptPath: string, kind: ScriptK
         hints.projectOutputs.push({ project, target, mountPoint: checkImagePath(args[1], fail) });
         break;
       }
+      case 'cache-mount': {
+        if (args.length < 1 || args.length > 2) wrongCount('a path and an optional id=<id>');
+        (hints.cacheMounts ??= []).push(parseCacheMount(args, (target) => checkImagePath(target, fail), fail));
+        const conflict = conflictBetween(hints.cacheMounts);
+        if (conflict) fail(conflict);
+        break;
+      }
     }
   });
   return hints;
@@ -271,6 +286,7 @@ export function describeHints(hints: ScriptHints): string[] {
   for (const output of hints.projectOutputs) labels.push(`project-output ${output.project}:${output.target} ${output.mountPoint}`);
   for (const mount of hints.partitionMounts) labels.push(`chroot-mount ${mount.partition} ${mount.target}`);
   if (hints.rebuildEvery !== undefined) labels.push(`rebuild-every ${formatPeriod(hints.rebuildEvery)}`);
+  labels.push(...(hints.cacheMounts ?? []).map(describeCacheMount));
   return labels;
 }
 
