@@ -74,6 +74,8 @@ export interface ChrootRunOptions {
   partitionMounts: Array<{ device: string; offset: number; size: number; target: string }>;
   /** `# cache-mount` hints: host folders (lib/build/cache-mounts, locked by the caller) bound read-write. */
   cacheMounts?: Array<{ source: string; target: string }>;
+  /** `# secret` hints with their values: written to the sandbox's /run tmpfs, mode 0400, read from our stdin (never a command line or the environment). */
+  secrets?: Array<{ target: string; value: Buffer }>;
   /** Environment of the script (a clean one; see `scriptEnvironment`). */
   env: Record<string, string>;
   signal?: AbortSignal;
@@ -192,6 +194,7 @@ async function runScriptInNamespace(options: ChrootRunOptions, resolve: (imagePa
   mount('-t', 'tmpfs', '-o', 'nosuid,nodev', 'shm', `${dev}/shm`);
   mount('-t', 'tmpfs', '-o', 'nosuid,nodev,mode=1777', 'tmp', resolve('/tmp'));
   mount('-t', 'tmpfs', '-o', 'nosuid,nodev,mode=0755', 'run', resolve('/run'));
+  lines.push(...secretLines(options.secrets ?? [], resolve('/run')));
   lines.push(...resolvConfLines(root, options.workDir));
 
   const mnt = resolve('/mnt');
@@ -240,6 +243,7 @@ async function runScriptInNamespace(options: ChrootRunOptions, resolve: (imagePa
     {
       env: options.env,
       cleanEnv: true,
+      ...(options.secrets?.length ? { input: options.secrets.map((secret) => `${secret.value.toString('base64')}\n`).join('') } : {}),
       stream: true,
       reject: false,
       signal: options.signal,
@@ -248,6 +252,20 @@ async function runScriptInNamespace(options: ChrootRunOptions, resolve: (imagePa
       killSignal: 'SIGKILL',
     },
   );
+}
+
+/**
+ * `# secret`: each value, one base64 line of the mount shell's stdin, decoded
+ * into the freshly mounted /run tmpfs (so into memory, never the image, and
+ * never through a symlink: the tmpfs holds only what is made here), mode
+ * 0400. `read` takes one byte at a time from a pipe, so each line leaves
+ * the next for the next secret.
+ */
+function secretLines(secrets: Array<{ target: string }>, runDir: string): string[] {
+  return secrets.flatMap((secret) => {
+    const file = path.join(runDir, path.posix.relative('/run', secret.target));
+    return [`mkdir -p ${quote(path.dirname(file))}`, `IFS= read -r value; (umask 0377; printf '%s' "$value" | base64 -d > ${quote(file)}); value=`];
+  });
 }
 
 /**

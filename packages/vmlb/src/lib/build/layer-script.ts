@@ -1,6 +1,7 @@
 import { closeSync, fsyncSync, openSync, statfsSync } from 'node:fs';
 import * as path from 'node:path';
 import { DIE_WITH_PARENT, SCRIPT_NAMESPACES, dropForeignBuildMounts, runInChroot, scriptEnvironment } from './chroot';
+import { checkSecrets } from './build-secrets';
 import { CacheMountStore, type HeldCacheMounts, cacheMountTargetProblem } from './cache-mounts';
 import { blockServiceStarts } from './image-root-edits';
 import type { LayerBuildPlan } from './layer-plan';
@@ -88,6 +89,7 @@ export async function runBuildLayerScript(plan: LayerBuildPlan, disk: AttachedDi
       diskDevices: devices,
       partitionMounts,
       cacheMounts: caches?.mounts,
+      secrets: secretValues(plan, log),
       env: scriptEnvironment(plan.imageName, plan.layer, process.env, plan.scriptEnv),
       signal,
     });
@@ -123,6 +125,17 @@ async function holdCacheMounts(plan: LayerBuildPlan, root: string, log: Log, sig
   const held = await store.acquire(hints, { image: plan.imageName, layer: plan.layer }, { log, signal });
   for (const hint of hints) log(`vmlb: cache mount ${hint.id} (${store.dir(hint.id)}) at ${hint.target}`);
   return held;
+}
+
+/** `# secret`: the values to write into the sandbox; checked here too, for callers that skip the executor's check. */
+function secretValues(plan: LayerBuildPlan, log: Log): Array<{ target: string; value: Buffer }> | undefined {
+  if (!plan.hints.secrets?.length) return undefined;
+  const script = path.relative(plan.workspaceRoot, plan.script);
+  if (!plan.secrets)
+    throw new Error(`Layer ${plan.layer} of image ${plan.imageName}: ${script}: has # secret hints, but the build was given no values for them.`);
+  checkSecrets(plan.secrets, { imageName: plan.imageName, layer: plan.layer, script });
+  for (const secret of plan.secrets) log(`vmlb: secret ${secret.name} at ${secret.target} (from ${secret.source}), for the script's run only`);
+  return plan.secrets.map((secret) => ({ target: secret.target, value: secret.value as Buffer }));
 }
 
 /**

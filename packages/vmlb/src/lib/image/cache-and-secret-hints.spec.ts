@@ -1,4 +1,4 @@
-import { cacheMountIdFor } from './cache-and-secret-hints';
+import { cacheMountIdFor, secretVariable } from './cache-and-secret-hints';
 import { describeHints, HintError, parseHints } from './hints';
 
 const script = (...lines: string[]) => ['#!/bin/bash', 'set -euo pipefail', ...lines, 'echo done'].join('\n');
@@ -60,5 +60,70 @@ describe('# cache-mount', () => {
     expect(() => parseHints(script('# cache-mount /var/cache'), 'x/modify-disk', 'modify-disk')).toThrow(
       "x/modify-disk:3: the 'cache-mount' hint only applies to build-layer scripts, and this is a modify-disk script",
     );
+  });
+});
+
+describe('# secret', () => {
+  it('reads a name and a path under /run; the layer becomes noshare unless the hint says share', () => {
+    const hints = parseHints(script('# secret apt_token /run/secrets/apt'), 'x/build-layer', 'build-layer');
+    expect(hints.secrets).toEqual([{ name: 'apt_token', target: '/run/secrets/apt', share: false }]);
+    expect(hints.noshare).toBe(true);
+    expect(describeHints(hints)).toEqual(['noshare', 'secret apt_token /run/secrets/apt']);
+
+    const shared = parseHints(script('# secret npm /run/npmrc share'), 'x/build-layer', 'build-layer');
+    expect(shared.secrets).toEqual([{ name: 'npm', target: '/run/npmrc', share: true }]);
+    expect(shared.noshare).toBe(false);
+    expect(describeHints(shared)).toEqual(['secret npm /run/npmrc share']);
+
+    // One secret without share keeps the layer on this machine; # noshare always does.
+    expect(parseHints(script('# secret a /run/a share', '# secret b /run/b'), 'x', 'build-layer').noshare).toBe(true);
+    expect(parseHints(script('# noshare', '# secret a /run/a share'), 'x', 'build-layer').noshare).toBe(true);
+  });
+
+  it('takes text after its arguments that starts with ( or # as a comment', () => {
+    const hints = parseHints(script("# secret token /run/token (the registry's)", '# secret key /run/key share # only a rate limit'), 'x', 'build-layer');
+    expect(hints.secrets).toEqual([
+      { name: 'token', target: '/run/token', share: false },
+      { name: 'key', target: '/run/key', share: true },
+    ]);
+  });
+
+  it('names the variables a value comes from', () => {
+    expect(secretVariable('apt_token')).toBe('VMLB_SECRET_APT_TOKEN');
+  });
+
+  it.each([
+    [
+      '# secret token',
+      /'secret' takes a name, a path under \/run and an optional 'share', got 1 arguments \(usage: # secret <name> <path under \/run> \[share\]/,
+    ],
+    [
+      '# secret token /run/t share extra',
+      /got 4 arguments \('token \/run\/t share extra'\); text after the arguments is a comment only when it starts with \( or #/,
+    ],
+    ['# secret token /etc/apt/auth.conf', /a secret must be under \/run \(a tmpfs of the build, never part of the image\), not at '\/etc\/apt\/auth.conf'/],
+    ['# secret token /run', /a secret must be under \/run/],
+    ['# secret token /run/../etc/x', /a secret must be under \/run/],
+    ['# secret token run/x', /must be an absolute path inside the image/],
+    ['# secret 1token /run/t', /'1token' is not a secret name: a letter, then letters, digits or '_'/],
+    ['# secret to-ken /run/t', /'to-ken' is not a secret name/],
+    ['# secret token /run/t shared', /'shared' is not 'share'/],
+  ])('refuses %j, naming the line, the problem and the usage', (line, message) => {
+    expect(() => parseHints(script(line), 'x/script', 'build-layer')).toThrow(HintError);
+    expect(() => parseHints(script(line), 'x/script', 'build-layer')).toThrow(message);
+  });
+
+  it('refuses a name or path twice, and a secret inside a cache mount (it would land on the host)', () => {
+    expect(() => parseHints(script('# secret a /run/a', '# secret a /run/b'), 'x/script', 'build-layer')).toThrow(
+      'x/script:4: # secret a /run/b uses the name or path of # secret a again',
+    );
+    expect(() => parseHints(script('# secret a /run/a', '# secret b /run/a'), 'x/script', 'build-layer')).toThrow('uses the name or path');
+    expect(() => parseHints(script('# cache-mount /run/cache', '# secret a /run/cache/a'), 'x/script', 'build-layer')).toThrow(
+      'x/script:4: # secret a /run/cache/a overlaps # cache-mount /run/cache: the secret would land in the cache folder on this machine',
+    );
+  });
+
+  it('is for build-layer scripts only (a modify-disk script runs on the host)', () => {
+    expect(() => parseHints(script('# secret a /run/a'), 'x/modify-disk', 'modify-disk')).toThrow("the 'secret' hint only applies to build-layer scripts");
   });
 });
