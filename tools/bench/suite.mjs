@@ -16,6 +16,7 @@ const benchmarks = {
   flatten: { script: 'flatten.mjs', image: 'prod', what: 'flatten against a bare qemu-img convert' },
   'test-boot': { script: 'test-boot.mjs', image: 'tiny-boot', what: 'test-boot --check against the bare qemu command to the same marker' },
   'layer-manifest': { script: 'layer-manifest.mjs', image: 'prod', what: 'what the layer manifest costs on a Debian root' },
+  'cache-mount': { script: 'cache-mount.mjs', image: 'prod', what: "rebuilding images/prod's 20_packages with its apt cache mount warm against cold" },
   'virt-customize': {
     script: 'virt-customize.mjs',
     image: 'prod',

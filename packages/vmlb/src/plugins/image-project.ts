@@ -100,6 +100,7 @@ export function imageProject(image: ImageInfo, layout: ImageLayout, lastLayer: s
       ),
     },
     ...(options.blobs ? blobTargets(chain, lastBuild, metadata) : {}),
+    ...(!options.blobs && image.layers.some((layer) => layer.hints.cacheMounts?.length) ? { gc: cacheMountsGcTarget(metadata) } : {}),
   };
   return {
     name: project,
@@ -157,10 +158,25 @@ function blobTargets(chain: ChainOptions, lastBuild: TargetDependencyConfig, met
       options: { keep: 20 },
       metadata: metadata(
         'gc',
-        `Remove blobs from this machine's blob cache that no ref in this workspace or its Nx cache names, except the most recently used`,
+        `Remove blobs from this machine's blob cache that no ref in this workspace or its Nx cache names, except the most recently used; trim the cache mounts to their cap`,
         { keep: 5, dryRun: true },
       ),
     },
+  };
+}
+
+/** gc without blob mode, on an image whose layers use cache mounts: it trims them, least recently used first. */
+function cacheMountsGcTarget(
+  metadata: (target: string, description: string, example: Record<string, unknown>) => ReturnType<typeof targetMetadata>,
+): TargetConfiguration {
+  return {
+    executor: 'vmlb:gc',
+    cache: false,
+    options: {},
+    metadata: metadata('gc', `Trim this machine's cache mounts (# cache-mount) to their cap, least recently used first`, {
+      cacheMountsMaxSize: '5G',
+      dryRun: true,
+    }),
   };
 }
 

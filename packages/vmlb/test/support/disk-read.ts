@@ -65,3 +65,17 @@ export async function rootPartitionAndFilesystem(qcow2: string): Promise<{ parti
     return { partition: statSync(fs).size, filesystem: field('Block count') * field('Block size') };
   });
 }
+
+/** The names in a folder of a qcow2 (chain)'s root filesystem, read with debugfs; undefined when there is no such folder. */
+export async function folderEntriesInImage(qcow2: string, folder: string): Promise<string[] | undefined> {
+  return withRootFilesystem(qcow2, async (fs) => {
+    const { stdout, stderr } = await execa('debugfs', ['-R', `ls -p ${folder}`, fs], { reject: false });
+    if (/File not found|not a directory/i.test(stderr) || !stdout.trim()) return undefined;
+    // `ls -p`: /inode/mode/uid/gid/name/size/ per entry.
+    return stdout
+      .split('\n')
+      .map((line) => line.split('/')[5])
+      .filter((name): name is string => name !== undefined && name !== '.' && name !== '..')
+      .sort();
+  });
+}

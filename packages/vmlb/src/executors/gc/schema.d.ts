@@ -1,4 +1,5 @@
 export interface GcExecutorSchema {
   keep?: number;
   dryRun?: boolean;
+  cacheMountsMaxSize?: string;
 }

@@ -4,6 +4,8 @@ import { cacheDir, type ExecutorContext, type ProjectGraph } from '@nx/devkit';
 import { resolveProjectOutputs } from '../../lib/build/project-outputs';
 import { layerPosition } from '../../lib/build/layer-position';
 import { checkBindSources } from '../../lib/build/bind-sources';
+import { checkSecrets, secretsFromEnvironment } from '../../lib/build/build-secrets';
+import { cacheMountsRoot } from '../../lib/build/cache-mounts';
 import { readDigest } from '../../lib/cache-identity/digest';
 import { digestPathFor, manifestPathFor } from '../../lib/image/dist-layout';
 import { chainBlobsReachable, prepareLayerBuild, publishLayerFile } from '../../lib/blob/chain';
@@ -72,6 +74,9 @@ export function normalizeOptions(
     // The layer folder sits in the image folder, whose image.json declares them.
     scriptEnv: declaredEnvironment(imageScriptEnv(path.posix.dirname(options.layerDir), workspaceRoot), env),
     qcow2Compat: checkQcow2Compat(options.qcow2Compat, `Layer ${options.layer}: --qcow2Compat`),
+    ...(hints.cacheMounts?.length ? { cacheMountsRoot: cacheMountsRoot(cacheDir, env) } : {}),
+    // Values are read now and checked once the layer is known to need building (a noshare layer restored needs none).
+    ...(hints.secrets?.length ? { secrets: secretsFromEnvironment(hints.secrets, env, workspaceRoot) } : {}),
   };
 }
 
@@ -92,6 +97,7 @@ export default async function layerExecutor(options: LayerExecutorSchema, contex
       if (await restoreNoshareLayer(noshareStore, noshareKey, { name: plan.layer, parent: plan.parent, files }, { log, stillComplete })) return;
     }
 
+    checkSecrets(plan.secrets, { imageName: plan.imageName, layer: plan.layer, script: options.script });
     checkPrerequisites(layerBuildTools(plan.nbdDevice !== undefined), { fuse: plan.nbdDevice === undefined });
     await withInterruptSignal(async (signal) => {
       if (stores) await prepareLayerBuild(plan.parent, plan.output, stores, { log, signal });

@@ -72,6 +72,10 @@ export interface ChrootRunOptions {
   diskDevices?: DiskDevices;
   /** `# chroot-mount` hints, already located on the disk. */
   partitionMounts: Array<{ device: string; offset: number; size: number; target: string }>;
+  /** `# cache-mount` hints: host folders (lib/build/cache-mounts, locked by the caller) bound read-write. */
+  cacheMounts?: Array<{ source: string; target: string }>;
+  /** `# secret` hints with their values: written to the sandbox's /run tmpfs, mode 0400, read from our stdin (never a command line or the environment). */
+  secrets?: Array<{ target: string; value: Buffer }>;
   /** Environment of the script (a clean one; see `scriptEnvironment`). */
   env: Record<string, string>;
   signal?: AbortSignal;
@@ -143,7 +147,8 @@ export async function runInChroot(options: ChrootRunOptions): Promise<RunResult>
   // it, so that the layer holds what its script did and nothing else. They
   // are found again after the script without following any symlink: the
   // script may have replaced a folder on the way with a link to the host.
-  const madeFolders = STANDARD_MOUNT_POINTS.flatMap((mountPoint) => makeFoldersInRoot(root, resolve(mountPoint)));
+  const mountPoints = [...STANDARD_MOUNT_POINTS, ...(options.cacheMounts ?? []).map((cache) => cache.target)];
+  const madeFolders = mountPoints.flatMap((mountPoint) => makeFoldersInRoot(root, resolve(mountPoint)));
   try {
     return await runScriptInNamespace(options, resolve);
   } finally {
@@ -189,6 +194,7 @@ async function runScriptInNamespace(options: ChrootRunOptions, resolve: (imagePa
   mount('-t', 'tmpfs', '-o', 'nosuid,nodev', 'shm', `${dev}/shm`);
   mount('-t', 'tmpfs', '-o', 'nosuid,nodev,mode=1777', 'tmp', resolve('/tmp'));
   mount('-t', 'tmpfs', '-o', 'nosuid,nodev,mode=0755', 'run', resolve('/run'));
+  lines.push(...secretLines(options.secrets ?? [], resolve('/run')));
   lines.push(...resolvConfLines(root, options.workDir));
 
   const mnt = resolve('/mnt');
@@ -202,6 +208,7 @@ async function runScriptInNamespace(options: ChrootRunOptions, resolve: (imagePa
   const roots = { workspaceRoot: options.workspaceRoot, layerDir: options.layerDir };
   for (const hint of options.bindMounts) bindHostPath(bindSource(roots, hint), hint.target, hint.readWrite ? 'rw' : 'ro');
   for (const output of options.projectOutputs ?? []) bindHostPath(output.source, output.mountPoint);
+  for (const cache of options.cacheMounts ?? []) bindHostPath(cache.source, cache.target, 'rw');
   for (const partition of options.partitionMounts) {
     const target = resolve(partition.target);
     lines.push(`mkdir -p ${quote(target)}`);
@@ -236,6 +243,7 @@ async function runScriptInNamespace(options: ChrootRunOptions, resolve: (imagePa
     {
       env: options.env,
       cleanEnv: true,
+      ...(options.secrets?.length ? { input: options.secrets.map((secret) => `${secret.value.toString('base64')}\n`).join('') } : {}),
       stream: true,
       reject: false,
       signal: options.signal,
@@ -244,6 +252,20 @@ async function runScriptInNamespace(options: ChrootRunOptions, resolve: (imagePa
       killSignal: 'SIGKILL',
     },
   );
+}
+
+/**
+ * `# secret`: each value, one base64 line of the mount shell's stdin, decoded
+ * into the freshly mounted /run tmpfs (so into memory, never the image, and
+ * never through a symlink: the tmpfs holds only what is made here), mode
+ * 0400. `read` takes one byte at a time from a pipe, so each line leaves
+ * the next for the next secret.
+ */
+function secretLines(secrets: Array<{ target: string }>, runDir: string): string[] {
+  return secrets.flatMap((secret) => {
+    const file = path.join(runDir, path.posix.relative('/run', secret.target));
+    return [`mkdir -p ${quote(path.dirname(file))}`, `IFS= read -r value; (umask 0377; printf '%s' "$value" | base64 -d > ${quote(file)}); value=`];
+  });
 }
 
 /**

@@ -44,6 +44,18 @@ export class FolderLock {
     }
   }
 
+  /** The lock when no other process holds it, else undefined: for work that may be skipped (gc leaves a cache a build is using). */
+  static tryAcquire(folder: string): FolderLock | undefined {
+    mkdirSync(folder, { recursive: true });
+    const fd = openSync(folder, 'r');
+    const attempt = spawnSync('flock', ['--exclusive', '--nonblock', '3'], { stdio: ['ignore', 'ignore', 'pipe', fd] });
+    if (attempt.status === 0) return new FolderLock(fd);
+    closeSync(fd);
+    if (attempt.error || attempt.status !== 1)
+      throw new Error(`Cannot lock ${folder}: flock exited with ${attempt.status}: ${attempt.error?.message ?? String(attempt.stderr).trim()}`);
+    return undefined;
+  }
+
   release(): void {
     if (this.fd === undefined) return;
     closeSync(this.fd);

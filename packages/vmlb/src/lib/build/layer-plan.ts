@@ -1,5 +1,6 @@
 import type { Qcow2Compat } from '../disk/qcow2';
 import type { ScriptHints, ScriptKind } from '../image/hints';
+import type { BuildSecret } from './build-secrets';
 import type { ProjectOutputMount } from './project-outputs';
 
 /** Everything needed to build one layer; every path absolute. */
@@ -16,6 +17,10 @@ export interface LayerBuildPlan {
   nbdDevice?: string;
   /** `# project-output` hints, found on the host; bound read-only in the chroot. */
   projectOutputs: ProjectOutputMount[];
+  /** Where this machine's cache mounts live (lib/build/cache-mounts); needed when the hints name any. */
+  cacheMountsRoot?: string;
+  /** `# secret` hints with their values from the environment (lib/build/build-secrets). */
+  secrets?: BuildSecret[];
   /** Absolute workspace root, recorded in the manifest's build record. */
   workspaceRoot: string;
   /** image.json's declared variables as this build passes them to the script (lib/image/script-env). */

@@ -1,6 +1,8 @@
 import { closeSync, fsyncSync, openSync, statfsSync } from 'node:fs';
 import * as path from 'node:path';
 import { DIE_WITH_PARENT, SCRIPT_NAMESPACES, dropForeignBuildMounts, runInChroot, scriptEnvironment } from './chroot';
+import { checkSecrets } from './build-secrets';
+import { CacheMountStore, type HeldCacheMounts, cacheMountTargetProblem } from './cache-mounts';
 import { blockServiceStarts } from './image-root-edits';
 import type { LayerBuildPlan } from './layer-plan';
 import { snapshotPathFor } from '../image/dist-layout';
@@ -73,7 +75,9 @@ export async function runBuildLayerScript(plan: LayerBuildPlan, disk: AttachedDi
   const scriptStartedSecond = Math.floor(Date.now() / 1000) - 1;
   const restoreServices = blockServiceStarts(workDir.rootDir);
   let result;
+  let caches: HeldCacheMounts | undefined;
   try {
+    caches = await holdCacheMounts(plan, workDir.rootDir, log, signal);
     result = await runInChroot({
       root: workDir.rootDir,
       workDir: workDir.dir,
@@ -84,10 +88,13 @@ export async function runBuildLayerScript(plan: LayerBuildPlan, disk: AttachedDi
       projectOutputs: plan.projectOutputs,
       diskDevices: devices,
       partitionMounts,
+      cacheMounts: caches?.mounts,
+      secrets: secretValues(plan, log),
       env: scriptEnvironment(plan.imageName, plan.layer, process.env, plan.scriptEnv),
       signal,
     });
   } finally {
+    caches?.release();
     restoreServices();
   }
   if (result.exitCode !== 0 || signal?.aborted) return { ...result, manifest: undefined, snapshot: undefined };
@@ -104,6 +111,31 @@ export async function runBuildLayerScript(plan: LayerBuildPlan, disk: AttachedDi
   const manifest = diffSnapshots(before, after);
   const method = { before: stored ? 'stored' : 'walk', after: incremental ? 'inode-tables' : 'walk' } as const;
   return { ...result, manifest: { ...manifest, snapshotMs, snapshotMethod: method }, snapshot: after };
+}
+
+/** `# cache-mount`: each cache locked for the script's run (another build's script using it is waited for), and its host folder. */
+async function holdCacheMounts(plan: LayerBuildPlan, root: string, log: Log, signal?: AbortSignal): Promise<HeldCacheMounts | undefined> {
+  const hints = plan.hints.cacheMounts ?? [];
+  if (!hints.length) return undefined;
+  const where = `Layer ${plan.layer} of image ${plan.imageName}: ${path.relative(plan.workspaceRoot, plan.script)}`;
+  if (!plan.cacheMountsRoot) throw new Error(`${where}: has cache mounts, but the build was given no folder for them.`);
+  const problem = hints.map((hint) => cacheMountTargetProblem(root, hint)).find(Boolean);
+  if (problem) throw new Error(`${where}: ${problem}`);
+  const store = new CacheMountStore(plan.cacheMountsRoot);
+  const held = await store.acquire(hints, { image: plan.imageName, layer: plan.layer }, { log, signal });
+  for (const hint of hints) log(`vmlb: cache mount ${hint.id} (${store.dir(hint.id)}) at ${hint.target}`);
+  return held;
+}
+
+/** `# secret`: the values to write into the sandbox; checked here too, for callers that skip the executor's check. */
+function secretValues(plan: LayerBuildPlan, log: Log): Array<{ target: string; value: Buffer }> | undefined {
+  if (!plan.hints.secrets?.length) return undefined;
+  const script = path.relative(plan.workspaceRoot, plan.script);
+  if (!plan.secrets)
+    throw new Error(`Layer ${plan.layer} of image ${plan.imageName}: ${script}: has # secret hints, but the build was given no values for them.`);
+  checkSecrets(plan.secrets, { imageName: plan.imageName, layer: plan.layer, script });
+  for (const secret of plan.secrets) log(`vmlb: secret ${secret.name} at ${secret.target} (from ${secret.source}), for the script's run only`);
+  return plan.secrets.map((secret) => ({ target: secret.target, value: secret.value as Buffer }));
 }
 
 /**

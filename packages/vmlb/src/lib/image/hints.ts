@@ -1,5 +1,14 @@
 import * as path from 'node:path';
 import { formatBytes, parseSize } from '../util/units';
+import {
+  type CacheMountHint,
+  type SecretHint,
+  conflictBetween,
+  describeCacheMount,
+  describeSecret,
+  parseCacheMount,
+  parseSecret,
+} from './cache-and-secret-hints';
 
 /** The two kinds of layer script. */
 export type ScriptKind = 'build-layer' | 'modify-disk';
@@ -56,6 +65,10 @@ export interface ScriptHints {
   projectOutputs: ProjectOutputHint[];
   /** `# disk-devices` (build-layer): the image's disk and partitions as /dev/vmlb-disk, /dev/vmlb-disk1..., for bootloaders. */
   diskDevices?: boolean;
+  /** `# cache-mount <dst> [id=<id>]` (build-layer): a cache folder of this machine, outside the layer and its key. */
+  cacheMounts?: CacheMountHint[];
+  /** `# secret <name> <dst> [share]` (build-layer): a value supplied at build time, in a tmpfs while the script runs; noshare unless `share`. */
+  secrets?: SecretHint[];
 }
 
 export const HINT_NAMES = [
@@ -68,6 +81,8 @@ export const HINT_NAMES = [
   'rebuild-every',
   'project-output',
   'disk-devices',
+  'cache-mount',
+  'secret',
 ] as const;
 type HintName = (typeof HINT_NAMES)[number];
 
@@ -82,6 +97,9 @@ const HINT_ARITY: Record<HintName, number> = {
   'rebuild-every': 1,
   'project-output': 2,
   'disk-devices': 0,
+  // Their optional last words (id=<id>, share) never start with ( or #: a comment after the required ones is one.
+  'cache-mount': 1,
+  secret: 2,
 };
 
 /** The hints vm-layer-builder knew without arguments, whose own examples have prose after them: the rest of their line is a comment. */
@@ -102,6 +120,8 @@ const HINT_USAGE: Record<HintName, string> = {
   'rebuild-every': '# rebuild-every <period>, e.g. # rebuild-every 7d (units: h, d, w)',
   'project-output': '# project-output <project>[:<target>] <absolute path in image>, e.g. # project-output greeter:build /opt/greeter',
   'disk-devices': '# disk-devices',
+  'cache-mount': '# cache-mount <absolute path in image> [id=<id>], e.g. # cache-mount /var/cache/apt/archives',
+  secret: '# secret <name> <path under /run> [share], e.g. # secret apt_token /run/secrets/apt_token',
 };
 
 /** Nx project and target names as a hint may give them (`@scope/app`, `my-app`, `build:prod` is not one). */
@@ -118,6 +138,8 @@ const HINT_KINDS: Partial<Record<HintName, ScriptKind>> = {
   'chroot-mount': 'build-layer',
   'project-output': 'build-layer',
   'disk-devices': 'build-layer',
+  'cache-mount': 'build-layer',
+  secret: 'build-layer',
 };
 
 /** A script whose hints cannot be honoured; the message names file, line and fix. */
@@ -200,8 +222,21 @@ export function parseHints(scriptText: string, scriptPath: string, kind: ScriptK
         hints.projectOutputs.push({ project, target, mountPoint: checkImagePath(args[1], fail) });
         break;
       }
+      case 'cache-mount':
+      case 'secret': {
+        if (name === 'cache-mount' && (args.length < 1 || args.length > 2)) wrongCount('a path and an optional id=<id>');
+        if (name === 'secret' && (args.length < 2 || args.length > 3)) wrongCount("a name, a path under /run and an optional 'share'");
+        const checkTarget = (target: string) => checkImagePath(target, fail);
+        if (name === 'cache-mount') (hints.cacheMounts ??= []).push(parseCacheMount(args, checkTarget, fail));
+        else (hints.secrets ??= []).push(parseSecret(args, checkTarget, fail));
+        const conflict = conflictBetween(hints.cacheMounts ?? [], hints.secrets ?? []);
+        if (conflict) fail(conflict);
+        break;
+      }
     }
   });
+  // What a secret unlocked (a private repository's packages) may be in the layer: kept on this machine unless the hint says share.
+  if (hints.secrets?.some((secret) => !secret.share)) hints.noshare = true;
   return hints;
 }
 
@@ -271,6 +306,7 @@ export function describeHints(hints: ScriptHints): string[] {
   for (const output of hints.projectOutputs) labels.push(`project-output ${output.project}:${output.target} ${output.mountPoint}`);
   for (const mount of hints.partitionMounts) labels.push(`chroot-mount ${mount.partition} ${mount.target}`);
   if (hints.rebuildEvery !== undefined) labels.push(`rebuild-every ${formatPeriod(hints.rebuildEvery)}`);
+  labels.push(...(hints.cacheMounts ?? []).map(describeCacheMount), ...(hints.secrets ?? []).map(describeSecret));
   return labels;
 }
 

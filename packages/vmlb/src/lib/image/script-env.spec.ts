@@ -54,6 +54,11 @@ describe("image.json's env: variables for the layer scripts", () => {
       'env.PATH: vmlb sets PATH for every layer script itself (PATH, HOME, LANG, DEBIAN_FRONTEND, TERM, VMLB_IMAGE, VMLB_LAYER); remove it from env',
     ],
     [
+      'a secret',
+      { VMLB_SECRET_TOKEN: { key: false } },
+      'env.VMLB_SECRET_TOKEN: secrets reach a layer script only through a # secret hint, as a file under /run; remove it from env',
+    ],
+    [
       'a proxy variable',
       { https_proxy: { key: false } },
       "env.https_proxy: layer scripts get the proxy variables from the build's environment already; remove it from env",

@@ -46,6 +46,11 @@ export function checkEnvDeclarations(raw: unknown): { env: EnvDeclarations; prob
       problems.push(`env.${name}: vmlb sets ${name} for every layer script itself (${SET_BY_VMLB.join(', ')}); remove it from env`);
       continue;
     }
+    // In a script's environment a secret would reach every process it starts, and a keyed one the task hash.
+    if (name.startsWith('VMLB_SECRET_')) {
+      problems.push(`env.${name}: secrets reach a layer script only through a # secret hint, as a file under /run; remove it from env`);
+      continue;
+    }
     if (PASSED_ALREADY.includes(name)) {
       problems.push(`env.${name}: layer scripts get the proxy variables from the build's environment already; remove it from env`);
       continue;
