@@ -55,7 +55,8 @@ export function imageProject(image: ImageInfo, layout: ImageLayout, lastLayer: s
       cache: !options.blobs,
       dependsOn: [lastBuild],
       inputs: exportInputs(),
-      outputs: [`{workspaceRoot}/${layout.dir}/export/{options.format}`],
+      // The export of the whole image (<image>.<ext> and its .sha256), or with --upTo the folder named as it was given, never both.
+      outputs: [`{workspaceRoot}/${layout.dir}/export/{options.format}/{options.upTo ?? {options.imageName}.*}`],
       options: { ...chain, outputDir: path.posix.join(layout.dir, 'export'), format: 'qcow2', layerFormat: LAYER_FORMAT },
       metadata: metadata(
         options.flattenTargetName,

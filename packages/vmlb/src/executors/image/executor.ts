@@ -16,6 +16,7 @@ import { REMOTE_CACHE_WARNING_ENV } from '../../lib/cache-identity/remote-cache-
 import type { ImageExecutorSchema } from './schema';
 import { checkTargetDefaults } from '../../lib/cache-identity/target-defaults-guard';
 import { chainTop } from '../../lib/image/image-chain';
+import { buildChainUpTo } from '../../lib/build/chain-task';
 
 export function normalizeOptions(options: ImageExecutorSchema, workspaceRoot: string) {
   return {
@@ -24,6 +25,7 @@ export function normalizeOptions(options: ImageExecutorSchema, workspaceRoot: st
     output: path.resolve(workspaceRoot, options.output),
     flatten: options.flatten ?? false,
     verify: options.verify ?? false,
+    upTo: options.upTo,
   };
 }
 
@@ -41,10 +43,11 @@ function reportImageWarnings(context: ExecutorContext): void {
 export default async function imageExecutor(options: ImageExecutorSchema, context: ExecutorContext): Promise<{ success: boolean }> {
   return reportFailure(async () => {
     checkTargetDefaults(context);
-    const { imageName, chain, output, flatten, verify } = normalizeOptions(options, context.root);
+    const { imageName, chain, output, flatten, verify, upTo } = normalizeOptions(options, context.root);
     const cacheWarning = process.env[REMOTE_CACHE_WARNING_ENV];
     if (cacheWarning) console.warn(`vmlb: warning: ${cacheWarning}`);
     reportImageWarnings(context);
+    if (upTo !== undefined) await withInterruptSignal((signal) => buildChainUpTo({ ...options, upTo }, context, (message) => console.log(message), signal));
     // A layer killed mid-build and then restored from the Nx cache never ran
     // again to release what it left attached; do it here (this target always runs).
     await releaseAllLeftovers(path.dirname(chain), (message) => console.log(message));
