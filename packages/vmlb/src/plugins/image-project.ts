@@ -93,6 +93,17 @@ export function imageProject(image: ImageInfo, layout: ImageLayout, lastLayer: s
         { from: image.layers[0]?.folder ?? 'base', to: image.layers[image.layers.length - 1]?.folder ?? 'base' },
       ),
     },
+    [options.shellTargetName]: {
+      executor: 'vmlb:shell',
+      cache: false,
+      // No dependsOn: Nx gives a task with no dependencies the keyboard; the layer must be built already.
+      options: { imageName: image.name, imageRoot: image.root, distDir: options.distDir, ...blobOption(options) },
+      metadata: metadata(
+        options.shellTargetName,
+        `Open a shell (or run -- <command>) in a built layer of image ${image.name} (default: the last one), in a build's sandbox, on a throwaway overlay`,
+        { layer: image.layers[0]?.folder ?? 'base' },
+      ),
+    },
     ...(options.blobs ? blobTargets(chain, lastBuild, metadata) : {}),
   };
   return {

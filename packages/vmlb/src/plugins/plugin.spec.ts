@@ -133,7 +133,7 @@ describe('vmlb plugin createNodes', () => {
     const image = projects!['images/demo'];
     expect(image.name).toBe('image-demo');
     expect(image.implicitDependencies).toEqual(['demo-20_clean']);
-    expect(Object.keys(image.targets!)).toEqual(['base', 'build', 'flatten', 'test-boot', 'layers', 'diff']);
+    expect(Object.keys(image.targets!)).toEqual(['base', 'build', 'flatten', 'test-boot', 'layers', 'diff', 'shell']);
     expect(image.targets!.base).toMatchObject({
       executor: 'vmlb:base',
       cache: true,
@@ -260,7 +260,7 @@ describe('vmlb plugin createNodes', () => {
       const problem = await problemWith({ ...shields, 'vmlb:layer': { inputs: ['default'] }, '*': { cache: true } });
       expect(problem).toContain('targetDefaults["vmlb:layer"] sets inputs for the build targets vmlb infers (vmlb:layer). ');
       expect(problem).toContain('Remove them from that entry');
-      expect(problem).toMatch(/targetDefaults\["\*"\] sets cache for the diff, layers, test-boot targets/);
+      expect(problem).toMatch(/targetDefaults\["\*"\] sets cache for the diff, layers, shell, test-boot targets/);
     });
   });
 
