@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { cacheDir, type ExecutorContext, type ProjectGraph } from '@nx/devkit';
+import { isCI } from '@nx/devkit/internal';
 import { resolveProjectOutputs } from '../../lib/build/project-outputs';
 import { layerPosition } from '../../lib/build/layer-position';
 import { checkBindSources } from '../../lib/build/bind-sources';
@@ -17,13 +18,19 @@ import { type LayerBuildPlan, buildLayer } from '../../lib/build/layer-build';
 import { checkPrerequisites, layerBuildTools } from '../../lib/build/prerequisites';
 import type { LayerExecutorSchema } from './schema';
 import { checkTargetDefaults } from '../../lib/cache-identity/target-defaults-guard';
+import { PAUSE_ON_FAILURE, pausePhase } from '../../lib/util/pause-point';
 
-/** Options resolved once: absolute paths, script kind and hints read from the script. */
+/**
+ * Options resolved once: absolute paths, script kind and hints read from
+ * the script, and what a failing script leaves (VMLB_PAUSE_AT=failed: a
+ * shell when someone can type in it, else held until interrupted).
+ */
 export function normalizeOptions(
   options: LayerExecutorSchema,
   workspaceRoot: string,
   env: NodeJS.ProcessEnv = process.env,
   graph?: ProjectGraph,
+  terminal = { stdinIsTTY: process.stdin.isTTY === true, ci: Boolean(isCI()) },
 ): LayerBuildPlan {
   const absolute = (file: string) => path.resolve(workspaceRoot, file);
   const kind = path.basename(options.script) as ScriptKind;
@@ -65,6 +72,7 @@ export function normalizeOptions(
     rootPartition: options.rootPartition,
     nbdDevice,
     projectOutputs,
+    keepFailed: pausePhase(env) === PAUSE_ON_FAILURE ? (terminal.stdinIsTTY && !terminal.ci ? 'shell' : 'held') : undefined,
   };
 }
 
@@ -85,7 +93,8 @@ export default async function layerExecutor(options: LayerExecutorSchema, contex
       if (await restoreNoshareLayer(noshareStore, noshareKey, { name: plan.layer, parent: plan.parent, files }, { log, stillComplete })) return;
     }
 
-    checkPrerequisites(layerBuildTools(plan.nbdDevice !== undefined), { fuse: plan.nbdDevice === undefined });
+    const shellTools = plan.keepFailed === 'shell' ? (['script'] as const) : [];
+    checkPrerequisites([...layerBuildTools(plan.nbdDevice !== undefined), ...shellTools], { fuse: plan.nbdDevice === undefined });
     await withInterruptSignal(async (signal) => {
       if (stores) await prepareLayerBuild(plan.parent, plan.output, stores, { log, signal });
       const position = layerPosition(context.projectGraph, plan.imageName, plan.layer);

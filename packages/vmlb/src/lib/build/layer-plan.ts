@@ -17,4 +17,10 @@ export interface LayerBuildPlan {
   projectOutputs: ProjectOutputMount[];
   /** Absolute workspace root, recorded in the manifest's build record. */
   workspaceRoot: string;
+  /**
+   * `VMLB_PAUSE_AT=failed`: a script that fails leaves its layer attached
+   * for a look before the build fails: with a `shell` on the terminal, or
+   * `held` until the build is interrupted.
+   */
+  keepFailed?: 'shell' | 'held';
 }
