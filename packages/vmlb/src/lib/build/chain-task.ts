@@ -40,7 +40,7 @@ export async function runNxTask(workspaceRoot: string, taskId: string, signal?: 
     reject: false,
     cancelSignal: signal,
     killSignal: 'SIGINT',
-    // Nx stops the task's process tree once it is done; until then the nested run cleans up after itself.
+    // The nested run passes SIGINT on to its tasks and waits for them: no SIGKILL may cut their release short.
     forceKillAfterDelay: false,
   });
   if (result.isCanceled) throw new Error(`nx run ${taskId} was interrupted.`);
