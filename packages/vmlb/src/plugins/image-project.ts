@@ -50,7 +50,8 @@ export function imageProject(image: ImageInfo, layout: ImageLayout, lastLayer: s
       cache: !options.blobs,
       dependsOn: [lastBuild],
       inputs: exportInputs(),
-      outputs: [`{workspaceRoot}/${layout.dir}/export/{options.format}`],
+      // The export of the whole image (<image>.<ext> and its .sha256), or with --upTo the folder named as it was given, never both.
+      outputs: [`{workspaceRoot}/${layout.dir}/export/{options.format}/{options.upTo ?? {options.imageName}.*}`],
       options: { ...chain, outputDir: path.posix.join(layout.dir, 'export'), format: 'qcow2', layerFormat: LAYER_FORMAT, ...qcow2CompatOption(image.config) },
       metadata: metadata(
         options.flattenTargetName,
@@ -97,6 +98,17 @@ export function imageProject(image: ImageInfo, layout: ImageLayout, lastLayer: s
         'sbom',
         `Write the software bill of materials of image ${image.name}: an SPDX 2.3 JSON document of every dpkg package with the layer that installed it (${layout.dir}/${image.name}.spdx.json)`,
         { distro: 'ubuntu' },
+      ),
+    },
+    [options.shellTargetName]: {
+      executor: 'vmlb:shell',
+      cache: false,
+      // No dependsOn: Nx gives a task with no dependencies the keyboard; the layer must be built already.
+      options: { imageName: image.name, imageRoot: image.root, distDir: options.distDir, ...blobOption(options) },
+      metadata: metadata(
+        options.shellTargetName,
+        `Open a shell (or run -- <command>) in a built layer of image ${image.name} (default: the last one), in a build's sandbox, on a throwaway overlay`,
+        { layer: image.layers[0]?.folder ?? 'base' },
       ),
     },
     ...(options.blobs ? blobTargets(chain, lastBuild, metadata) : {}),

@@ -16,6 +16,8 @@ export interface VmlbPluginOptions {
   layersTargetName?: string;
   /** Image-project target that compares the image at two layers. Default `diff`. */
   diffTargetName?: string;
+  /** Image-project target that opens a shell in a built layer. Default `shell`. */
+  shellTargetName?: string;
   /** Workspace-relative folder for build outputs. Default `dist/images`. */
   distDir?: string;
   /**
@@ -59,6 +61,7 @@ export function normalizeOptions(options: VmlbPluginOptions | undefined, env: No
     testBootTargetName: options?.testBootTargetName ?? 'test-boot',
     layersTargetName: options?.layersTargetName ?? 'layers',
     diffTargetName: options?.diffTargetName ?? 'diff',
+    shellTargetName: options?.shellTargetName ?? 'shell',
     distDir,
     blobs: blobModeSetting(options?.blobStore, env) !== undefined,
   };

@@ -1,4 +1,4 @@
-import type { CreateNodesContext } from '@nx/devkit';
+import { type CreateNodesContext, getOutputsForTargetAndConfiguration } from '@nx/devkit';
 import type { ExecutorContext } from '@nx/devkit';
 import { LAYER_FORMAT } from '../lib/cache-identity/task-key';
 import { chainTop } from '../lib/image/image-chain';
@@ -133,7 +133,7 @@ describe('vmlb plugin createNodes', () => {
     const image = projects!['images/demo'];
     expect(image.name).toBe('image-demo');
     expect(image.implicitDependencies).toEqual(['demo-20_clean']);
-    expect(Object.keys(image.targets!)).toEqual(['base', 'build', 'flatten', 'test-boot', 'layers', 'diff', 'sbom']);
+    expect(Object.keys(image.targets!)).toEqual(['base', 'build', 'flatten', 'test-boot', 'layers', 'diff', 'sbom', 'shell']);
     expect(image.targets!.base).toMatchObject({
       executor: 'vmlb:base',
       cache: true,
@@ -150,6 +150,12 @@ describe('vmlb plugin createNodes', () => {
       dependsOn: [{ target: 'build', projects: ['demo-20_clean'] }],
       options: { imageRoot: 'images/demo', distDir: 'dist/images', output: 'dist/images/demo/image.qcow2' },
     });
+    // The export of the whole image and an export up to a layer are different outputs, as Nx reads them.
+    const node = { name: 'image-demo', type: 'app' as const, data: { root: 'images/demo', targets: image.targets } };
+    const exportOutputs = (overrides: Record<string, unknown>) =>
+      getOutputsForTargetAndConfiguration({ project: 'image-demo', target: 'flatten' }, overrides, node);
+    expect(exportOutputs({})).toEqual(['dist/images/demo/export/qcow2/demo.*']);
+    expect(exportOutputs({ upTo: '10_app', format: 'vmdk' })).toEqual(['dist/images/demo/export/vmdk/10_app']);
     expect(image.targets!['test-boot'].options).toEqual({
       imageName: 'demo',
       imageRoot: 'images/demo',
@@ -254,7 +260,7 @@ describe('vmlb plugin createNodes', () => {
       const problem = await problemWith({ ...shields, 'vmlb:layer': { inputs: ['default'] }, '*': { cache: true } });
       expect(problem).toContain('targetDefaults["vmlb:layer"] sets inputs for the build targets vmlb infers (vmlb:layer). ');
       expect(problem).toContain('Remove them from that entry');
-      expect(problem).toMatch(/targetDefaults\["\*"\] sets cache for the diff, layers, sbom, test-boot targets/);
+      expect(problem).toMatch(/targetDefaults\["\*"\] sets cache for the diff, layers, sbom, shell, test-boot targets/);
     });
   });
 

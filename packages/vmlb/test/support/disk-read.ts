@@ -79,3 +79,15 @@ export async function folderEntriesInImage(qcow2: string, folder: string): Promi
       .sort();
   });
 }
+
+/** Whether each path exists in a qcow2 (chain), by debugfs (whose `cat` prints nothing, and exits 0, for a missing file). */
+export async function pathsInImage(qcow2: string, paths: string[]): Promise<Record<string, boolean>> {
+  return withRootFilesystem(qcow2, async (fs) => {
+    const result: Record<string, boolean> = {};
+    for (const file of paths) {
+      const { stderr } = await execa('debugfs', ['-R', `stat ${file}`, fs], { reject: false });
+      result[file] = !/File not found/.test(stderr);
+    }
+    return result;
+  });
+}

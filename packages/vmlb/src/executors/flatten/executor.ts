@@ -42,10 +42,12 @@ export function normalizeOptions(options: FlattenExecutorSchema, workspaceRoot: 
   if (!Number.isInteger(cpus) || cpus < 1) throw new Error(`--cpus must be a whole number of 1 or more, got ${JSON.stringify(options.cpus)}.`);
   if (!Number.isInteger(memoryMiB) || memoryMiB < 16)
     throw new Error(`--memory is in MiB and must be a whole number of 16 or more, got ${JSON.stringify(options.memory)}.`);
+  // Up to a layer, the export goes to a folder named as --upTo was given: the name the plugin's outputs give Nx to cache.
+  const folder = options.upTo === undefined ? [] : [String(options.upTo)];
   return {
     imageName: options.imageName,
     chain: path.resolve(workspaceRoot, chainTop(options, workspaceRoot)),
-    output: path.resolve(workspaceRoot, options.outputDir, format, `${options.imageName}.${EXPORT_EXTENSIONS[format]}`),
+    output: path.resolve(workspaceRoot, options.outputDir, format, ...folder, `${options.imageName}.${EXPORT_EXTENSIONS[format]}`),
     format,
     compress: options.compress === true,
     vmdkSubformat: options.vmdkSubformat ?? 'monolithicSparse',
@@ -69,10 +71,28 @@ function sbomBeside(options: FlattenExecutorSchema, workspaceRoot: string, forma
   );
 }
 
+/**
+ * An export's cache key is the digests of its chain, which Nx reads from
+ * the output files of the tasks the export depends on. Run without them
+ * (`--exclude-task-dependencies`), the key would name no chain at all, and
+ * a later run would be handed this export back whatever the layers hold:
+ * such a run stops here, so nothing is stored under that key.
+ */
+export function checkChainInKey(context: Pick<ExecutorContext, 'taskGraph' | 'projectName' | 'targetName'>): void {
+  const graph = context.taskGraph;
+  const task = Object.values(graph?.tasks ?? {}).find(({ target }) => target.project === context.projectName && target.target === context.targetName);
+  if (!graph || !task || (graph.dependencies[task.id] ?? []).length > 0) return;
+  throw new Error(
+    `nx run ${task.id} ran without the tasks it depends on (--exclude-task-dependencies?). An export is cached under the digests of its chain, ` +
+      `which Nx takes from those tasks; without them the key would name no chain. Run it without --exclude-task-dependencies.`,
+  );
+}
+
 export default async function flattenExecutor(options: FlattenExecutorSchema, context: ExecutorContext): Promise<{ success: boolean }> {
   return reportFailure(() =>
     withInterruptSignal(async (signal) => {
       checkTargetDefaults(context);
+      checkChainInKey(context);
       const plan = normalizeOptions(options, context.root);
       checkPrerequisites(plan.format === 'ova' ? ['qemu-img', 'tar'] : ['qemu-img'], { fuse: false, disks: false });
       const log = (message: string) => console.log(message);

@@ -2,6 +2,8 @@ import type { ExportFormat } from '../../lib/export/disk-export';
 
 export interface FlattenExecutorSchema {
   imageName: string;
+  /** A layer folder, its number, or `base`: the chain ends there. */
+  upTo?: string | number;
   chain?: string;
   imageRoot?: string;
   distDir?: string;

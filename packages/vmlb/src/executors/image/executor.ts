@@ -17,6 +17,7 @@ import type { ImageExecutorSchema } from './schema';
 import { checkTargetDefaults } from '../../lib/cache-identity/target-defaults-guard';
 import { chainTop } from '../../lib/image/image-chain';
 import { checkQcow2Compat } from '../../lib/disk/qcow2';
+import { buildChainUpTo } from '../../lib/build/chain-task';
 
 export function normalizeOptions(options: ImageExecutorSchema, workspaceRoot: string) {
   return {
@@ -26,6 +27,7 @@ export function normalizeOptions(options: ImageExecutorSchema, workspaceRoot: st
     flatten: options.flatten ?? false,
     verify: options.verify ?? false,
     qcow2Compat: checkQcow2Compat(options.qcow2Compat, '--qcow2Compat'),
+    upTo: options.upTo,
   };
 }
 
@@ -43,10 +45,11 @@ function reportImageWarnings(context: ExecutorContext): void {
 export default async function imageExecutor(options: ImageExecutorSchema, context: ExecutorContext): Promise<{ success: boolean }> {
   return reportFailure(async () => {
     checkTargetDefaults(context);
-    const { imageName, chain, output, flatten, verify, qcow2Compat } = normalizeOptions(options, context.root);
+    const { imageName, chain, output, flatten, verify, qcow2Compat, upTo } = normalizeOptions(options, context.root);
     const cacheWarning = process.env[REMOTE_CACHE_WARNING_ENV];
     if (cacheWarning) console.warn(`vmlb: warning: ${cacheWarning}`);
     reportImageWarnings(context);
+    if (upTo !== undefined) await withInterruptSignal((signal) => buildChainUpTo({ ...options, upTo }, context, (message) => console.log(message), signal));
     // A layer killed mid-build and then restored from the Nx cache never ran
     // again to release what it left attached; do it here (this target always runs).
     // The image's own folder: a derived image without layers of its own has its chain top in another image's.

@@ -78,4 +78,16 @@ describe('normalizeOptions', () => {
     workspace.write('images/demo/10_a/files/a', 'a');
     expect(normalizeOptions(options, workspace.root, {}).hints.bindMounts).toEqual([{ source: 'files', target: '/opt/files' }]);
   });
+
+  it('keeps a failed layer only under VMLB_PAUSE_AT=failed: with a shell when someone can type, else held', () => {
+    workspace.script('images/demo/10_a/build-layer');
+    const keepFailed = (env: NodeJS.ProcessEnv, stdinIsTTY: boolean, ci = false) =>
+      normalizeOptions(options, workspace.root, env, undefined, { stdinIsTTY, ci }).keepFailed;
+    expect(keepFailed({}, true)).toBeUndefined();
+    expect(keepFailed({ VMLB_PAUSE_AT: 'mounted' }, true)).toBeUndefined();
+    expect(keepFailed({ VMLB_PAUSE_AT: 'failed' }, true)).toBe('shell');
+    expect(keepFailed({ VMLB_PAUSE_AT: 'failed' }, false)).toBe('held');
+    expect(keepFailed({ VMLB_PAUSE_AT: 'failed' }, true, true)).toBe('held');
+    expect(() => keepFailed({ VMLB_PAUSE_AT: 'fail' }, true)).toThrow('VMLB_PAUSE_AT=fail is not a build phase.');
+  });
 });

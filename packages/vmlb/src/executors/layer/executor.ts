@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { cacheDir, type ExecutorContext, type ProjectGraph } from '@nx/devkit';
+import { isCI } from '@nx/devkit/internal';
 import { resolveProjectOutputs } from '../../lib/build/project-outputs';
 import { layerPosition } from '../../lib/build/layer-position';
 import { checkBindSources } from '../../lib/build/bind-sources';
@@ -22,13 +23,19 @@ import { checkTargetDefaults } from '../../lib/cache-identity/target-defaults-gu
 import { imageScriptEnv } from '../../lib/image/image-chain';
 import { declaredEnvironment } from '../../lib/image/script-env';
 import { checkQcow2Compat } from '../../lib/disk/qcow2';
+import { PAUSE_ON_FAILURE, pausePhase } from '../../lib/util/pause-point';
 
-/** Options resolved once: absolute paths, script kind and hints read from the script. */
+/**
+ * Options resolved once: absolute paths, script kind and hints read from
+ * the script, and what a failing script leaves (VMLB_PAUSE_AT=failed: a
+ * shell when someone can type in it, else held until interrupted).
+ */
 export function normalizeOptions(
   options: LayerExecutorSchema,
   workspaceRoot: string,
   env: NodeJS.ProcessEnv = process.env,
   graph?: ProjectGraph,
+  terminal = { stdinIsTTY: process.stdin.isTTY === true, ci: Boolean(isCI()) },
 ): LayerBuildPlan {
   const absolute = (file: string) => path.resolve(workspaceRoot, file);
   const kind = path.basename(options.script) as ScriptKind;
@@ -77,6 +84,7 @@ export function normalizeOptions(
     ...(hints.cacheMounts?.length ? { cacheMountsRoot: cacheMountsRoot(cacheDir, env) } : {}),
     // Values are read now and checked once the layer is known to need building (a noshare layer restored needs none).
     ...(hints.secrets?.length ? { secrets: secretsFromEnvironment(hints.secrets, env, workspaceRoot) } : {}),
+    keepFailed: pausePhase(env) === PAUSE_ON_FAILURE ? (terminal.stdinIsTTY && !terminal.ci ? 'shell' : 'held') : undefined,
   };
 }
 
@@ -98,7 +106,8 @@ export default async function layerExecutor(options: LayerExecutorSchema, contex
     }
 
     checkSecrets(plan.secrets, { imageName: plan.imageName, layer: plan.layer, script: options.script });
-    checkPrerequisites(layerBuildTools(plan.nbdDevice !== undefined), { fuse: plan.nbdDevice === undefined });
+    const shellTools = plan.keepFailed === 'shell' ? (['script'] as const) : [];
+    checkPrerequisites([...layerBuildTools(plan.nbdDevice !== undefined), ...shellTools], { fuse: plan.nbdDevice === undefined });
     await withInterruptSignal(async (signal) => {
       if (stores) await prepareLayerBuild(plan.parent, plan.output, stores, { log, signal });
       const position = layerPosition(context.projectGraph, plan.imageName, plan.layer);

@@ -42,6 +42,19 @@ describe('test-boot options', () => {
     expect(normalizeOptions({ ...fromImage, memory: '512M', cpus: undefined }, workspace.root, terminal)).toMatchObject({ memory: '512M', cpus: 1 });
   });
 
+  it('boots the chain up to the layer --upTo names (folder or number), never with --image', () => {
+    workspace.write('images/demo/image.json', JSON.stringify({ base: { empty: '1G' } }));
+    workspace.script('images/demo/10_mid/build-layer');
+    workspace.script('images/demo/20_top/build-layer');
+    workspace.write('dist/images/demo/10_mid.qcow2', 'disk');
+    const fromImage = { imageName: 'demo', imageRoot: 'images/demo', distDir: 'dist/images' };
+    expect(normalizeOptions({ ...fromImage, upTo: '10_mid' }, workspace.root, terminal).disk).toBe(`${workspace.root}/dist/images/demo/10_mid.qcow2`);
+    expect(normalizeOptions({ ...fromImage, upTo: 10 }, workspace.root, terminal).disk).toBe(`${workspace.root}/dist/images/demo/10_mid.qcow2`);
+    expect(() => normalizeOptions({ ...fromImage, upTo: '10', image: 'x.qcow2' }, workspace.root, terminal)).toThrow(
+      "--upTo boots the image's own chain; --image boots a file: give one of them.",
+    );
+  });
+
   it.each([
     [{ expect: '([' }, "--expect '([' is not a regular expression"],
     [{ memory: 'lots' }, "--memory 'lots' is not a memory size"],

@@ -12,6 +12,7 @@ import { tail } from '../../lib/util/exec';
 import { bootAndCheck, bootInteractive, createBootOverlay, freePort, kvmUsable, rememberKvmFailure, withThrowawayOverlay } from '../../lib/boot/qemu-boot';
 import type { TestBootExecutorSchema } from './schema';
 import { chainTop, imageTestBootSettings } from '../../lib/image/image-chain';
+import { buildChainUpTo } from '../../lib/build/chain-task';
 
 export interface NormalizedTestBootOptions {
   imageName: string;
@@ -40,6 +41,7 @@ export function normalizeOptions(
 ): NormalizedTestBootOptions {
   // image.json's testBoot settings under the command line's.
   const options = { ...imageTestBootSettings(given.imageRoot, workspaceRoot), ...definedOnly(given) };
+  if (options.upTo !== undefined && options.image !== undefined) throw new Error(`--upTo boots the image's own chain; --image boots a file: give one of them.`);
   const chain = chainTop(options, workspaceRoot);
   const cloudInitDir =
     options.cloudInitDir && seedFile(path.resolve(workspaceRoot, options.cloudInitDir), 'user-data')
@@ -94,6 +96,8 @@ export default async function testBootExecutor(options: TestBootExecutorSchema, 
   // the removal of the throwaway overlay short.
   return reportFailure(() =>
     withInterruptSignal(async (signal) => {
+      const upTo = options.upTo;
+      if (upTo !== undefined && !options.image) await buildChainUpTo({ ...options, upTo }, context, (message) => console.log(message), signal);
       if (options.blobs && !options.image) {
         // Blob mode: the layers may be refs only so far (cache hits); put their files in place first.
         const chain = path.resolve(context.root, chainTop(options, context.root));

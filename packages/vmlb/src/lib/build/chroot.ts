@@ -9,6 +9,7 @@ import type { ProjectOutputMount } from './project-outputs';
 import type { DiskDevices } from '../disk/disk-devices';
 import { makeFoldersInRoot, removeMadeFolders } from './image-root-edits';
 import { droppedCapabilities } from './sandbox-capabilities';
+import { type FailureHold, INTERACTIVE_SHELL, failureHoldLine, sandboxTerminalsLines, withTerminalSettingsKept } from './sandbox-terminal';
 
 /** Mount points a chroot needs, created (as empty folders) when an image lacks them. */
 const STANDARD_MOUNT_POINTS = ['/proc', '/sys', '/dev', '/tmp', '/run', '/mnt'];
@@ -79,6 +80,12 @@ export interface ChrootRunOptions {
   /** Environment of the script (a clean one; see `scriptEnvironment`). */
   env: Record<string, string>;
   signal?: AbortSignal;
+  /** What the image's /bin/sh runs instead of `cd /mnt && ./<scriptName>` (a shell command line): a shell, or a user's command. */
+  command?: string;
+  /** Give the command this process's terminal, through a terminal of its own (`script`): an interactive shell or program. */
+  terminal?: boolean;
+  /** When the command fails, keep its mounts as they are for a look (`VMLB_PAUSE_AT=failed`): see `FailureHold`. */
+  onFailure?: FailureHold;
 }
 
 /**
@@ -191,6 +198,8 @@ async function runScriptInNamespace(options: ChrootRunOptions, resolve: (imagePa
   lines.push(`cp -a ${[...DEVICE_NODES.map((node) => `/dev/${node}`), ...devTemplate(options.workDir)].map(quote).join(' ')} ${quote(`${dev}/`)}`);
   lines.push(...diskDeviceLines(options.diskDevices, dev));
   mount('-t', 'devpts', '-o', 'newinstance,ptmxmode=0666,mode=0620,nosuid,noexec', 'devpts', `${dev}/pts`);
+  // A terminal made by `script` outside the chroot comes from the sandbox's devpts, so inside it has a name (tty, ssh, sudo).
+  if (options.terminal || options.onFailure?.shell) lines.push(...sandboxTerminalsLines(dev));
   mount('-t', 'tmpfs', '-o', 'nosuid,nodev', 'shm', `${dev}/shm`);
   mount('-t', 'tmpfs', '-o', 'nosuid,nodev,mode=1777', 'tmp', resolve('/tmp'));
   mount('-t', 'tmpfs', '-o', 'nosuid,nodev,mode=0755', 'run', resolve('/run'));
@@ -217,18 +226,19 @@ async function runScriptInNamespace(options: ChrootRunOptions, resolve: (imagePa
   }
 
   const proc = resolve('/proc');
-  const init = [
-    'set -eu',
-    `mount -t proc -o nosuid,noexec,nodev proc ${quote(proc)}`,
-    `for entry in ${READ_ONLY_PROC_ENTRIES.join(' ')}; do if [ -e ${quote(proc)}/"$entry" ]; then mount --bind -o ro ${quote(proc)}/"$entry" ${quote(proc)}/"$entry"; fi; done`,
-    // Not exec ./build-layer: the image's shell stays the namespace's first
-    // process, which no exec of a setuid program can take PR_SET_PDEATHSIG from.
-    `exec setsid capsh ${quote(`--chroot=${root}`)} ${quote(`--drop=${droppedCapabilities().join(',')}`)} --shell=/bin/sh -- -c ${quote(`cd /mnt && ./${options.scriptName}; exit $?`)}`,
-  ].join('\n');
+  // Not exec ./build-layer: the image's shell stays the namespace's first
+  // process, which no exec of a setuid program can take PR_SET_PDEATHSIG from.
+  const command = options.command ?? `cd /mnt && ./${options.scriptName}; exit $?`;
+  const sandbox = (what: string, terminal: boolean) =>
+    [...DIE_WITH_PARENT, 'unshare', '--pid', '--fork', '--kill-child', '--', '/bin/sh', '-c', pidNamespaceInit(root, proc, what, terminal)]
+      .map(quote)
+      .join(' ');
   // Not exec: once the script is done, the partitions mounted here are
   // flushed so a write error on them (a full disk under dist/) fails the
-  // layer instead of vanishing with this namespace.
-  lines.push(`status=0; ${[...DIE_WITH_PARENT, 'unshare', '--pid', '--fork', '--kill-child', '--', '/bin/sh', '-c', init].map(quote).join(' ')} || status=$?`);
+  // layer instead of vanishing with this namespace. The terminal kept for
+  // a failure's shell (descriptors 3 and 4) is not the script's.
+  lines.push(`status=0; ${sandbox(command, options.terminal === true)} 3<&- 4>&- || status=$?`);
+  if (options.onFailure) lines.push(failureHoldLine(options.onFailure, sandbox(INTERACTIVE_SHELL, true)));
   for (const partition of options.partitionMounts) {
     const target = resolve(partition.target);
     lines.push(
@@ -237,20 +247,28 @@ async function runScriptInNamespace(options: ChrootRunOptions, resolve: (imagePa
   }
   lines.push('exit "$status"');
 
-  return run(
-    DIE_WITH_PARENT[0],
-    [...DIE_WITH_PARENT.slice(1), 'unshare', '--mount', '--propagation', 'private', '--uts', '--ipc', '--', '/bin/sh', '-c', lines.join('\n')],
-    {
-      env: options.env,
-      cleanEnv: true,
-      ...(options.secrets?.length ? { input: options.secrets.map((secret) => `${secret.value.toString('base64')}\n`).join('') } : {}),
-      stream: true,
-      reject: false,
-      signal: options.signal,
-      // The mount shell dies at once, and the sandbox with it (its processes
-      // die with their parents): a script gets no say in being stopped.
-      killSignal: 'SIGKILL',
-    },
+  const interactive = options.terminal === true || options.onFailure?.shell === true;
+  return withTerminalSettingsKept(interactive, () =>
+    run(
+      DIE_WITH_PARENT[0],
+      [...DIE_WITH_PARENT.slice(1), 'unshare', '--mount', '--propagation', 'private', '--uts', '--ipc', '--', '/bin/sh', '-c', lines.join('\n')],
+      {
+        env: options.env,
+        cleanEnv: true,
+        // `# secret` values on the mount shell's stdin (a shell on the terminal gets none: it is no build).
+        ...(options.secrets?.length && options.terminal !== true
+          ? { input: options.secrets.map((secret) => `${secret.value.toString('base64')}\n`).join('') }
+          : {}),
+        stream: options.terminal !== true,
+        inherit: options.terminal === true,
+        passFds: options.onFailure?.shell ? [0, 1] : undefined,
+        reject: false,
+        signal: options.signal,
+        // The mount shell dies at once, and the sandbox with it (its processes
+        // die with their parents): a script gets no say in being stopped.
+        killSignal: 'SIGKILL',
+      },
+    ),
   );
 }
 
@@ -266,6 +284,25 @@ function secretLines(secrets: Array<{ target: string }>, runDir: string): string
     const file = path.join(runDir, path.posix.relative('/run', secret.target));
     return [`mkdir -p ${quote(path.dirname(file))}`, `IFS= read -r value; (umask 0377; printf '%s' "$value" | base64 -d > ${quote(file)}); value=`];
   });
+}
+
+/**
+ * The PID namespace's first process: it mounts its /proc, binds the
+ * entries that reach the host kernel read-only, and becomes `capsh`, which
+ * chroots and drops capabilities before the image's /bin/sh runs
+ * `command`. Without a terminal it first leaves the caller's session (no
+ * /dev/tty to push keys into); with one, util-linux `script` stays outside
+ * the chroot and gives the command a terminal of its own, so keys pushed
+ * back (TIOCSTI) reach that terminal, never the caller's.
+ */
+function pidNamespaceInit(root: string, proc: string, command: string, terminal: boolean): string {
+  const capsh = ['capsh', `--chroot=${root}`, `--drop=${droppedCapabilities().join(',')}`, '--shell=/bin/sh', '--', '-c', command].map(quote).join(' ');
+  return [
+    'set -eu',
+    `mount -t proc -o nosuid,noexec,nodev proc ${quote(proc)}`,
+    `for entry in ${READ_ONLY_PROC_ENTRIES.join(' ')}; do if [ -e ${quote(proc)}/"$entry" ]; then mount --bind -o ro ${quote(proc)}/"$entry" ${quote(proc)}/"$entry"; fi; done`,
+    terminal ? `exec script --quiet --return --command ${quote(capsh)} /dev/null` : `exec setsid ${capsh}`,
+  ].join('\n');
 }
 
 /**

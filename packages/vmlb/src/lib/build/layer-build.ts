@@ -16,7 +16,7 @@ import type { RootSnapshot } from '../inspect/root-snapshot';
 import { writeSnapshotFile } from '../inspect/snapshot-file';
 import { tail } from '../util/exec';
 import type { Log } from '../util/log';
-import { checkpoint, pausePhase } from '../util/pause-point';
+import { PAUSE_ENV, PAUSE_ON_FAILURE, checkpoint, pausePhase, untilAborted } from '../util/pause-point';
 import { formatDuration } from '../util/units';
 
 export type { LayerBuildPlan } from './layer-plan';
@@ -192,6 +192,7 @@ async function runOnNewOverlay(
   const scriptTime = Date.now() - attachedAt;
   signal?.throwIfAborted();
   if (result.exitCode !== 0) {
+    if (plan.keepFailed && plan.kind === 'modify-disk' && signal) await holdFailedDisk(plan, disk, log, signal);
     const output = [result.stdout, result.stderr].filter(Boolean).join('\n');
     throw new LayerScriptError(
       `Layer ${plan.layer} of image ${plan.imageName}: ${path.relative(process.cwd(), plan.script) || plan.script} exited with code ${result.exitCode}.` +
@@ -203,6 +204,20 @@ async function runOnNewOverlay(
   log(`vmlb: ${plan.kind} ran in ${formatDuration(scriptTime)}${result.manifest ? `; changes: ${summarizeManifest(result.manifest)}` : ''}`);
   await checkpoint('detached', signal, log);
   return { manifest: result.manifest, rootSnapshot: 'snapshot' in result ? result.snapshot : undefined };
+}
+
+/**
+ * VMLB_PAUSE_AT=failed for a modify-disk script: it ran on the host, so
+ * there is no sandbox to open a shell in; the new overlay stays attached
+ * as the script left it until the build is interrupted.
+ */
+async function holdFailedDisk(plan: LayerBuildPlan, disk: AttachedDisk, log: Log, signal: AbortSignal): Promise<void> {
+  log(
+    `vmlb: layer ${plan.layer} of image ${plan.imageName}: its script failed; kept as it left it (${PAUSE_ENV}=${PAUSE_ON_FAILURE}): ` +
+      `the new overlay ${disk.overlay} is attached, its whole disk readable at ${disk.rawDisk}. ` +
+      `Interrupt the build (Ctrl-C, or kill -INT ${process.pid}) to release it; the build then fails.`,
+  );
+  await untilAborted(signal);
 }
 
 /**

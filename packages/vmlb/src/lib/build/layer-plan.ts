@@ -27,4 +27,10 @@ export interface LayerBuildPlan {
   scriptEnv: Record<string, string>;
   /** image.json's qcow2Compat: the compatibility level of the new overlay. */
   qcow2Compat?: Qcow2Compat;
+  /**
+   * `VMLB_PAUSE_AT=failed`: a script that fails leaves its layer attached
+   * for a look before the build fails: with a `shell` on the terminal, or
+   * `held` until the build is interrupted.
+   */
+  keepFailed?: 'shell' | 'held';
 }

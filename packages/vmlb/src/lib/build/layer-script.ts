@@ -16,7 +16,8 @@ import { type RootSnapshot, snapshotRoot, updateSnapshot } from '../inspect/root
 import { readSnapshotFile } from '../inspect/snapshot-file';
 import { run } from '../util/exec';
 import type { Log } from '../util/log';
-import { pausePoint } from '../util/pause-point';
+import { PAUSE_ENV, PAUSE_ON_FAILURE, pausePoint } from '../util/pause-point';
+import type { FailureHold } from './sandbox-terminal';
 import { formatBytes } from '../util/units';
 
 /** Running a layer's script on its attached overlay: the sandboxed build-layer, or modify-disk on the host. */
@@ -92,6 +93,7 @@ export async function runBuildLayerScript(plan: LayerBuildPlan, disk: AttachedDi
       secrets: secretValues(plan, log),
       env: scriptEnvironment(plan.imageName, plan.layer, process.env, plan.scriptEnv),
       signal,
+      onFailure: plan.keepFailed && failureHold(plan, workDir.rootDir),
     });
   } finally {
     caches?.release();
@@ -136,6 +138,23 @@ function secretValues(plan: LayerBuildPlan, log: Log): Array<{ target: string; v
   checkSecrets(plan.secrets, { imageName: plan.imageName, layer: plan.layer, script });
   for (const secret of plan.secrets) log(`vmlb: secret ${secret.name} at ${secret.target} (from ${secret.source}), for the script's run only`);
   return plan.secrets.map((secret) => ({ target: secret.target, value: secret.value as Buffer }));
+}
+
+/** What a failed script's sandbox says and does under VMLB_PAUSE_AT=failed (lib/build/sandbox-terminal.ts, FailureHold). */
+function failureHold(plan: LayerBuildPlan, root: string): FailureHold {
+  const failed = `vmlb: layer ${plan.layer} of image ${plan.imageName}: its script failed; kept as it left it (${PAUSE_ENV}=${PAUSE_ON_FAILURE}).`;
+  if (plan.keepFailed === 'shell') {
+    return {
+      shell: true,
+      banner: `${failed} A shell in its sandbox follows: the same mounts, /tmp and /run as the script saw them. Exit it (exit or Ctrl-D) and the build fails and releases the layer; nothing of it is kept.`,
+    };
+  }
+  return {
+    shell: false,
+    banner:
+      `${failed} Its root is mounted at ${root}; a shell in its mounts (/tmp, /run, /dev as the script left them): ` +
+      `nsenter --target {pid} --mount chroot ${root} /bin/sh. Interrupt the build (Ctrl-C, or kill -INT ${process.pid}) to release it; the build then fails.`,
+  };
 }
 
 /**

@@ -1,4 +1,5 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import { Socket } from 'node:net';
 import { existsSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { releaseLeftovers } from '../disk/disk-attach';
@@ -14,44 +15,67 @@ import { WorkDir } from '../disk/work-dir';
  * build of the same layer (which releases them too, as a second line).
  *
  * The watcher runs in a session of its own, so a signal to the build's
- * process group does not reach it, and holds the read end of a pipe whose
- * only write end is the build's. Once the build has released everything
- * itself (success, failure or Ctrl-C) it stops the watcher; if the pipe
- * closes while the watcher runs, the build died, and the watcher
- * takes the image folder's lock (a build started meanwhile goes first) and
- * releases the work folder.
+ * process group does not reach it, and is no child of the build (`setsid
+ * --fork` leaves it to init): a kill of the build's process tree, such as
+ * Nx's when its terminal closes (leaves first, then SIGKILL for whatever
+ * is left), passes it by. It holds one end of a socket pair whose other
+ * end only the build holds. Once the build has released everything itself
+ * (success, failure or Ctrl-C) it stops the watcher; if the socket closes
+ * while the watcher runs, the build died, and the watcher takes the image
+ * folder's lock (a build started meanwhile goes first) and releases the
+ * work folder.
  */
 export class LeftoverReaper {
-  private constructor(private child: ChildProcess | undefined) {}
+  private constructor(
+    private channel: Socket | undefined,
+    /** The watcher's PID, once it runs and has said it on the socket. */
+    readonly pid: Promise<number>,
+  ) {}
 
+  /**
+   * Starts the watcher, without waiting for it: if this process dies even
+   * before the watcher runs, the watcher finds the socket closed at once.
+   */
   static start(build: WatchedBuild): LeftoverReaper {
-    const child = spawn(process.execPath, [__filename, JSON.stringify({ ...build, owner: process.pid })], {
-      detached: true,
-      // Its messages go where the build's do; stdout stays free for nothing.
-      stdio: ['pipe', 'ignore', 'inherit'],
+    const child = spawn('setsid', ['--fork', process.execPath, __filename, JSON.stringify({ ...build, owner: process.pid })], {
+      // Its messages go where the build's do; the socket is its descriptor 3.
+      stdio: ['ignore', 'ignore', 'inherit', 'pipe'],
     });
-    // Neither the watcher nor its pipe keeps this process alive.
-    child.unref();
-    (child.stdin as unknown as { unref?: () => void } | null)?.unref?.();
-    child.stdin?.on('error', () => undefined);
     child.on('error', () => undefined);
-    return new LeftoverReaper(child);
+    const channel = child.stdio[3] as Socket;
+    channel.on('error', () => undefined);
+    const pid = new Promise<number>((resolve, reject) => {
+      channel.once('data', (chunk: Buffer) => resolve(Number(chunk.toString().trim())));
+      channel.once('close', () => reject(new Error('the leftover watcher did not start')));
+    });
+    pid.catch(() => undefined);
+    // Neither setsid nor the socket keeps this process alive.
+    child.unref();
+    channel.unref();
+    return new LeftoverReaper(channel, pid);
   }
 
   /**
    * Everything is released: the watcher has nothing to do. It is stopped
-   * (a watcher told it is done would have to finish starting node first to
-   * read that) and waited for, so that once the build is gone, so is its
+   * (a watcher told it is done might still be reading that when the build
+   * has gone) and waited for, so that once the build is gone, so is its
    * watcher.
    */
   async disarm(): Promise<void> {
-    const child = this.child;
-    this.child = undefined;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    child.ref();
-    child.kill('SIGKILL');
-    await exited;
+    const channel = this.channel;
+    this.channel = undefined;
+    if (!channel) return;
+    channel.ref();
+    const pid = await this.pid.catch(() => undefined);
+    if (pid !== undefined) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+      await waitForExit(pid, 10_000);
+    }
+    channel.destroy();
   }
 }
 
@@ -71,8 +95,14 @@ export interface WatchedBuild {
 }
 
 async function watch(build: WatchedBuild & { owner: number }): Promise<void> {
-  // Nothing is ever written: the loop ends when the build's end of the pipe closes.
-  for await (const _chunk of process.stdin) void _chunk;
+  const channel = new Socket({ fd: 3, readable: true, writable: true });
+  try {
+    channel.write(`${process.pid}\n`);
+    // Nothing else is ever written: the loop ends when the build's end of the socket closes.
+    for await (const _chunk of channel) void _chunk;
+  } catch {
+    // The build's end is gone (EPIPE, a reset): the build died, maybe before this watcher ran.
+  }
   // The pipe closes as the build dies; its PID can linger a moment as a zombie.
   await waitForExit(build.owner, 10_000);
   const log = (line: string) => process.stderr.write(`${line}\n`);

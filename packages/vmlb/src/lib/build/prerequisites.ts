@@ -19,6 +19,7 @@ const TOOLS = {
   chroot: { command: 'chroot', debianPackage: 'coreutils', fedoraPackage: 'coreutils' },
   'qemu-system-x86_64': { command: 'qemu-system-x86_64', debianPackage: 'qemu-system-x86', fedoraPackage: 'qemu-system-x86-core' },
   tar: { command: 'tar', debianPackage: 'tar', fedoraPackage: 'tar' },
+  script: { command: 'script', debianPackage: 'bsdutils', fedoraPackage: 'util-linux-script' },
 } satisfies Record<string, Tool>;
 
 export type ToolName = keyof typeof TOOLS;

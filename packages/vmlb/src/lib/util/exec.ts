@@ -33,6 +33,10 @@ export interface RunOptions {
   cleanEnv?: boolean;
   /** The signal `signal` stops the command with (default SIGTERM). */
   killSignal?: NodeJS.Signals;
+  /** Standard input, output and error are this process's own (an interactive program); nothing is captured. */
+  inherit?: boolean;
+  /** Descriptors of this process the command gets as its 3, 4, ... (the terminal, for a shell it may open later). */
+  passFds?: number[];
 }
 
 export interface RunResult {
@@ -57,7 +61,13 @@ export async function run(file: string, args: readonly string[], options: RunOpt
     extendEnv: !options.cleanEnv,
     reject: false,
     stripFinalNewline: true,
-    ...(options.stream ? { stdout: ['pipe', 'inherit'], stderr: ['pipe', 'inherit'] } : {}),
+    ...(options.inherit
+      ? { stdio: 'inherit' }
+      : options.passFds?.length
+        ? { stdio: extraDescriptors(options) }
+        : options.stream
+          ? { stdout: ['pipe', 'inherit'], stderr: ['pipe', 'inherit'] }
+          : {}),
   };
   let result: Result;
   try {
@@ -82,6 +92,12 @@ export async function run(file: string, args: readonly string[], options: RunOpt
     throw new CommandError(commandLine(file, args), result.exitCode, output, `${commandLine(file, args)} ${status}${output ? `:\n${tail(output, 20)}` : ''}`);
   }
   return { stdout, stderr, exitCode };
+}
+
+/** stdio with this process's descriptors appended (execa passes a number on as it is; its types only know streams there). */
+function extraDescriptors(options: RunOptions): Options['stdio'] {
+  const output = options.stream ? ['pipe', 'inherit'] : 'pipe';
+  return ['pipe', output, output, ...(options.passFds ?? [])] as unknown as Options['stdio'];
 }
 
 /** The last `lines` lines of a text. */

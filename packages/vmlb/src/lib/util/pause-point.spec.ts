@@ -7,12 +7,15 @@ describe('pausePhase', () => {
     expect(pausePhase({ VMLB_PAUSE_AT: '' })).toBeUndefined();
   });
 
-  it('returns a known phase', () => {
+  it('returns a known phase, or failed', () => {
     expect(pausePhase({ VMLB_PAUSE_AT: 'mounted' })).toBe('mounted');
+    expect(pausePhase({ VMLB_PAUSE_AT: 'failed' })).toBe('failed');
   });
 
   it('refuses an unknown phase, listing the phases in order', () => {
-    expect(() => pausePhase({ VMLB_PAUSE_AT: 'mountd' })).toThrow(`VMLB_PAUSE_AT=mountd is not a build phase. Phases, in order: ${BUILD_PHASES.join(', ')}.`);
+    expect(() => pausePhase({ VMLB_PAUSE_AT: 'mountd' })).toThrow(
+      `VMLB_PAUSE_AT=mountd is not a build phase. Phases, in order: ${BUILD_PHASES.join(', ')}. Or failed: keep a layer whose script fails`,
+    );
   });
 });
 

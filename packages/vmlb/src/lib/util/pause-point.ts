@@ -39,12 +39,23 @@ export const PAUSE_ENV = 'VMLB_PAUSE_AT';
 /** Performance marks of the phases are named this and the phase. */
 export const PHASE_MARK_PREFIX = 'vmlb:';
 
+/**
+ * `VMLB_PAUSE_AT=failed`: not a phase every build passes, but where one
+ * whose script fails stops, its overlay still attached: a shell in it on a
+ * terminal, else held until interrupted (lib/build/layer-script.ts).
+ */
+export const PAUSE_ON_FAILURE = 'failed';
+
 /** The phase `VMLB_PAUSE_AT` names, checked: an unknown name fails the build at once rather than never pausing. */
-export function pausePhase(env: NodeJS.ProcessEnv = process.env): BuildPhase | undefined {
+export function pausePhase(env: NodeJS.ProcessEnv = process.env): BuildPhase | typeof PAUSE_ON_FAILURE | undefined {
   const value = env[PAUSE_ENV];
   if (!value) return undefined;
+  if (value === PAUSE_ON_FAILURE) return value;
   if (!(BUILD_PHASES as readonly string[]).includes(value)) {
-    throw new Error(`${PAUSE_ENV}=${value} is not a build phase. Phases, in order: ${BUILD_PHASES.join(', ')}.`);
+    throw new Error(
+      `${PAUSE_ENV}=${value} is not a build phase. Phases, in order: ${BUILD_PHASES.join(', ')}. ` +
+        `Or ${PAUSE_ON_FAILURE}: keep a layer whose script fails as it failed, with a shell in it on a terminal.`,
+    );
   }
   return value as BuildPhase;
 }
@@ -59,7 +70,12 @@ export async function pausePoint(phase: BuildPhase, signal: AbortSignal | undefi
   performance.mark(`${PHASE_MARK_PREFIX}${phase}`);
   if (!signal || pausePhase() !== phase) return;
   log(`vmlb: paused at ${phase} (${PAUSE_ENV}; pid ${process.pid}); interrupt to go on`);
-  await new Promise<void>((resolve) => {
+  await untilAborted(signal);
+}
+
+/** Resolves once `signal` aborts (a build interrupted), keeping the process alive until then. */
+export function untilAborted(signal: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve) => {
     if (signal.aborted) return resolve();
     // A timer keeps the event loop, so the process waits for its signal handlers.
     const keepAlive = setInterval(() => undefined, 60_000);
