@@ -1,4 +1,4 @@
-import { copyFileSync, existsSync, mkdirSync, realpathSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { mkdirSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import * as path from 'node:path';
 import { type RunResult, run } from '../util/exec';
 import type { BindMountHint } from '../image/hints';
@@ -9,6 +9,7 @@ import type { ProjectOutputMount } from './project-outputs';
 import type { DiskDevices } from '../disk/disk-devices';
 import { makeFoldersInRoot, removeMadeFolders } from './image-root-edits';
 import { droppedCapabilities } from './sandbox-capabilities';
+import { diskDeviceLines, resolvConfLines, secretLines } from './sandbox-mount-lines';
 import { type FailureHold, INTERACTIVE_SHELL, failureHoldLine, sandboxTerminalsLines, withTerminalSettingsKept } from './sandbox-terminal';
 
 /** Mount points a chroot needs, created (as empty folders) when an image lacks them. */
@@ -273,20 +274,6 @@ async function runScriptInNamespace(options: ChrootRunOptions, resolve: (imagePa
 }
 
 /**
- * `# secret`: each value, one base64 line of the mount shell's stdin, decoded
- * into the freshly mounted /run tmpfs (so into memory, never the image, and
- * never through a symlink: the tmpfs holds only what is made here), mode
- * 0400. `read` takes one byte at a time from a pipe, so each line leaves
- * the next for the next secret.
- */
-function secretLines(secrets: Array<{ target: string }>, runDir: string): string[] {
-  return secrets.flatMap((secret) => {
-    const file = path.join(runDir, path.posix.relative('/run', secret.target));
-    return [`mkdir -p ${quote(path.dirname(file))}`, `IFS= read -r value; (umask 0377; printf '%s' "$value" | base64 -d > ${quote(file)}); value=`];
-  });
-}
-
-/**
  * The PID namespace's first process: it mounts its /proc, binds the
  * entries that reach the host kernel read-only, and becomes `capsh`, which
  * chroots and drops capabilities before the image's /bin/sh runs
@@ -303,40 +290,4 @@ function pidNamespaceInit(root: string, proc: string, command: string, terminal:
     `for entry in ${READ_ONLY_PROC_ENTRIES.join(' ')}; do if [ -e ${quote(proc)}/"$entry" ]; then mount --bind -o ro ${quote(proc)}/"$entry" ${quote(proc)}/"$entry"; fi; done`,
     terminal ? `exec script --quiet --return --command ${quote(capsh)} /dev/null` : `exec setsid ${capsh}`,
   ].join('\n');
-}
-
-/**
- * A read-only copy of the host's resolv.conf is bound over the image's so
- * that package managers resolve names; a script that writes to it fails
- * (`Read-only file system`), and the host's file is out of its reach. An
- * image's resolv.conf is often a symlink into /run (which is a fresh tmpfs
- * here), so the link's target is created there first.
- */
-function resolvConfLines(root: string, workDir: string): string[] {
-  const target = resolveInRoot(root, '/etc/resolv.conf');
-  const run = resolveInRoot(root, '/run');
-  if (!existsSync('/etc/resolv.conf')) return [];
-  const copy = path.join(workDir, 'resolv.conf');
-  copyFileSync(realpathSync('/etc/resolv.conf'), copy);
-  const bind = `mount --bind -o ro,nosuid,nodev,noexec ${quote(copy)} ${quote(target)}`;
-  if (target.startsWith(`${run}/`)) return [`mkdir -p ${quote(path.dirname(target))}`, `touch ${quote(target)}`, bind];
-  if (existsSync(target) && statSync(target).isFile()) return [bind];
-  // No resolv.conf to bind over, and creating one would change the image.
-  return [];
-}
-
-/** `# disk-devices`: the devices under their own names (grub-probe looks them up so), /dev/vmlb-disk, /dev/vmlb-disk<N> naming them, and udev's /dev/disk links. */
-function diskDeviceLines(devices: DiskDevices | undefined, dev: string): string[] {
-  if (!devices) return [];
-  const nodes = [{ alias: 'vmlb-disk', device: devices.disk }, ...[...devices.partitions].map(([number, device]) => ({ alias: `vmlb-disk${number}`, device }))];
-  return [
-    ...nodes.flatMap(({ alias, device }) => [
-      `cp -a ${quote(device)} ${quote(`${dev}/`)}`,
-      `ln -s ${quote(path.basename(device))} ${quote(`${dev}/${alias}`)}`,
-    ]),
-    ...devices.links.flatMap(({ link, device }) => [
-      `mkdir -p ${quote(path.dirname(`${dev}/${link}`))}`,
-      `ln -sf ${quote(`../../${device}`)} ${quote(`${dev}/${link}`)}`,
-    ]),
-  ];
 }
