@@ -5,7 +5,7 @@ import { run } from '../util/exec';
 import { scratchImageRoot } from '../../testing/image-root';
 import { comparePaths } from './file-entries';
 import { diffSnapshots } from './layer-manifest';
-import { snapshotRoot } from './root-snapshot';
+import { snapshotRoot, updateSnapshot } from './root-snapshot';
 
 const image = scratchImageRoot('vmlb-root-snapshot-');
 const { at, write } = image;
@@ -81,5 +81,29 @@ describe('snapshotRoot', () => {
     } finally {
       await run('umount', [at('/mnt')], { reject: false });
     }
+  });
+});
+
+describe('updateSnapshot', () => {
+  /** What a snapshot says of each path, minus times: enough to tell an update from a walk. */
+  const entries = (snapshot: Awaited<ReturnType<typeof snapshotRoot>>) =>
+    [...snapshot.files]
+      .map(([imagePath, state]) => [imagePath, state.ino, state.size, state.mode])
+      .sort((a, b) => comparePaths(a[0] as string, b[0] as string));
+
+  it('sees a file renamed over a known one whose old inode the scan did not report (freed past the used slots)', async () => {
+    write('/etc/ld.so.cache', 'old cache');
+    write('/etc/hostname', 'image');
+    const before = await snapshotRoot(image.root);
+    // As ldconfig and dpkg write: a new file, renamed over the old name.
+    write('/etc/ld.so.cache~', 'the new, longer cache');
+    fs.renameSync(at('/etc/ld.so.cache~'), at('/etc/ld.so.cache'));
+    // The scan reports the folder and the new inode, not the freed one.
+    const changed = new Set([fs.lstatSync(at('/etc')).ino, fs.lstatSync(at('/etc/ld.so.cache')).ino]);
+    expect(changed.has(before.files.get('/etc/ld.so.cache')!.ino)).toBe(false);
+    const incremental = await updateSnapshot(before, image.root, changed);
+    const full = await snapshotRoot(image.root);
+    expect(entries(incremental!)).toEqual(entries(full));
+    expect(diffSnapshots(before, incremental!).files.modified.map((entry) => entry.path)).toEqual(['/etc/ld.so.cache']);
   });
 });

@@ -170,10 +170,17 @@ export async function updateSnapshot(before: RootSnapshot, root: string, changed
     for (const name of listFolder(folder, rootPath)) {
       const childPath = `${folder.imagePath}/${imageName(name)}`;
       present.add(childPath);
-      if (files.has(childPath) && before.files.has(childPath)) continue; // known; looked at if its inode changed
       const childHost = `${hostPath}/${name}`;
+      const known = files.has(childPath) ? before.files.get(childPath) : undefined;
+      // Known, and looked at already: its inode changed.
+      if (known && changedInodes.has(known.ino)) continue;
       const childStats = lstatOrThrow(childHost, childPath, rootPath);
       if (!childStats) continue;
+      // Known and the same inode: untouched. Another inode under the old name
+      // is a file renamed over it (dpkg's status, ldconfig's cache), whose old
+      // inode was freed where the inode scan does not look: a new entry.
+      if (known && childStats.ino === known.ino) continue;
+      if (known) removeTree(childPath);
       files.set(childPath, stateOf(childStats, childStats.isSymbolicLink() ? readLink(childHost, childPath, rootPath) : undefined));
       if (childStats.isDirectory()) {
         if (childStats.dev !== rootStats.dev) mountPoints.push(childPath);
