@@ -69,7 +69,7 @@ describe('images/prod', () => {
     const diff = await workspace.nxOk(['run', 'image-prod:diff', '--from=10_update', '--to=20_packages']);
     expect(diff).toContain(`+ nginx ${after.get('nginx:amd64')}`);
     const table = await workspace.nxOk(['run', 'image-prod:layers']);
-    expect(table).toMatch(new RegExp(`20_packages\\s+build-layer\\s+-\\s+built here.*\\+${expected.length} packages`));
+    expect(table).toMatch(new RegExp(`20_packages\\s+build-layer\\s+cache-mount /var/cache/apt/archives\\s+built here.*\\+${expected.length} packages`));
   });
 
   it('lists in the SBOM exactly the packages dpkg lists in the built image, each with the layer that installed it', async () => {
