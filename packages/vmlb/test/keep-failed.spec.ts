@@ -1,9 +1,9 @@
 import { existsSync, rmSync } from 'node:fs';
 import { execa } from 'execa';
-import { describeLeftovers, findLeftovers, waitForProcessGroupExit } from './support/host-state';
+import { waitForProcessGroupExit } from './support/host-state';
 import { tearDownHost } from './support/host-teardown';
 import { NxWorkspace, type RunningNx, cacheHits, startNx } from './support/nx-workspace';
-import { type TerminalSession, processesMentioning, startOnTerminal } from './support/terminal-session';
+import { type TerminalSession, expectCleanHost as expectCleanHostOf, startOnTerminal } from './support/terminal-session';
 
 const FAILING_SCRIPT = ['echo "half done" > /etc/half-done', 'echo "from the script" > /tmp/scratch.log', 'echo "failing now"', 'exit 7'];
 const SHELL_FOLLOWS = 'A shell in its sandbox follows';
@@ -14,10 +14,7 @@ describe('VMLB_PAUSE_AT=failed', () => {
   let session: TerminalSession | undefined;
   let held: RunningNx | undefined;
   const dist = (...parts: string[]) => workspace.path('dist/images/tiny', ...parts);
-  const expectCleanHost = async () => {
-    expect(describeLeftovers(await findLeftovers(workspace.root))).toBe('');
-    expect(processesMentioning(workspace.root)).toEqual([]);
-  };
+  const expectCleanHost = () => expectCleanHostOf(workspace.root);
 
   beforeAll(async () => {
     workspace = new NxWorkspace({ images: ['tiny'] });

@@ -1,9 +1,8 @@
 import { readdirSync } from 'node:fs';
 import { sha256File } from '../src/lib/cache-identity/digest';
-import { describeLeftovers, findLeftovers } from './support/host-state';
 import { tearDownHost } from './support/host-teardown';
 import { NxWorkspace } from './support/nx-workspace';
-import { type TerminalSession, processesMentioning, startOnTerminal } from './support/terminal-session';
+import { type TerminalSession, expectCleanHost as expectCleanHostOf, startOnTerminal } from './support/terminal-session';
 
 /** `nx run image-tiny:shell`: a shell, or one command, in a built layer's sandbox, on a throwaway overlay. */
 describe('nx run image-tiny:shell', () => {
@@ -20,10 +19,7 @@ describe('nx run image-tiny:shell', () => {
           .map(async (file) => [file, await sha256File(dist(file))] as const),
       ),
     );
-  const expectCleanHost = async () => {
-    expect(describeLeftovers(await findLeftovers(workspace.root))).toBe('');
-    expect(processesMentioning(workspace.root)).toEqual([]);
-  };
+  const expectCleanHost = () => expectCleanHostOf(workspace.root);
 
   beforeAll(async () => {
     workspace = new NxWorkspace({ images: ['tiny'] });

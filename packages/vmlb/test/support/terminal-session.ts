@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import { execa } from 'execa';
 import { shellQuote } from '../../src/lib/util/shell-quote';
 import { type NxWorkspace, REPO_ROOT, nxEnvironment } from './nx-workspace';
+import { describeLeftovers, findLeftovers } from './host-state';
 
 /** An `nx` run on a terminal of its own (see `startOnTerminal`): keys typed into it, what it printed. */
 export interface TerminalSession {
@@ -79,4 +80,10 @@ export function processesMentioning(root: string): string[] {
     }
   }
   return found;
+}
+
+/** Asserts that a workspace left nothing on the host: no mount, loop device, daemon or partial file under it, and no process naming it. */
+export async function expectCleanHost(root: string): Promise<void> {
+  expect(describeLeftovers(await findLeftovers(root))).toBe('');
+  expect(processesMentioning(root)).toEqual([]);
 }
