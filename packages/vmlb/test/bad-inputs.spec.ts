@@ -116,7 +116,7 @@ describe('bad input', () => {
       await expectFailure(
         await build(),
         'images/tiny/image.json does not match the image schema:\n',
-        '- base must have exactly one of url (with sha256), path or empty, e.g. {"empty": "4G"} (found: iso)',
+        '- base must have exactly one of url (with sha256), path, empty or image (with layer), e.g. {"empty": "4G"} (found: iso)',
       );
     }, 120_000);
 
