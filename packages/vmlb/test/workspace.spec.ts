@@ -42,7 +42,7 @@ describe('vmlb plugin in a real Nx workspace', () => {
 
   it('documents every target of the image project', async () => {
     const project = JSON.parse(await workspace.nxOk(['show', 'project', 'image-tiny', '--json']));
-    expect(Object.keys(project.targets).sort()).toEqual(['base', 'build', 'diff', 'flatten', 'layers', 'shell', 'test-boot']);
+    expect(Object.keys(project.targets).sort()).toEqual(['base', 'build', 'diff', 'flatten', 'layers', 'sbom', 'shell', 'test-boot']);
     for (const target of Object.values<{ metadata: { description: string } }>(project.targets)) {
       expect(target.metadata.description).toMatch(/image tiny/);
     }
