@@ -1,4 +1,5 @@
 import { IMAGE_CONFIG_FILE } from '../lib/image/layer-discovery';
+import { similarNames } from '../lib/util/similar-names';
 
 /** One image as the checks across images see it. */
 export interface ImageSummary {
@@ -44,7 +45,7 @@ function missingBase(
   if (!other) {
     if (unread.length) return undefined;
     const names = [...byName.keys()].filter((name) => name !== image.name).sort();
-    const near = names.filter((name) => name.includes(base.image) || base.image.includes(name));
+    const near = similarNames(base.image, names, names.length);
     return (
       `base.image '${base.image}' names no image of this workspace${near.length ? ` (did you mean ${near.join(', ')}?)` : ''}. ` +
       `Name one of: ${names.join(', ') || '(no other image)'}; or give the image a base disk of its own (base.url, base.path or base.empty).`

@@ -1,5 +1,6 @@
 import { type CreateDependencies, type ProjectConfiguration, type RawProjectGraphDependency, DependencyType } from '@nx/devkit';
 import type { ProjectOutputHint } from '../lib/image/hints';
+import { similarNames } from '../lib/util/similar-names';
 
 /** The layer executor; only its targets carry `projectOutputs`. */
 const LAYER_EXECUTOR = 'vmlb:layer';
@@ -32,9 +33,7 @@ export const createDependencies: CreateDependencies = (_options, context) => {
 function checkProjectOutput(hint: ProjectOutputHint, projects: Record<string, ProjectConfiguration>): string | undefined {
   const project = projects[hint.project];
   if (!project) {
-    const near = Object.keys(projects)
-      .filter((name) => name.includes(hint.project) || hint.project.includes(name))
-      .slice(0, 5);
+    const near = similarNames(hint.project, Object.keys(projects));
     return `there is no project '${hint.project}'${near.length ? ` (did you mean ${near.join(', ')}?)` : ''}. Fix the project name in the hint; nx show projects lists them.`;
   }
   const target = project.targets?.[hint.target];
