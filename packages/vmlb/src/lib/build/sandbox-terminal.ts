@@ -1,4 +1,4 @@
-import { execa } from 'execa';
+import { spawnSync } from 'node:child_process';
 import { shellQuote as quote } from '../util/shell-quote';
 
 /** A terminal in the build's sandbox: the interactive shell, a failed script's hold, the caller's terminal settings. */
@@ -44,10 +44,16 @@ export function sandboxTerminalsLines(dev: string): string[] {
  * before and put back after, whatever happened.
  */
 export async function withTerminalSettingsKept<T>(terminal: boolean, work: () => Promise<T>): Promise<T> {
-  const saved = terminal && process.stdin.isTTY ? (await execa('stty', ['-g'], { stdin: 'inherit', reject: false })).stdout : '';
+  const saved = terminal && process.stdin.isTTY ? stty(['-g']) : '';
   try {
     return await work();
   } finally {
-    if (saved) await execa('stty', [saved], { stdin: 'inherit', reject: false });
+    if (saved) stty([saved]);
   }
+}
+
+/** `stty` on this process's terminal (its standard input); its output, empty when it failed. */
+function stty(args: string[]): string {
+  const result = spawnSync('stty', args, { stdio: ['inherit', 'pipe', 'ignore'], encoding: 'utf8' });
+  return result.status === 0 ? result.stdout.trim() : '';
 }

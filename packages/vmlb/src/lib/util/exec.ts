@@ -1,5 +1,5 @@
-import { execa, type Options, type Result } from 'execa';
 import { shellWord } from './shell-quote';
+import { spawnCollect } from './spawn-collect';
 
 /** A host command that failed; the message carries the command line, exit status and output tail. */
 export class CommandError extends Error {
@@ -51,53 +51,35 @@ export interface RunResult {
  * and the last lines of its output, which is what a user needs to act.
  */
 export async function run(file: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
-  const execaOptions: Options = {
+  const env = options.cleanEnv ? { ...options.env } : { ...process.env, ...options.env };
+  const result = await spawnCollect(file, args, {
     cwd: options.cwd,
-    env: options.env,
+    env,
     input: options.input,
+    stream: options.stream,
+    inherit: options.inherit,
+    passFds: options.passFds,
     timeout: options.timeout,
-    cancelSignal: options.signal,
-    ...(options.killSignal ? { killSignal: options.killSignal } : {}),
-    extendEnv: !options.cleanEnv,
-    reject: false,
-    stripFinalNewline: true,
-    ...(options.inherit
-      ? { stdio: 'inherit' }
-      : options.passFds?.length
-        ? { stdio: extraDescriptors(options) }
-        : options.stream
-          ? { stdout: ['pipe', 'inherit'], stderr: ['pipe', 'inherit'] }
-          : {}),
-  };
-  let result: Result;
-  try {
-    result = await execa(file, args, execaOptions);
-  } catch (error) {
-    throw new CommandError(commandLine(file, args), undefined, '', `${commandLine(file, args)} could not start: ${(error as Error).message}`);
-  }
-  const stdout = String(result.stdout ?? '');
-  const stderr = String(result.stderr ?? '');
+    signal: options.signal,
+    killSignal: options.killSignal ?? 'SIGTERM',
+  });
+  const { stdout, stderr } = result;
   const exitCode = result.exitCode ?? -1;
-  if (result.failed && options.reject !== false) {
+  const failed = result.startError !== undefined || result.exitCode !== 0;
+  if (failed && options.reject !== false) {
     const output = [stderr, stdout].filter(Boolean).join('\n');
-    const status = result.isCanceled
-      ? 'was stopped'
-      : result.timedOut
-        ? `timed out after ${options.timeout} ms`
-        : result.signal
-          ? `was killed by ${result.signal}`
-          : result.exitCode === undefined
-            ? `could not start (${result.originalMessage || result.shortMessage})`
+    const status = result.startError
+      ? `could not start (${result.startError.message})`
+      : result.canceled
+        ? 'was stopped'
+        : result.timedOut
+          ? `timed out after ${options.timeout} ms`
+          : result.signal
+            ? `was killed by ${result.signal}`
             : `exited with code ${result.exitCode}`;
     throw new CommandError(commandLine(file, args), result.exitCode, output, `${commandLine(file, args)} ${status}${output ? `:\n${tail(output, 20)}` : ''}`);
   }
   return { stdout, stderr, exitCode };
-}
-
-/** stdio with this process's descriptors appended (execa passes a number on as it is; its types only know streams there). */
-function extraDescriptors(options: RunOptions): Options['stdio'] {
-  const output = options.stream ? ['pipe', 'inherit'] : 'pipe';
-  return ['pipe', output, output, ...(options.passFds ?? [])] as unknown as Options['stdio'];
 }
 
 /** The last `lines` lines of a text. */
