@@ -254,6 +254,11 @@ describe('vmlb plugin createNodes', () => {
       expect(await check({ build, ...shields })).toEqual({ problem: undefined, layerStops: false });
       expect(await problemWith({ build, ...shields, 'vmlb:layer': { parallelism: false } })).toBeUndefined();
       expect(await problemWith({ test: { cache: true }, lint: { inputs: ['default'] } })).toBeUndefined();
+      expect(await problemWith({ ...shields, build: [{ parallelism: false }] })).toBeUndefined();
+    });
+
+    it("reads Nx's list form of an entry like the single one", async () => {
+      expect(await problemWith({ ...shields, '*': [{ parallelism: false }, { cache: true }] })).toMatch(/targetDefaults\["\*"\] sets cache for the diff/);
     });
 
     it("names a vmlb executor's own entry that sets what vmlb decides, and a glob that reaches its other targets", async () => {

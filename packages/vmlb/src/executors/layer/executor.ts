@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { cacheDir, type ExecutorContext, type ProjectGraph } from '@nx/devkit';
-import { isCI } from '@nx/devkit/internal';
+import type { ExecutorContext, ProjectGraph } from '@nx/devkit';
+import { nxDevkit, nxDevkitInternal } from '../../lib/util/nx-devkit';
 import { resolveProjectOutputs } from '../../lib/build/project-outputs';
 import { layerPosition } from '../../lib/build/layer-position';
 import { checkBindSources } from '../../lib/build/bind-sources';
@@ -35,7 +35,7 @@ export function normalizeOptions(
   workspaceRoot: string,
   env: NodeJS.ProcessEnv = process.env,
   graph?: ProjectGraph,
-  terminal = { stdinIsTTY: process.stdin.isTTY === true, ci: Boolean(isCI()) },
+  terminal?: { stdinIsTTY: boolean; ci: boolean },
 ): LayerBuildPlan {
   const absolute = (file: string) => path.resolve(workspaceRoot, file);
   const kind = path.basename(options.script) as ScriptKind;
@@ -81,11 +81,19 @@ export function normalizeOptions(
     // The layer folder sits in the image folder, whose image.json declares them.
     scriptEnv: declaredEnvironment(imageScriptEnv(path.posix.dirname(options.layerDir), workspaceRoot), env),
     qcow2Compat: checkQcow2Compat(options.qcow2Compat, `Layer ${options.layer}: --qcow2Compat`),
-    ...(hints.cacheMounts?.length ? { cacheMountsRoot: cacheMountsRoot(cacheDir, env) } : {}),
+    ...(hints.cacheMounts?.length ? { cacheMountsRoot: cacheMountsRoot(nxDevkit().cacheDir, env) } : {}),
     // Values are read now and checked once the layer is known to need building (a noshare layer restored needs none).
     ...(hints.secrets?.length ? { secrets: secretsFromEnvironment(hints.secrets, env, workspaceRoot) } : {}),
-    keepFailed: pausePhase(env) === PAUSE_ON_FAILURE ? (terminal.stdinIsTTY && !terminal.ci ? 'shell' : 'held') : undefined,
+    keepFailed:
+      pausePhase(env) === PAUSE_ON_FAILURE
+        ? keepFailedAs(terminal ?? { stdinIsTTY: process.stdin.isTTY === true, ci: Boolean(nxDevkitInternal().isCI()) })
+        : undefined,
   };
+}
+
+/** What a failing script leaves: a shell when someone can type in it, else the sandbox held until interrupted. */
+function keepFailedAs(terminal: { stdinIsTTY: boolean; ci: boolean }): 'shell' | 'held' {
+  return terminal.stdinIsTTY && !terminal.ci ? 'shell' : 'held';
 }
 
 /** One layer: the noshare store first, else prepare (blob mode), build, publish, and keep a noshare layer in the store. */
@@ -99,7 +107,7 @@ export default async function layerExecutor(options: LayerExecutorSchema, contex
     // In blob mode Nx caches the ref, not the qcow2.
     const files = { file: stores ? refPathFor(plan.output) : plan.output, digestFile: digestPathFor(plan.output), manifestFile: manifestPathFor(plan.output) };
     const noshareKey = noshareStoreKey(plan);
-    const noshareStore = noshareKey ? LocalLayerStore.inNxCacheDir(cacheDir) : undefined;
+    const noshareStore = noshareKey ? LocalLayerStore.inNxCacheDir(nxDevkit().cacheDir) : undefined;
     if (noshareStore && noshareKey) {
       const stillComplete = stores ? () => chainBlobsReachable(plan.output, stores, log) : undefined;
       if (await restoreNoshareLayer(noshareStore, noshareKey, { name: plan.layer, parent: plan.parent, files }, { log, stillComplete })) return;

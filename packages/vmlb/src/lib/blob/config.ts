@@ -1,5 +1,6 @@
 import * as path from 'node:path';
-import { type NxJsonConfiguration, readJsonFile } from '@nx/devkit';
+import type { NxJsonConfiguration } from '@nx/devkit';
+import { nxDevkit } from '../util/nx-devkit';
 import { LocalBlobCache } from './local-cache';
 import type { BlobStores } from './chain';
 
@@ -22,7 +23,7 @@ export function blobModeSetting(pluginOption: string | undefined, env: NodeJS.Pr
 
 /** The vmlb plugin's `blobStore` option as written in the workspace's nx.json. */
 export function blobStoreOptionFromNxJson(workspaceRoot: string): string | undefined {
-  const plugins = readJsonFile<NxJsonConfiguration>(path.join(workspaceRoot, 'nx.json')).plugins ?? [];
+  const plugins = nxDevkit().readJsonFile<NxJsonConfiguration>(path.join(workspaceRoot, 'nx.json')).plugins ?? [];
   for (const entry of plugins) {
     if (typeof entry === 'object' && entry.plugin === 'vmlb') {
       const value = (entry.options as { blobStore?: unknown } | undefined)?.blobStore;

@@ -1,6 +1,7 @@
 import { existsSync, realpathSync } from 'node:fs';
 import * as path from 'node:path';
-import { type ProjectGraph, getOutputsForTargetAndConfiguration } from '@nx/devkit';
+import type { ProjectGraph } from '@nx/devkit';
+import { nxDevkit } from '../util/nx-devkit';
 import type { ProjectOutputHint } from '../image/hints';
 
 /** One `# project-output`, found on the host: what is bound read-only where in the chroot. */
@@ -33,7 +34,7 @@ export function resolveProjectOutputs(
       graph?.nodes[hint.project] ??
       fail(`there is no project '${hint.project}' in the project graph. Fix the project name in the hint; nx show projects lists them.`);
     if (!node.data.targets?.[hint.target]) fail(`project '${hint.project}' has no target '${hint.target}'.`);
-    const outputs = getOutputsForTargetAndConfiguration({ project: hint.project, target: hint.target }, {}, node);
+    const outputs = nxDevkit().getOutputsForTargetAndConfiguration({ project: hint.project, target: hint.target }, {}, node);
     if (outputs.length !== 1 || /[*?[{]/.test(outputs[0])) {
       fail(
         `${label} must declare exactly one output folder or file to ship, and it declares ${outputs.length ? outputs.join(', ') : 'none'}. ` +

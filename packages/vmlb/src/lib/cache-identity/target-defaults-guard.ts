@@ -1,5 +1,6 @@
 import type { CreateNodesResult, ExecutorContext, NxJsonConfiguration, ProjectGraphProjectNode } from '@nx/devkit';
-import { readTargetDefaultsForTarget } from '@nx/devkit/internal';
+import type { readTargetDefaultsForTarget as ReadTargetDefaults } from '@nx/devkit/internal';
+import { nxDevkitInternal } from '../util/nx-devkit';
 
 /**
  * The executors whose target settings decide what a build writes and how it
@@ -35,7 +36,8 @@ export function targetDefaultsProblem(
   results: ReadonlyArray<readonly [string, CreateNodesResult]>,
 ): Error | undefined {
   const targetDefaults = nxJson?.targetDefaults;
-  if (!targetDefaults || Object.keys(targetDefaults).length === 0) return undefined;
+  if (!targetDefaults || Object.values(targetDefaults).every(onlyHarmless)) return undefined;
+  const { readTargetDefaultsForTarget } = nxDevkitInternal();
   const conflicts = new Map<string, Conflict>();
   for (const [, result] of results) {
     for (const [root, project] of Object.entries(result.projects ?? {})) {
@@ -58,13 +60,24 @@ export function targetDefaultsProblem(
   return new Error([...conflicts].map(([key, conflict]) => describeConflict(key, conflict)).join('\n'));
 }
 
+/**
+ * A targetDefaults value (one entry, or Nx's array of filtered entries)
+ * that sets nothing but harmless fields, like the empty entries vmlb:init
+ * writes: it cannot change a vmlb target whichever target it reaches.
+ */
+function onlyHarmless(value: unknown): boolean {
+  const entries = Array.isArray(value) ? value : [value];
+  return entries.every((entry) => Object.keys(entry ?? {}).every((field) => HARMLESS_FIELDS.has(field) || field === 'filter'));
+}
+
 /** The targetDefaults key Nx takes for a target: its executor's, else its name's, else the first matching glob. */
 function winningKey(
   targetDefaults: NonNullable<NxJsonConfiguration['targetDefaults']>,
   targetName: string,
   executor: string | undefined,
-  context: Parameters<typeof readTargetDefaultsForTarget>[3],
+  context: Parameters<typeof ReadTargetDefaults>[3],
 ): string {
+  const { readTargetDefaultsForTarget } = nxDevkitInternal();
   const matching = Object.keys(targetDefaults).filter(
     (key) => readTargetDefaultsForTarget(targetName, { [key]: targetDefaults[key] }, executor, context) !== null,
   );

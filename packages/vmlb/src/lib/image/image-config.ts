@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import Ajv, { type ErrorObject } from 'ajv';
+import type { ErrorObject, ValidateFunction } from 'ajv';
 import imageSchema from '../../schemas/image.schema.json';
 import { parseSize } from '../util/units';
 import { type EnvDeclarations, checkEnvDeclarations } from './script-env';
@@ -48,7 +48,15 @@ export class ImageConfigError extends Error {
   }
 }
 
-const validate = new Ajv({ allErrors: true, strict: false }).compile(imageSchema);
+let compiled: ValidateFunction | undefined;
+/** The schema's validator, compiled on first use: a task process that reads no image.json never loads Ajv. */
+function validator(): ValidateFunction {
+  if (!compiled) {
+    const { default: Ajv } = require('ajv') as typeof import('ajv');
+    compiled = new Ajv({ allErrors: true, strict: false }).compile(imageSchema);
+  }
+  return compiled;
+}
 
 /** Reads and validates an image.json; `displayPath` is the path shown in errors. */
 export function readImageConfig(filePath: string, displayPath = filePath): ImageConfig {
@@ -74,6 +82,7 @@ export function parseImageConfig(text: string, displayPath: string): ImageConfig
   const envCheck = checkEnvDeclarations(fields.env);
   const compatProblem = fields.qcow2Compat === undefined ? undefined : qcow2CompatProblem(fields.qcow2Compat);
   const ownChecks = ['#/properties/env/', '#/properties/qcow2Compat/'];
+  const validate = validator();
   const schemaErrors = validate(raw) ? [] : (validate.errors ?? []).filter((error) => !ownChecks.some((prefix) => error.schemaPath.startsWith(prefix)));
   const problems = [...envCheck.problems, ...(compatProblem ? [`qcow2Compat ${compatProblem}`] : [])];
   if (schemaErrors.length || problems.length) {

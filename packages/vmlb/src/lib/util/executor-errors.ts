@@ -1,4 +1,4 @@
-import { logger } from '@nx/devkit';
+import { nxDevkit } from './nx-devkit';
 
 /**
  * Runs an executor body and reports a failure as one clear message instead
@@ -9,6 +9,7 @@ export async function reportFailure(work: () => Promise<void>): Promise<{ succes
     await work();
     return { success: true };
   } catch (error) {
+    const { logger } = nxDevkit();
     logger.error(`vmlb: ${(error as Error).message}`);
     if (process.env.NX_VERBOSE_LOGGING === 'true') logger.error((error as Error).stack ?? '');
     return { success: false };
