@@ -47,14 +47,15 @@ export function scratchFolder(parent, prefix) {
 
 /**
  * A scratch folder beside the chain that ends in `top`, holding hard links to
- * its layer files and digests (same filesystem): overlays built on it are
- * written there, and dist/ stays as it is. Returns the folder, the parent
- * to build on, and `cleanup()`.
+ * its layer files, digests and stored listings (same filesystem): overlays
+ * built on it are written there, and dist/ stays as it is. A layer built on
+ * `top` starts from top's stored listing, as the next layer of a real build
+ * does. Returns the folder, the parent to build on, and `cleanup()`.
  */
 export function chainScratch(top, prefix) {
   const chainDir = path.dirname(top);
   const { dir, cleanup } = scratchFolder(path.dirname(chainDir), prefix);
-  for (const name of readdirSync(chainDir).filter((file) => /\.(qcow2|digest)$/.test(file) && file !== 'image.qcow2')) {
+  for (const name of readdirSync(chainDir).filter((file) => /\.(qcow2|digest|snapshot\.json\.gz)$/.test(file) && file !== 'image.qcow2')) {
     linkSync(path.join(chainDir, name), path.join(dir, name));
   }
   return { dir, parent: path.join(dir, path.basename(top)), cleanup };
