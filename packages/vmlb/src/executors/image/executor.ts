@@ -1,6 +1,7 @@
 import { existsSync, lstatSync, readdirSync, renameSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import * as path from 'node:path';
-import { cacheDir, type ExecutorContext } from '@nx/devkit';
+import type { ExecutorContext } from '@nx/devkit';
+import { nxDevkit } from '../../lib/util/nx-devkit';
 import { materialiseChain } from '../../lib/blob/chain';
 import { verifyChain } from '../../lib/cache-identity/chain-verify';
 import { openBlobStores } from '../../lib/blob/config';
@@ -82,7 +83,7 @@ export default async function imageExecutor(options: ImageExecutorSchema, contex
         workspaceRoot: context.root,
         log: (message) => console.log(message),
         buildCommand: `nx run ${context.projectName}:${context.targetName} --verify`,
-        nxCacheDir: cacheDir,
+        nxCacheDir: nxDevkit().cacheDir,
       });
     }
     if (flatten) {

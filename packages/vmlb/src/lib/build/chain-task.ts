@@ -1,5 +1,4 @@
 import type { ExecutorContext, ProjectConfiguration } from '@nx/devkit';
-import { execa } from 'execa';
 import type { ChainLocation } from '../image/image-chain';
 import { discoverImage } from '../image/layer-discovery';
 import { type ChainPoint, chainPointName, selectChainPoint } from '../image/layer-select';
@@ -34,6 +33,8 @@ export function chainTaskId(projects: Record<string, ProjectConfiguration>, imag
  */
 export async function runNxTask(workspaceRoot: string, taskId: string, signal?: AbortSignal): Promise<void> {
   const nx = require.resolve('nx/bin/nx.js', { paths: [workspaceRoot] });
+  // Loaded here: an image task without --upTo should not pay for it at start-up.
+  const { execa } = await import('execa');
   const result = await execa(process.execPath, [nx, 'run', taskId], {
     cwd: workspaceRoot,
     stdio: 'inherit',
