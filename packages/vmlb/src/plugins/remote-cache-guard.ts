@@ -1,5 +1,5 @@
 import type { PreTasksExecution } from '@nx/devkit';
-import { emitPluginWorkerLog } from '@nx/devkit/internal';
+import { nxDevkitInternal } from '../lib/util/nx-devkit';
 import { DEFAULT_PROBE_TIMEOUT_MS, probeRemoteCache, REMOTE_CACHE_WARNING_ENV } from '../lib/cache-identity/remote-cache-probe';
 import type { VmlbPluginOptions } from './options';
 
@@ -34,7 +34,7 @@ export const guardRemoteCache: PreTasksExecution<VmlbPluginOptions> = async (opt
   if (runningUnderNxDaemon()) {
     process.env[REMOTE_CACHE_WARNING_ENV] = message;
   } else {
-    emitPluginWorkerLog('warn', `\n vmlb  warning: ${message}\n`);
+    nxDevkitInternal().emitPluginWorkerLog('warn', `\n vmlb  warning: ${message}\n`);
   }
 };
 

@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import type { ExecutorContext, ProjectGraph } from '@nx/devkit';
-import { nxDevkit, nxDevkitInternal } from '../../lib/util/nx-devkit';
+import { isCI } from 'nx/src/utils/is-ci';
+import { nxDevkit } from '../../lib/util/nx-devkit';
 import { resolveProjectOutputs } from '../../lib/build/project-outputs';
 import { layerPosition } from '../../lib/build/layer-position';
 import { checkBindSources } from '../../lib/build/bind-sources';
@@ -86,7 +87,7 @@ export function normalizeOptions(
     ...(hints.secrets?.length ? { secrets: secretsFromEnvironment(hints.secrets, env, workspaceRoot) } : {}),
     keepFailed:
       pausePhase(env) === PAUSE_ON_FAILURE
-        ? keepFailedAs(terminal ?? { stdinIsTTY: process.stdin.isTTY === true, ci: Boolean(nxDevkitInternal().isCI()) })
+        ? keepFailedAs(terminal ?? { stdinIsTTY: process.stdin.isTTY === true, ci: Boolean(isCI()) })
         : undefined,
   };
 }

@@ -10,7 +10,7 @@ export function nxDevkit(): typeof import('@nx/devkit') {
   return require('@nx/devkit');
 }
 
-/** The devkit's internal entry point (isCI, readTargetDefaultsForTarget). */
+/** The devkit's internal entry point (readTargetDefaultsForTarget, emitPluginWorkerLog). */
 export function nxDevkitInternal(): typeof import('@nx/devkit/internal') {
   return require('@nx/devkit/internal');
 }
