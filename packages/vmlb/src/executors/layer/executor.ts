@@ -85,10 +85,7 @@ export function normalizeOptions(
     ...(hints.cacheMounts?.length ? { cacheMountsRoot: cacheMountsRoot(nxDevkit().cacheDir, env) } : {}),
     // Values are read now and checked once the layer is known to need building (a noshare layer restored needs none).
     ...(hints.secrets?.length ? { secrets: secretsFromEnvironment(hints.secrets, env, workspaceRoot) } : {}),
-    keepFailed:
-      pausePhase(env) === PAUSE_ON_FAILURE
-        ? keepFailedAs(terminal ?? { stdinIsTTY: process.stdin.isTTY === true, ci: Boolean(isCI()) })
-        : undefined,
+    keepFailed: pausePhase(env) === PAUSE_ON_FAILURE ? keepFailedAs(terminal ?? { stdinIsTTY: process.stdin.isTTY === true, ci: Boolean(isCI()) }) : undefined,
   };
 }
 

@@ -12,8 +12,7 @@ import { backingChain } from '../disk/qcow2-info';
 import { WorkDir } from '../disk/work-dir';
 import { digestPathFor, manifestPathFor, partialPathFor, snapshotPathFor } from '../image/dist-layout';
 import { manifestWithoutFiles, readManifest, summarizeManifest, writeManifest } from '../inspect/layer-manifest';
-import type { RootSnapshot } from '../inspect/root-snapshot';
-import { writeSnapshotFile } from '../inspect/snapshot-file';
+import { encodeSnapshotBody, readSnapshotFile, writeSnapshotFile } from '../inspect/snapshot-file';
 import { tail } from '../util/exec';
 import type { Log } from '../util/log';
 import { PAUSE_ENV, PAUSE_ON_FAILURE, checkpoint, pausePhase, untilAborted } from '../util/pause-point';
@@ -175,7 +174,9 @@ async function runOnNewOverlay(
   unfinished: Unfinished,
   log: Log,
   signal?: AbortSignal,
-): Promise<{ manifest?: TimedManifest; rootSnapshot?: RootSnapshot }> {
+): Promise<{ manifest?: TimedManifest; listingBody?: Buffer }> {
+  // Read while the overlay is created and attached: the script's sandbox needs it once the root is mounted.
+  const storedListing = plan.kind === 'build-layer' ? readSnapshotFile(snapshotPathFor(plan.parent), parentDigest) : Promise.resolve(undefined);
   await createOverlay(plan.parent, partial, {
     size: plan.hints.diskSize,
     sizeFor: `layer ${plan.layer} (${path.relative(plan.workspaceRoot, plan.script)})`,
@@ -188,7 +189,7 @@ async function runOnNewOverlay(
   const result =
     plan.kind === 'modify-disk'
       ? await runModifyDiskScript(plan, disk, workDir, partial, signal)
-      : await runBuildLayerScript(plan, disk, workDir, parentDigest, log, signal);
+      : await runBuildLayerScript(plan, disk, workDir, storedListing, log, signal);
   const scriptTime = Date.now() - attachedAt;
   signal?.throwIfAborted();
   if (result.exitCode !== 0) {
@@ -199,11 +200,14 @@ async function runOnNewOverlay(
         (output ? `\nLast lines of its output:\n${tail(output, 20)}` : ''),
     );
   }
-  await disk.close();
+  // The new listing is encoded while the disk detaches; publish puts the layer's digest in front.
+  const closing = disk.close();
+  const snapshot = 'snapshot' in result ? result.snapshot : undefined;
+  const [, listingBody] = await Promise.all([closing, snapshot && encodeSnapshotBody(snapshot)]);
   unfinished.disk = undefined;
   log(`vmlb: ${plan.kind} ran in ${formatDuration(scriptTime)}${result.manifest ? `; changes: ${summarizeManifest(result.manifest)}` : ''}`);
   await checkpoint('detached', signal, log);
-  return { manifest: result.manifest, rootSnapshot: 'snapshot' in result ? result.snapshot : undefined };
+  return { manifest: result.manifest, listingBody };
 }
 
 /**
@@ -230,7 +234,7 @@ async function publish(
   plan: LayerBuildPlan,
   partial: string,
   parentDigest: string,
-  ran: { manifest?: TimedManifest; rootSnapshot?: RootSnapshot },
+  ran: { manifest?: TimedManifest; listingBody?: Buffer },
   started: number,
   unfinished: Unfinished,
   log: Log,
@@ -248,10 +252,10 @@ async function publish(
   renameSync(partial, plan.output);
   unfinished.renamed = true;
   await checkpoint('renamed', signal, log);
-  const { manifest, rootSnapshot } = ran;
-  if (rootSnapshot) {
+  const { manifest, listingBody } = ran;
+  if (listingBody) {
     const writeStarted = Date.now();
-    await writeSnapshotFile(snapshotPathFor(plan.output), rootSnapshot, digest);
+    await writeSnapshotFile(snapshotPathFor(plan.output), listingBody, digest);
     if (manifest) manifest.snapshotMs += Date.now() - writeStarted;
   }
   const build = await makeBuildRecord(plan.output, { workspaceRoot: plan.workspaceRoot, startedAt: started });

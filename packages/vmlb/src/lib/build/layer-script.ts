@@ -5,7 +5,6 @@ import { checkSecrets } from './build-secrets';
 import { CacheMountStore, type HeldCacheMounts, cacheMountTargetProblem } from './cache-mounts';
 import { blockServiceStarts } from './image-root-edits';
 import type { LayerBuildPlan } from './layer-plan';
-import { snapshotPathFor } from '../image/dist-layout';
 import type { AttachedDisk } from '../disk/disk-attach';
 import { changedInodesSince } from '../disk/ext4-inodes';
 import { readPartitionTable } from '../disk/partition-table';
@@ -13,7 +12,6 @@ import { selectPartition, selectRootPartition } from '../disk/root-partition';
 import type { WorkDir } from '../disk/work-dir';
 import { type LayerManifest, diffSnapshots } from '../inspect/layer-manifest';
 import { type RootSnapshot, snapshotRoot, updateSnapshot } from '../inspect/root-snapshot';
-import { readSnapshotFile } from '../inspect/snapshot-file';
 import { run } from '../util/exec';
 import type { Log } from '../util/log';
 import { PAUSE_ENV, PAUSE_ON_FAILURE, pausePoint } from '../util/pause-point';
@@ -52,8 +50,19 @@ async function syncFilesystem(mountPoint: string): Promise<string | undefined> {
   return result.exitCode === 0 ? undefined : result.stderr.trim() || `sync exited with ${result.exitCode}`;
 }
 
-/** Runs a build-layer script in the image's sandbox on the attached disk, and lists what it changed (its manifest and the root's new listing). */
-export async function runBuildLayerScript(plan: LayerBuildPlan, disk: AttachedDisk, workDir: WorkDir, parentDigest: string, log: Log, signal?: AbortSignal) {
+/**
+ * Runs a build-layer script in the image's sandbox on the attached disk, and
+ * lists what it changed (its manifest and the root's new listing).
+ * `storedListing` is the parent's listing, read while the disk was attached.
+ */
+export async function runBuildLayerScript(
+  plan: LayerBuildPlan,
+  disk: AttachedDisk,
+  workDir: WorkDir,
+  storedListing: Promise<RootSnapshot | undefined>,
+  log: Log,
+  signal?: AbortSignal,
+) {
   const table = await readPartitionTable(disk.rawDisk);
   const diskLabel = `the disk of image ${plan.imageName} at layer ${plan.layer}`;
   const root = selectRootPartition(table, plan.rootPartition, diskLabel);
@@ -69,7 +78,7 @@ export async function runBuildLayerScript(plan: LayerBuildPlan, disk: AttachedDi
   if (signal?.aborted) return { exitCode: 130, stdout: '', stderr: '', manifest: undefined, snapshot: undefined };
   // Before vmlb's own policy-rc.d goes in, so that it is not taken for the script's.
   const snapshotStarted = Date.now();
-  const stored = await readSnapshotFile(snapshotPathFor(plan.parent), parentDigest);
+  const stored = await storedListing;
   const before = stored ?? (await snapshotRoot(workDir.rootDir));
   let snapshotMs = Date.now() - snapshotStarted;
   // Whole seconds, one back: the kernel stamps ctimes from a clock that can lag a tick.

@@ -1,8 +1,9 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import type { RootSnapshot } from './root-snapshot';
-import { readSnapshotFile, writeSnapshotFile } from './snapshot-file';
+import { gunzipSync } from 'node:zlib';
+import { encodeSnapshotBody, readSnapshotFile, writeSnapshotFile } from './snapshot-file';
 
 describe('snapshot files', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'vmlb-snapshot-file-'));
@@ -23,6 +24,13 @@ describe('snapshot files', () => {
     const file = path.join(dir, '10_a.snapshot.json.gz');
     await writeSnapshotFile(file, snapshot, digest);
     expect(await readSnapshotFile(file, digest)).toEqual(snapshot);
+  });
+
+  it('reads back a body encoded before the digest was known, as one JSON document', async () => {
+    const file = path.join(dir, '15_a.snapshot.json.gz');
+    await writeSnapshotFile(file, await encodeSnapshotBody(snapshot), digest);
+    expect(await readSnapshotFile(file, digest)).toEqual(snapshot);
+    expect(JSON.parse(gunzipSync(readFileSync(file)).toString('utf8'))).toMatchObject({ version: 1, digest, packages: [['libc6', '2.36-9', 'amd64']] });
   });
 
   it('is ignored when it belongs to another build of the layer, or is damaged', async () => {

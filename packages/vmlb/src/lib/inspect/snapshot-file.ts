@@ -22,19 +22,32 @@ interface SnapshotFile {
   packages?: Array<[key: string, version: string, architecture: string]>;
 }
 
-export async function writeSnapshotFile(file: string, snapshot: RootSnapshot, digest: string): Promise<void> {
+/**
+ * The listing's rows, gzipped, without the digest of the layer they
+ * describe: a build encodes them while its disk detaches, before that
+ * digest is known (`writeSnapshotFile` puts it in front). gzip members
+ * read back as one stream.
+ */
+export async function encodeSnapshotBody(snapshot: RootSnapshot): Promise<Buffer> {
   const rows: Row[] = [];
   for (const [imagePath, state] of snapshot.files) {
     const row: Row = [imagePath, state.size, state.mtimeMs, state.ino, state.mode, state.uid ?? 0, state.gid ?? 0];
     if (state.link !== undefined) row.push(state.link);
     rows.push(row);
   }
-  const content: SnapshotFile = { version: 1, digest, files: rows };
+  const body: Pick<SnapshotFile, 'files' | 'packages'> = { files: rows };
   if (snapshot.packageManager === 'dpkg' && snapshot.packages) {
-    content.packages = [...snapshot.packages].map(([key, version]) => [key, version, snapshot.packageArchitectures?.get(key) ?? '']);
+    body.packages = [...snapshot.packages].map(([key, version]) => [key, version, snapshot.packageArchitectures?.get(key) ?? '']);
   }
   // Level 1: a few times smaller than the JSON, at a fraction of the default level's time.
-  await writeFileAtomic(file, await promisify(gzip)(JSON.stringify(content), { level: 1 }));
+  return promisify(gzip)(`,${JSON.stringify(body).slice(1)}`, { level: 1 });
+}
+
+/** Writes the listing of the layer whose chain digest is `digest`: from its snapshot, or from a body encodeSnapshotBody made. */
+export async function writeSnapshotFile(file: string, snapshot: RootSnapshot | Buffer, digest: string): Promise<void> {
+  const body = Buffer.isBuffer(snapshot) ? snapshot : await encodeSnapshotBody(snapshot);
+  const head = await promisify(gzip)(`{"version":1,"digest":${JSON.stringify(digest)}`, { level: 1 });
+  await writeFileAtomic(file, Buffer.concat([head, body]));
 }
 
 /** The stored snapshot of the layer whose digest is `digest`; undefined when there is none, or it is of another build. */
