@@ -43,7 +43,7 @@ describe('images/prod', () => {
         'image-prod:base',
         'welcome:build',
         'image-prod:build',
-        ...['00_base', '10_update', '20_packages', '30_app', '40_resize', '50_cleanup'].map((layer) => `prod-${layer}:build`),
+        ...['00_base', '05_resize', '10_update', '20_packages', '30_app', '50_cleanup'].map((layer) => `prod-${layer}:build`),
       ].sort(),
     );
     const boot = await timed('boot check with ssh', () => workspace.nxOk(check, { timeoutMs: 1_200_000 }));
@@ -105,8 +105,8 @@ describe('images/prod', () => {
     const affected = await timed('nx affected -t build (welcome edited)', () =>
       workspace.nxOk(['affected', '-t', 'build', '--base=HEAD'], { timeoutMs: 1_200_000 }),
     );
-    expect(tasksRun(affected)).toEqual(['image-prod:build', 'prod-30_app:build', 'prod-40_resize:build', 'prod-50_cleanup:build', 'welcome:build']);
-    expect(cacheHits(affected)).toEqual(['image-prod:base', 'prod-00_base:build', 'prod-10_update:build', 'prod-20_packages:build']);
+    expect(tasksRun(affected)).toEqual(['image-prod:build', 'prod-30_app:build', 'prod-50_cleanup:build', 'welcome:build']);
+    expect(cacheHits(affected)).toEqual(['image-prod:base', 'prod-00_base:build', 'prod-05_resize:build', 'prod-10_update:build', 'prod-20_packages:build']);
     const boot = await timed('boot check with ssh after the edit', () => workspace.nxOk(check, { timeoutMs: 1_200_000 }));
     expect(boot).toContain('Edited page, rebuilt by vmlb');
     const line = `edit to checked boot: ${((Date.now() - edited) / 1000).toFixed(1)} s`;

@@ -199,7 +199,7 @@ function nbdTrap(text: string, devices: Set<string>): DiskEdit {
 /**
  * `${device}p1` named a partition node that qemu-nbd's device had. vmlb's
  * device has none, so a partition is attached as a loop device at its
- * offset, as vmlb's own modify-disk layers do (images/prod/40_resize), just
+ * offset, as vmlb's own modify-disk layers do (images/prod/05_resize), just
  * before the first command that uses it, and again after a command that
  * changes the partition table.
  */

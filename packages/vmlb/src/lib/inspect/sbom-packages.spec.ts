@@ -82,8 +82,8 @@ describe('imagePackages: the final packages and the layer that last installed or
   });
 
   it('says when a layer without package records sits above the last one that has them', () => {
-    expect(imagePackages([...bootstrap, update, opaque('prod', '40_resize', 'modify-disk')]).limits).toEqual([
-      'packages changed by layer 40_resize of image prod (no package record: a base or modify-disk layer at the top of the chain) are not reflected',
+    expect(imagePackages([...bootstrap, update, opaque('prod', '05_resize', 'modify-disk')]).limits).toEqual([
+      'packages changed by layer 05_resize of image prod (no package record: a base or modify-disk layer at the top of the chain) are not reflected',
     ]);
   });
 
