@@ -28,6 +28,13 @@ export class LayerScriptError extends Error {
   }
 }
 
+/** The layer built on: its digest, and its format and size as its chain check read them. */
+interface ParentLayer {
+  digest: string;
+  format: string;
+  virtualSize: number;
+}
+
 /** What a layer's digest and bytes are once it is built. */
 type BuiltLayer = { digest: string; sha256: string };
 
@@ -50,7 +57,7 @@ export async function buildLayer(plan: LayerBuildPlan, log: Log, signal?: AbortS
   pausePhase();
   return withImageFolderLock(plan, log, signal, async () => {
     const workDir = await releaseEarlierLeftovers(plan, log);
-    const parentDigest = await checkParent(plan);
+    const parentLayer = await checkParent(plan);
     const partial = partialPathFor(plan.output);
     rmSync(partial, { force: true });
     // Started before anything is created: if this process is killed, it releases what the work folder records.
@@ -64,8 +71,8 @@ export async function buildLayer(plan: LayerBuildPlan, log: Log, signal?: AbortS
     });
     const unfinished: Unfinished = { renamed: false };
     try {
-      const ran = await runOnNewOverlay(plan, partial, workDir, parentDigest, unfinished, log, signal);
-      const built = await publish(plan, partial, parentDigest, ran, started, unfinished, log, signal);
+      const ran = await runOnNewOverlay(plan, partial, workDir, parentLayer, unfinished, log, signal);
+      const built = await publish(plan, partial, parentLayer.digest, ran, started, unfinished, log, signal);
       await reaper.disarm();
       return built;
     } catch (error) {
@@ -151,8 +158,8 @@ async function releaseEarlierLeftovers(plan: LayerBuildPlan, log: Log): Promise<
   return workDir;
 }
 
-/** Step 2: the parent and its digest exist, and its chain opens; returns the parent's digest. */
-async function checkParent(plan: LayerBuildPlan): Promise<string> {
+/** Step 2: the parent and its digest exist, and its chain opens; returns the parent's digest, format and size. */
+async function checkParent(plan: LayerBuildPlan): Promise<ParentLayer> {
   const parentDigestPath = digestPathFor(plan.parent);
   if (!existsSync(plan.parent) || !existsSync(parentDigestPath)) {
     throw new Error(
@@ -161,8 +168,8 @@ async function checkParent(plan: LayerBuildPlan): Promise<string> {
     );
   }
   // Fails early, naming the file, when a file of the chain is missing or corrupt.
-  await backingChain(plan.parent);
-  return readDigest(parentDigestPath);
+  const [parent] = await backingChain(plan.parent);
+  return { digest: await readDigest(parentDigestPath), format: parent.format, virtualSize: parent.virtualSize };
 }
 
 /** Step 3: a new overlay on the parent, attached read-write, the script run against it, detached again. */
@@ -170,17 +177,18 @@ async function runOnNewOverlay(
   plan: LayerBuildPlan,
   partial: string,
   workDir: WorkDir,
-  parentDigest: string,
+  parent: ParentLayer,
   unfinished: Unfinished,
   log: Log,
   signal?: AbortSignal,
 ): Promise<{ manifest?: TimedManifest; listingBody?: Buffer }> {
   // Read while the overlay is created and attached: the script's sandbox needs it once the root is mounted.
-  const storedListing = plan.kind === 'build-layer' ? readSnapshotFile(snapshotPathFor(plan.parent), parentDigest) : Promise.resolve(undefined);
+  const storedListing = plan.kind === 'build-layer' ? readSnapshotFile(snapshotPathFor(plan.parent), parent.digest) : Promise.resolve(undefined);
   await createOverlay(plan.parent, partial, {
     size: plan.hints.diskSize,
     sizeFor: `layer ${plan.layer} (${path.relative(plan.workspaceRoot, plan.script)})`,
     compat: plan.qcow2Compat,
+    parentInfo: parent,
   });
   await checkpoint('overlay-created', signal, log);
   const disk = await AttachedDisk.open({ overlay: partial, workDir, nbdDevice: plan.nbdDevice, log, signal });

@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { run } from '../util/exec';
 import { formatBytes } from '../util/units';
 import { existingFile, imageInfo, standaloneSource } from './qcow2-info';
-import type { SourceFormat } from './qcow2-info';
+import type { DiskImageInfo, SourceFormat } from './qcow2-info';
 
 /**
  * qemu-img wrappers for vmlb's overlay chains. Every file of an image's chain
@@ -52,6 +52,8 @@ export interface CreateOverlayOptions {
   sizeFor?: string;
   /** qcow2 compatibility level of the new file. Default: qemu-img's. */
   compat?: Qcow2Compat;
+  /** The parent's format and size, when the caller has just read them (a layer build checks the parent's chain first). */
+  parentInfo?: Pick<DiskImageInfo, 'format' | 'virtualSize'>;
 }
 
 export interface ConvertOptions {
@@ -100,7 +102,7 @@ export async function createOverlay(parentPath: string, outputPath: string, opti
     throw new Error(`Overlay ${output} cannot be its own backing file (creating it would wipe the parent)`);
   }
   if (options.size !== undefined) assertDiskSize(options.size, `Overlay size for ${output}`);
-  const parentInfo = await imageInfo(parent);
+  const parentInfo = options.parentInfo ?? (await imageInfo(parent));
   if (parentInfo.format !== 'qcow2') {
     throw new Error(`Backing file ${parent} is ${parentInfo.format}, not qcow2; vmlb chains hold qcow2 files only`);
   }

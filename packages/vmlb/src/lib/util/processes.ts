@@ -27,12 +27,19 @@ export function commandLineOf(pid: number): string[] | undefined {
 
 const sleep = (milliseconds: number) => new Promise((resolve) => setTimeout(resolve, milliseconds));
 
-/** Waits until a process is gone; true when it went within the time. */
+/**
+ * Waits until a process is gone; true when it went within the time. Polls
+ * every 2 ms at first, backing off to 20 ms: a process that was just
+ * stopped is usually gone within a few milliseconds, and a build waits
+ * for two of them (the disk's daemon, the leftover watcher).
+ */
 export async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
+  let pause = 2;
   while (isAlive(pid)) {
     if (Date.now() >= deadline) return false;
-    await sleep(20);
+    await sleep(pause);
+    pause = Math.min(pause * 2, 20);
   }
   return true;
 }
