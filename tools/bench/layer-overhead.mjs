@@ -12,9 +12,10 @@
 // leave), to show where its time goes.
 //
 // Usage: node tools/bench/layer-overhead.mjs [path/to/top-of-chain.qcow2]
-//        (default dist/images/tiny/20_motd.qcow2: npx nx build image-tiny first)
+//        (default: both images/tiny's chain (busybox) and images/prod's
+//        (Debian); npx nx build image-tiny image-prod first)
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { chainScratch, median, plugin, repo, runs as runsOr, spread, takeTurns } from './lib.mjs';
@@ -38,24 +39,9 @@ const PHASE_WORK = {
 };
 
 const runs = runsOr(7);
-const top = path.resolve(process.argv[2] ?? path.join(repo, 'dist/images/tiny/20_motd.qcow2'));
-const { dir: work, cleanup } = chainScratch(top, '.bench-overhead-');
-
-const layerDir = path.join(work, 'layers', '90_empty');
-mkdirSync(layerDir, { recursive: true });
-const script = path.join(layerDir, 'build-layer');
-writeFileSync(script, '#!/bin/sh\ntrue\n', { mode: 0o755 });
-const plan = {
-  workspaceRoot: repo,
-  imageName: 'bench',
-  layer: '90_empty',
-  layerDir,
-  script,
-  kind: 'build-layer',
-  hints: parseHints(readFileSync(script, 'utf8'), script, 'build-layer'),
-  parent: path.join(work, path.basename(top)),
-  output: path.join(work, '90_empty.qcow2'),
-};
+const chains = process.argv[2]
+  ? [path.resolve(process.argv[2])]
+  : [path.join(repo, 'dist/images/tiny/20_motd.qcow2'), path.join(repo, 'dist/images/prod/50_cleanup.qcow2')];
 
 // The same steps by hand. The daemon is stopped by the PID it wrote, and
 // waited for (it flushes the overlay as it exits); its FUSE mount goes after.
@@ -80,39 +66,67 @@ umount bare.raw 2>/dev/null || true
 rm -f bare.qcow2 bare.raw bare.pid
 `;
 
-try {
-  const runBare = () => execFileSync('bash', ['-c', bare], { env: { ...process.env, WORK: work, PARENT: path.basename(top) }, stdio: 'inherit' });
-  /** Per phase of each vmlb run, the milliseconds since the phase before it (the first: since the build started). */
-  const phaseTimes = Object.fromEntries([...BUILD_PHASES, 'end'].map((phase) => [phase, []]));
-  const runVmlb = async () => {
-    rmSync(plan.output, { force: true });
-    performance.clearMarks();
-    const started = performance.now();
-    await buildLayer(plan, () => undefined);
-    const marks = performance.getEntriesByType('mark').filter((mark) => mark.name.startsWith(PHASE_MARK_PREFIX));
-    let previous = started;
-    for (const { name, startTime } of [...marks, { name: `${PHASE_MARK_PREFIX}end`, startTime: performance.now() }]) {
-      phaseTimes[name.slice(PHASE_MARK_PREFIX.length)].push(startTime - previous);
-      previous = startTime;
-    }
+/** One chain: the empty layer built on its top, vmlb and the bare sequence taking turns, then the tables. */
+async function measure(top) {
+  const { dir: work, cleanup } = chainScratch(top, '.bench-overhead-');
+  const layerDir = path.join(work, 'layers', '90_empty');
+  mkdirSync(layerDir, { recursive: true });
+  const script = path.join(layerDir, 'build-layer');
+  writeFileSync(script, '#!/bin/sh\ntrue\n', { mode: 0o755 });
+  const plan = {
+    workspaceRoot: repo,
+    imageName: 'bench',
+    layer: '90_empty',
+    layerDir,
+    script,
+    kind: 'build-layer',
+    hints: parseHints(readFileSync(script, 'utf8'), script, 'build-layer'),
+    parent: path.join(work, path.basename(top)),
+    output: path.join(work, '90_empty.qcow2'),
   };
-  // Once each, untimed: warm caches, and the first vmlb build leaves the stored listing the next start from.
-  runBare();
-  await runVmlb();
-  for (const times of Object.values(phaseTimes)) times.length = 0;
-  const { baseline: bareTimes, candidate: vmlbTimes } = await takeTurns(runs, runBare, runVmlb);
-  console.log(`chain: ${path.relative(repo, top)}; ${runs} runs each, taking turns`);
-  console.log('\n| layer with an empty script | baseline: the bare shell sequence, s | vmlb, s | ratio of medians |');
-  console.log('| --- | --- | --- | --- |');
-  console.log(`| build-layer, \`true\` | ${spread(bareTimes)} | ${spread(vmlbTimes)} | ${(median(vmlbTimes) / median(bareTimes)).toFixed(2)}× |`);
-  console.log("\nvmlb's runs split at the build's phases (medians of the time since the phase before, with min and max):");
-  console.log('\n| up to the phase | what happens before it | ms |');
-  console.log('| --- | --- | --- |');
-  const ms = (values) => `${median(values).toFixed(1)} (${Math.min(...values).toFixed(1)}–${Math.max(...values).toFixed(1)})`;
-  for (const [phase, times] of Object.entries(phaseTimes)) {
-    if (times.length !== runs) throw new Error(`phase ${phase} was marked ${times.length} times in ${runs} builds`);
-    console.log(`| ${phase} | ${PHASE_WORK[phase]} | ${ms(times)} |`);
+  try {
+    const runBare = () => execFileSync('bash', ['-c', bare], { env: { ...process.env, WORK: work, PARENT: path.basename(top) }, stdio: 'inherit' });
+    /** Per phase of each vmlb run, the milliseconds since the phase before it (the first: since the build started). */
+    const phaseTimes = Object.fromEntries([...BUILD_PHASES, 'end'].map((phase) => [phase, []]));
+    const runVmlb = async () => {
+      rmSync(plan.output, { force: true });
+      performance.clearMarks();
+      const started = performance.now();
+      await buildLayer(plan, () => undefined);
+      const marks = performance.getEntriesByType('mark').filter((mark) => mark.name.startsWith(PHASE_MARK_PREFIX));
+      let previous = started;
+      for (const { name, startTime } of [...marks, { name: `${PHASE_MARK_PREFIX}end`, startTime: performance.now() }]) {
+        phaseTimes[name.slice(PHASE_MARK_PREFIX.length)].push(startTime - previous);
+        previous = startTime;
+      }
+    };
+    // Once each, untimed: warm caches, and the first vmlb build leaves the stored listing the next start from.
+    runBare();
+    await runVmlb();
+    for (const times of Object.values(phaseTimes)) times.length = 0;
+    const { baseline: bareTimes, candidate: vmlbTimes } = await takeTurns(runs, runBare, runVmlb);
+    console.log(`chain: ${path.relative(repo, top)}; ${runs} runs each, taking turns`);
+    console.log('\n| layer with an empty script | baseline: the bare shell sequence, s | vmlb, s | ratio of medians |');
+    console.log('| --- | --- | --- | --- |');
+    console.log(`| build-layer, \`true\` | ${spread(bareTimes)} | ${spread(vmlbTimes)} | ${(median(vmlbTimes) / median(bareTimes)).toFixed(2)}× |`);
+    console.log("\nvmlb's runs split at the build's phases (medians of the time since the phase before, with min and max):");
+    console.log('\n| up to the phase | what happens before it | ms |');
+    console.log('| --- | --- | --- |');
+    const ms = (values) => `${median(values).toFixed(1)} (${Math.min(...values).toFixed(1)}–${Math.max(...values).toFixed(1)})`;
+    for (const [phase, times] of Object.entries(phaseTimes)) {
+      if (times.length !== runs) throw new Error(`phase ${phase} was marked ${times.length} times in ${runs} builds`);
+      console.log(`| ${phase} | ${PHASE_WORK[phase]} | ${ms(times)} |`);
+    }
+  } finally {
+    cleanup();
   }
-} finally {
-  cleanup();
+}
+
+for (const top of chains) {
+  if (!existsSync(top)) {
+    console.error(`${top} does not exist: build its image first (npx nx build image-tiny image-prod), or give the top of another chain.`);
+    process.exit(1);
+  }
+  await measure(top);
+  console.log('');
 }

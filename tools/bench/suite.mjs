@@ -9,17 +9,26 @@ import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { nxBin, repo } from './lib.mjs';
 
-// image: the image whose chain in dist/ it measures on; tool: a command it compares against.
+// images: the images whose chains in dist/ it measures on; tool: a command it compares against.
 const benchmarks = {
-  'layer-overhead': { script: 'layer-overhead.mjs', image: 'tiny', what: 'an empty layer against the bare attach/chroot/detach sequence' },
+  'layer-overhead': {
+    script: 'layer-overhead.mjs',
+    images: ['tiny', 'prod'],
+    what: 'an empty layer on a busybox and a Debian chain against the bare attach/chroot/detach sequence',
+  },
+  'prod-builds': {
+    script: 'prod-builds.mjs',
+    images: ['prod'],
+    what: "images/prod through nx: no-op build against nx show projects, one layer task split at Nx's and the executor's moments, incremental build after an app edit",
+  },
   'nx-builds': { script: 'nx-builds.mjs', what: 'incremental against full rebuild; no-op build with the Nx daemon off and on' },
-  flatten: { script: 'flatten.mjs', image: 'prod', what: 'flatten against a bare qemu-img convert' },
-  'test-boot': { script: 'test-boot.mjs', image: 'tiny-boot', what: 'test-boot --check against the bare qemu command to the same marker' },
-  'layer-manifest': { script: 'layer-manifest.mjs', image: 'prod', what: 'what the layer manifest costs on a Debian root' },
-  'cache-mount': { script: 'cache-mount.mjs', image: 'prod', what: "rebuilding images/prod's 20_packages with its apt cache mount warm against cold" },
+  flatten: { script: 'flatten.mjs', images: ['prod'], what: 'flatten against a bare qemu-img convert' },
+  'test-boot': { script: 'test-boot.mjs', images: ['tiny-boot'], what: 'test-boot --check against the bare qemu command to the same marker' },
+  'layer-manifest': { script: 'layer-manifest.mjs', images: ['prod'], what: 'what the layer manifest costs on a Debian root' },
+  'cache-mount': { script: 'cache-mount.mjs', images: ['prod'], what: "rebuilding images/prod's 20_packages with its apt cache mount warm against cold" },
   'virt-customize': {
     script: 'virt-customize.mjs',
-    image: 'prod',
+    images: ['prod'],
     tool: { command: 'virt-customize', install: 'tools/setup.sh --bench (libguestfs-tools, and linux-image-amd64 for its appliance)' },
     what: 'the same two layers built by virt-customize --run (libguestfs)',
   },
@@ -47,7 +56,7 @@ if (missingTools.length) {
 }
 
 const buildStarted = Date.now();
-const images = [...new Set(selected.map((name) => benchmarks[name].image).filter(Boolean))];
+const images = [...new Set(selected.flatMap((name) => benchmarks[name].images ?? []))];
 if (images.length) {
   // The benchmarks read dist/ directly, so it must hold the chains the current sources build.
   console.log(`Building the images the benchmarks measure on (${images.join(', ')}); cached layers are restored, not rebuilt.`);
