@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import type { ScriptKind } from './hints';
 import { imageProjectName } from './project-names';
 import { IMAGE_CONFIG_FILE, type LayerInfo, discoverImage } from './layer-discovery';
-import { type ImageConfig, type TestBootConfig, derivedBase, readImageConfig } from './image-config';
+import { type ImageConfig, type TestBootConfig, derivedBase, readImageConfig, readImageEnv } from './image-config';
 import type { EnvDeclarations } from './script-env';
 import { selectChainPoint } from './layer-select';
 
@@ -68,7 +68,7 @@ export function imageTestBootSettings(imageRoot: string | undefined, workspaceRo
 export function imageScriptEnv(imageRoot: string, workspaceRoot: string): EnvDeclarations {
   const file = path.join(workspaceRoot, imageRoot, IMAGE_CONFIG_FILE);
   if (!existsSync(file)) return {};
-  return readImageConfig(file, path.posix.join(imageRoot, IMAGE_CONFIG_FILE)).env ?? {};
+  return readImageEnv(file, path.posix.join(imageRoot, IMAGE_CONFIG_FILE));
 }
 
 /** One file of an image's chain, as the listing and the SBOM walk it. */

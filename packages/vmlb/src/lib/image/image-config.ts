@@ -69,6 +69,27 @@ export function readImageConfig(filePath: string, displayPath = filePath): Image
   return parseImageConfig(text, displayPath);
 }
 
+/**
+ * Only the `env` declarations of an image.json, checked on their own: what
+ * a layer task needs at run time. The whole file was validated when Nx
+ * built the project graph of the same run, and a task process spared Ajv
+ * starts sooner.
+ */
+export function readImageEnv(filePath: string, displayPath = filePath): EnvDeclarations {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(filePath, 'utf8'));
+  } catch {
+    // Unreadable or not JSON: the full read says which, in its own words.
+    return readImageConfig(filePath, displayPath).env ?? {};
+  }
+  const envCheck = checkEnvDeclarations(raw && typeof raw === 'object' ? (raw as { env?: unknown }).env : undefined);
+  if (envCheck.problems.length) {
+    throw new ImageConfigError(`${displayPath} does not match the image schema:\n${envCheck.problems.map((problem) => `  - ${problem}`).join('\n')}`);
+  }
+  return envCheck.env;
+}
+
 /** Parses and validates the text of an image.json. */
 export function parseImageConfig(text: string, displayPath: string): ImageConfig {
   let raw: unknown;

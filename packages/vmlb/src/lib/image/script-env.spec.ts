@@ -1,5 +1,8 @@
 import { checkEnvDeclarations, declaredEnvironment, keyedEnvDefaults, keyedEnvNames } from './script-env';
-import { ImageConfigError, parseImageConfig } from './image-config';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { ImageConfigError, parseImageConfig, readImageEnv } from './image-config';
 
 describe("image.json's env: variables for the layer scripts", () => {
   const declared = {
@@ -87,5 +90,25 @@ describe("image.json's env: variables for the layer scripts", () => {
     expect(() => parseImageConfig(JSON.stringify({ base: { empty: '1G' }, bsae: 1, env: { 'A B': { key: true } } }), 'images/x/image.json')).toThrow(
       'images/x/image.json does not match the image schema:\n  - bsae is not a known field\n  - env: "A B" is not a variable name',
     );
+  });
+
+  it('reads only env for a layer task: the same declarations, the same message for a bad one, the full message for bad JSON', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'vmlb-image-env-'));
+    const file = path.join(dir, 'image.json');
+    try {
+      writeFileSync(file, JSON.stringify({ base: { empty: '1G' }, env: declared }));
+      expect(readImageEnv(file, 'images/x/image.json')).toEqual(checkEnvDeclarations(declared).env);
+      writeFileSync(file, JSON.stringify({ base: { empty: '1G' } }));
+      expect(readImageEnv(file, 'images/x/image.json')).toEqual({});
+      writeFileSync(file, JSON.stringify({ base: { empty: '1G' }, env: { 'A B': { key: true } } }));
+      expect(() => readImageEnv(file, 'images/x/image.json')).toThrow(ImageConfigError);
+      expect(() => readImageEnv(file, 'images/x/image.json')).toThrow(
+        'images/x/image.json does not match the image schema:\n  - env: "A B" is not a variable name',
+      );
+      writeFileSync(file, '{"base": ');
+      expect(() => readImageEnv(file, 'images/x/image.json')).toThrow(/images\/x\/image.json is not valid JSON/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
