@@ -26,16 +26,17 @@ const { BUILD_PHASES, PHASE_MARK_PREFIX } = plugin('lib/util/pause-point');
 
 /** What a build does between the phase before and the one named, for the breakdown. */
 const PHASE_WORK = {
-  'overlay-created': 'folder lock, leftover check, parent chain check (qemu-img info), watcher start, qemu-img create',
+  'overlay-created':
+    "folder lock, leftover check, parent chain check (qemu-img info), watcher start, qemu-img create; the parent's stored listing starts loading",
   'daemon-started': 'qemu-storage-daemon exporting the overlay through FUSE',
   'loop-attached': 'partition table read, loop device at the root partition',
   mounted: 'mount (noatime)',
-  'script-finished': "stored listing read, policy-rc.d, the chroot's namespaces and mounts, the script",
+  'script-finished': "the parent's listing (loaded meanwhile), policy-rc.d, the chroot's namespaces and mounts, the script",
   teardown: 'syncfs, changed inodes from the inode tables, the new listing, unmount',
-  detached: 'loop devices detached, daemon stopped and waited for, export unmounted',
+  detached: 'loop devices detached, daemon stopped and waited for, export unmounted; the new listing encoded meanwhile',
   'before-rename': 'chain digest and sha256 of the overlay',
   renamed: 'old digest, manifest and listing removed, rename',
-  end: 'listing, manifest and build record written, digest written, watcher stopped',
+  end: 'listing (its digest put in front), manifest and build record written, digest written, watcher stopped',
 };
 
 const runs = runsOr(7);
