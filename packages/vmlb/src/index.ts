@@ -1,5 +1,5 @@
 import type { CreateDependencies, CreateNodes } from '@nx/devkit';
-import { IMAGE_FILES_GLOB } from './lib/image/image-folders';
+import { IMAGE_FILES_GLOB } from './lib/image/image-files';
 import type { VmlbPluginOptions } from './plugins/options';
 
 export type { VmlbPluginOptions } from './plugins/options';

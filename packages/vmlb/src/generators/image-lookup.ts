@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import { type Tree, visitNotIgnoredFiles } from '@nx/devkit';
 import { findImageFolders } from '../lib/image/image-folders';
-import { IMAGE_CONFIG_FILE } from '../lib/image/layer-discovery';
+import { IMAGE_CONFIG_FILE } from '../lib/image/image-files';
 
 /** An image the generators found in the workspace. */
 export interface ImageInTree {

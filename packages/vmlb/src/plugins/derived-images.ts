@@ -1,4 +1,4 @@
-import { IMAGE_CONFIG_FILE } from '../lib/image/layer-discovery';
+import { IMAGE_CONFIG_FILE } from '../lib/image/image-files';
 import { similarNames } from '../lib/util/similar-names';
 
 /** One image as the checks across images see it. */

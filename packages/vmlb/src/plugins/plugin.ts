@@ -6,8 +6,10 @@ import { targetDefaultsProblem } from '../lib/cache-identity/target-defaults-gua
 import { ImageLayout } from '../lib/image/dist-layout';
 import { chainBase } from '../lib/image/image-chain';
 import { derivedBase } from '../lib/image/image-config';
-import { IMAGE_FILES_GLOB, findImageFolders } from '../lib/image/image-folders';
-import { type ImageInfo, IMAGE_CONFIG_FILE, ImageDefinitionError, discoverImage } from '../lib/image/layer-discovery';
+import { IMAGE_FILES_GLOB } from '../lib/image/image-files';
+import { findImageFolders } from '../lib/image/image-folders';
+import { type ImageInfo, ImageDefinitionError, discoverImage } from '../lib/image/layer-discovery';
+import { IMAGE_CONFIG_FILE } from '../lib/image/image-files';
 import { layerProjectName } from '../lib/image/project-names';
 import { vmlbCodeId } from '../lib/util/version';
 import { type ImageSummary, derivedImageProblems } from './derived-images';
@@ -16,8 +18,6 @@ import { layerProject } from './layer-project';
 import { type NormalizedOptions, type VmlbPluginOptions, normalizeOptions } from './options';
 
 export { normalizeOptions, type VmlbPluginOptions } from './options';
-
-export { IMAGE_FILES_GLOB } from '../lib/image/image-folders';
 
 /** What the plugin infers for one image folder; cached on disk keyed by the folder's content hash. */
 interface ImageNodes {

@@ -10,7 +10,7 @@ import { manifestWithoutFiles, writeManifest } from '../../lib/inspect/layer-man
 import { makeBuildRecord } from '../../lib/cache-identity/build-record';
 import { isSha256 } from '../../lib/cache-identity/digest';
 import { manifestPathFor, refPathFor } from '../../lib/image/dist-layout';
-import { IMAGE_CONFIG_FILE } from '../../lib/image/layer-discovery';
+import { IMAGE_CONFIG_FILE } from '../../lib/image/image-files';
 import { checkPrerequisites } from '../../lib/build/prerequisites';
 import type { BaseExecutorSchema } from './schema';
 import { checkTargetDefaults } from '../../lib/cache-identity/target-defaults-guard';

@@ -4,7 +4,7 @@ import { type Tree, logger } from '@nx/devkit';
 import type { ScriptKind } from '../../lib/image/hints';
 import { isSha256 } from '../../lib/cache-identity/digest';
 import { parseImageConfig } from '../../lib/image/image-config';
-import { IMAGE_CONFIG_FILE, IMAGE_NAME_PATTERN } from '../../lib/image/layer-discovery';
+import { IMAGE_CONFIG_FILE, IMAGE_NAME_PATTERN } from '../../lib/image/image-files';
 import { parseSize } from '../../lib/util/units';
 import { formatFilesKeepingModes, templateDir } from '../generator-utils';
 import { initGenerator } from '../init/generator';

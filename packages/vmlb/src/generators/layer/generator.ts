@@ -1,13 +1,13 @@
 import * as path from 'node:path';
 import { type Tree, generateFiles } from '@nx/devkit';
 import { type ScriptKind, SCRIPT_KINDS } from '../../lib/image/hints';
-import { IMAGE_CONFIG_FILE, IMAGE_NAME_PATTERN, LAYER_FOLDER_PATTERN, parseLayerFolder, suggestLayerFolder } from '../../lib/image/layer-discovery';
+import { parseLayerFolder, suggestLayerFolder } from '../../lib/image/layer-discovery';
+import { DEFAULT_IMAGES_DIR as IMAGES_DIR, IMAGE_CONFIG_FILE, IMAGE_NAME_PATTERN, LAYER_FOLDER_PATTERN } from '../../lib/image/image-files';
 import { EXECUTABLE_MODE, formatFilesKeepingModes, templateDir } from '../generator-utils';
 import { type ImageInTree, findImages, imagesInTree } from '../image-lookup';
-import { DEFAULT_IMAGES_DIR as IMAGES_DIR } from '../../lib/image/layer-discovery';
 import type { LayerGeneratorSchema } from './schema';
 
-export { DEFAULT_IMAGES_DIR as IMAGES_DIR } from '../../lib/image/layer-discovery';
+export { DEFAULT_IMAGES_DIR as IMAGES_DIR } from '../../lib/image/image-files';
 
 /** Numbers of consecutive layers differ by this much, leaving room to insert layers between them. */
 const LAYER_NUMBER_STEP = 10;

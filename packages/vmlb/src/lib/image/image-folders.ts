@@ -1,12 +1,5 @@
 import * as path from 'node:path';
-import { DEFAULT_IMAGES_DIR, IMAGE_CONFIG_FILE, LAYER_FOLDER_PATTERN } from './layer-discovery';
-
-/**
- * Every file that can make a folder an image, anywhere in the workspace:
- * an image.json, and layer scripts (so that a folder with layers but no
- * image.json is reported instead of silently ignored).
- */
-export const IMAGE_FILES_GLOB = `**/{${IMAGE_CONFIG_FILE},*/build-layer,*/modify-disk}`;
+import { DEFAULT_IMAGES_DIR, IMAGE_CONFIG_FILE, LAYER_FOLDER_PATTERN } from './image-files';
 
 /**
  * Which folders are images, each with the file its projects are reported

@@ -2,20 +2,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { type ScriptHints, type ScriptKind, SCRIPT_KINDS, parseHints } from './hints';
 import { type ImageConfig, readImageConfig } from './image-config';
-
-/**
- * A layer folder: two or more digits (its place in the chain), an
- * underscore, then a name. `00_base`, `10_update`, `105_late-fix`.
- */
-export const LAYER_FOLDER_PATTERN = /^([0-9]{2,})_([A-Za-z0-9._-]+)$/;
-
-/** Image folder names; they become part of Nx project names. */
-export const IMAGE_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
-
-export const IMAGE_CONFIG_FILE = 'image.json';
-
-/** The folder the generators put images in, and where an image.json is always an image's. */
-export const DEFAULT_IMAGES_DIR = 'images';
+import { DEFAULT_IMAGES_DIR, IMAGE_CONFIG_FILE, IMAGE_NAME_PATTERN, LAYER_FOLDER_PATTERN } from './image-files';
 
 export interface LayerInfo {
   /** Folder name, e.g. `10_update`. */
