@@ -16,6 +16,11 @@ const benchmarks = {
   flatten: { script: 'flatten.mjs', image: 'prod', what: 'flatten against a bare qemu-img convert' },
   'test-boot': { script: 'test-boot.mjs', image: 'tiny-boot', what: 'test-boot --check against the bare qemu command to the same marker' },
   'layer-manifest': { script: 'layer-manifest.mjs', image: 'prod', what: 'what the layer manifest costs on a Debian root' },
+  restore: {
+    script: 'restore.mjs',
+    image: 'prod',
+    what: "restoring images/prod's chain from Nx's local cache after rm -rf, and a big layer in blob mode, against cp of the same files",
+  },
   'cache-mount': { script: 'cache-mount.mjs', image: 'prod', what: "rebuilding images/prod's 20_packages with its apt cache mount warm against cold" },
   'virt-customize': {
     script: 'virt-customize.mjs',
