@@ -26,6 +26,12 @@ const benchmarks = {
   'test-boot': { script: 'test-boot.mjs', images: ['tiny-boot'], what: 'test-boot --check against the bare qemu command to the same marker' },
   'layer-manifest': { script: 'layer-manifest.mjs', images: ['prod'], what: 'what the layer manifest costs on a Debian root' },
   'cache-mount': { script: 'cache-mount.mjs', images: ['prod'], what: "rebuilding images/prod's 20_packages with its apt cache mount warm against cold" },
+  restore: {
+    script: 'restore.mjs',
+    images: ['prod'],
+    what: "restoring images/prod's chain from Nx's local cache after rm -rf, and a big layer in blob mode, against cp of the same files",
+  },
+  'cache-mount': { script: 'cache-mount.mjs', images: ['prod'], what: "rebuilding images/prod's 20_packages with its apt cache mount warm against cold" },
   'virt-customize': {
     script: 'virt-customize.mjs',
     images: ['prod'],
