@@ -25,7 +25,6 @@ const benchmarks = {
   flatten: { script: 'flatten.mjs', images: ['prod'], what: 'flatten against a bare qemu-img convert' },
   'test-boot': { script: 'test-boot.mjs', images: ['tiny-boot'], what: 'test-boot --check against the bare qemu command to the same marker' },
   'layer-manifest': { script: 'layer-manifest.mjs', images: ['prod'], what: 'what the layer manifest costs on a Debian root' },
-  'cache-mount': { script: 'cache-mount.mjs', images: ['prod'], what: "rebuilding images/prod's 20_packages with its apt cache mount warm against cold" },
   restore: {
     script: 'restore.mjs',
     images: ['prod'],
