@@ -527,5 +527,28 @@ describe('a failing or interrupted layer build', () => {
       }
       await expectHostClean();
     }, 120_000);
+
+    it('when the script then fails too (its writes failed first): the full disk is named as the cause, with its exit code', async () => {
+      removeImageDist();
+      await mountTmpfs(dist(), '8M');
+      try {
+        expectSuccess(await nx(['build', 'image-tiny']));
+        // sync makes the writes fail inside the script; it then exits 7 whatever happened.
+        writeLayer('30_x', '#!/bin/sh\ndd if=/dev/urandom of=/big bs=1M count=6\nsync\nexit 7\n');
+
+        const run = await nx(['build', 'image-tiny']);
+
+        expect(run.exitCode).not.toBe(0);
+        expect(failedTasks(run.output)).toEqual(['tiny-30_x:build']);
+        expect(run.output).toContain('Layer 30_x of image tiny: writes to the new overlay failed');
+        expect(run.output).toContain('is probably full. The script exited with code 7, most likely from that.');
+        expectNoLayerOutput('30_x');
+        await expectHostClean({ ignoreMounts: [dist()] });
+      } finally {
+        await unmountTmpfs(dist());
+        removeImageDist();
+      }
+      await expectHostClean();
+    }, 120_000);
   });
 });

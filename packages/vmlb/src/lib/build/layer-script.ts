@@ -32,14 +32,16 @@ export type TimedManifest = LayerManifest & { snapshotMs: number; snapshotMethod
  * Without this check the layer would be a consistent qcow2 holding a
  * damaged filesystem, and Nx would cache it.
  */
-async function flushOrFail(plan: LayerBuildPlan, partial: string, flush: () => Promise<string | undefined>): Promise<void> {
+async function flushOrFail(plan: LayerBuildPlan, partial: string, flush: () => Promise<string | undefined>, scriptExit = 0): Promise<void> {
   const failure = await flush();
   if (failure === undefined) return;
   const folder = path.dirname(partial);
   const { bavail, bsize } = statfsSync(folder);
+  // A script whose writes fail mid-run (the kernel sees the errors and remounts read-only) fails too; the cause is the disk.
+  const script = scriptExit === 0 ? '' : ` The script exited with code ${scriptExit}, most likely from that.`;
   throw new Error(
     `Layer ${plan.layer} of image ${plan.imageName}: writes to the new overlay failed (${failure}); ` +
-      `${formatBytes(bavail * bsize)} is free on the filesystem holding ${folder}, which is probably full. ` +
+      `${formatBytes(bavail * bsize)} is free on the filesystem holding ${folder}, which is probably full.${script} ` +
       `Nothing of the layer was kept. Free some space and build again.`,
   );
 }
@@ -108,7 +110,12 @@ export async function runBuildLayerScript(
     caches?.release();
     restoreServices();
   }
-  if (result.exitCode !== 0 || signal?.aborted) return { ...result, manifest: undefined, snapshot: undefined };
+  if (signal?.aborted) return { ...result, manifest: undefined, snapshot: undefined };
+  if (result.exitCode !== 0) {
+    // A full disk under the overlay is the cause to report, not what it made the script do.
+    await flushOrFail(plan, disk.overlay, () => syncFilesystem(workDir.rootDir), result.exitCode);
+    return { ...result, manifest: undefined, snapshot: undefined };
+  }
   await pausePoint('script-finished', signal, log);
   if (signal?.aborted) return { ...result, manifest: undefined, snapshot: undefined };
   // Also writes back inodes whose timestamps were updated in memory only, before their tables are read.
@@ -209,15 +216,17 @@ export async function runModifyDiskScript(plan: LayerBuildPlan, disk: AttachedDi
     },
   );
   try {
-    if (result.exitCode === 0 && !signal?.aborted) {
-      await flushOrFail(plan, disk.overlay, async () => {
+    // Also after a failed script: a full disk under the overlay is the cause to report.
+    if (!signal?.aborted) {
+      const flush = async () => {
         try {
           fsyncSync(errorWatch);
           return undefined;
         } catch (error) {
           return `${device}: ${(error as Error).message}`;
         }
-      });
+      };
+      await flushOrFail(plan, disk.overlay, flush, result.exitCode);
     }
   } finally {
     closeSync(errorWatch);
