@@ -480,75 +480,58 @@ describe('a failing or interrupted layer build', () => {
   }, 120_000);
 
   describe('when the disk holding the layers fills up', () => {
-    // A tmpfs over the image's output folder plays the full disk.
-    it('while a modify-disk script writes: that layer fails, clearly, and nothing of it is kept', async () => {
+    /** Runs `work` with a tmpfs of `size` over the image's output folder (the full disk), then checks the host is clean. */
+    const onFullDisk = async (size: string, work: () => Promise<void>) => {
       removeImageDist();
-      await mountTmpfs(dist(), '3M');
+      await mountTmpfs(dist(), size);
       try {
+        await work();
+        await expectHostClean({ ignoreMounts: [dist()] });
+      } finally {
+        await unmountTmpfs(dist());
+        removeImageDist();
+      }
+      await expectHostClean();
+    };
+    /** The build of `layer` failed on the full disk, said so, and left nothing of the layer. */
+    const expectFullDiskFailure = (run: { exitCode: number; output: string }, layer: string) => {
+      expect(run.exitCode).not.toBe(0);
+      expect(failedTasks(run.output)).toEqual([`tiny-${layer}:build`]);
+      expect(run.output).toContain(`Layer ${layer} of image tiny: writes to the new overlay failed`);
+      expect(run.output).toContain(`is free on the filesystem holding ${dist()}`);
+      expectNoLayerOutput(layer);
+    };
+
+    it('while a modify-disk script writes: that layer fails, clearly, and nothing of it is kept', async () => {
+      await onFullDisk('3M', async () => {
         expectSuccess(await nx(['run', 'image-tiny:base']));
         // Built for real (not restored from the cache): ~3.5 MiB of overlay into what is left of 3 MiB.
         appendFileSync(layerScript('00_disk', 'modify-disk'), '# built on a full disk\n');
-
-        const run = await nx(['build', 'image-tiny']);
-
-        expect(run.exitCode).not.toBe(0);
-        expect(failedTasks(run.output)).toEqual(['tiny-00_disk:build']);
-        expect(run.output).toContain('Layer 00_disk of image tiny: writes to the new overlay failed');
-        expect(run.output).toContain(`is free on the filesystem holding ${dist()}`);
-        expectNoLayerOutput('00_disk');
-        await expectHostClean({ ignoreMounts: [dist()] });
-      } finally {
-        await unmountTmpfs(dist());
-        removeImageDist();
-      }
-      await expectHostClean();
+        expectFullDiskFailure(await nx(['build', 'image-tiny']), '00_disk');
+      });
     }, 120_000);
 
     it('while a build-layer script writes in the chroot: that layer fails, clearly, and nothing of it is kept', async () => {
-      removeImageDist();
-      await mountTmpfs(dist(), '8M');
-      try {
+      await onFullDisk('8M', async () => {
         // The lower layers (~5.3 MiB) restored from the cache, then 6 MiB more written in the chroot.
         expectSuccess(await nx(['build', 'image-tiny']));
         writeLayer('30_x', '#!/bin/sh\nset -eu\ndd if=/dev/urandom of=/big bs=1M count=6\necho "wrote 6 MiB"\n');
-
         const run = await nx(['build', 'image-tiny']);
-
-        expect(run.exitCode).not.toBe(0);
-        expect(failedTasks(run.output)).toEqual(['tiny-30_x:build']);
+        expectFullDiskFailure(run, '30_x');
         // The script never saw the writes fail: they fail later, on their way to the overlay.
         expect(run.output).toContain('wrote 6 MiB');
-        expect(run.output).toContain('Layer 30_x of image tiny: writes to the new overlay failed');
-        expectNoLayerOutput('30_x');
-        await expectHostClean({ ignoreMounts: [dist()] });
-      } finally {
-        await unmountTmpfs(dist());
-        removeImageDist();
-      }
-      await expectHostClean();
+      });
     }, 120_000);
 
     it('when the script then fails too (its writes failed first): the full disk is named as the cause, with its exit code', async () => {
-      removeImageDist();
-      await mountTmpfs(dist(), '8M');
-      try {
+      await onFullDisk('8M', async () => {
         expectSuccess(await nx(['build', 'image-tiny']));
         // sync makes the writes fail inside the script; it then exits 7 whatever happened.
         writeLayer('30_x', '#!/bin/sh\ndd if=/dev/urandom of=/big bs=1M count=6\nsync\nexit 7\n');
-
         const run = await nx(['build', 'image-tiny']);
-
-        expect(run.exitCode).not.toBe(0);
-        expect(failedTasks(run.output)).toEqual(['tiny-30_x:build']);
-        expect(run.output).toContain('Layer 30_x of image tiny: writes to the new overlay failed');
+        expectFullDiskFailure(run, '30_x');
         expect(run.output).toContain('is probably full. The script exited with code 7, most likely from that.');
-        expectNoLayerOutput('30_x');
-        await expectHostClean({ ignoreMounts: [dist()] });
-      } finally {
-        await unmountTmpfs(dist());
-        removeImageDist();
-      }
-      await expectHostClean();
+      });
     }, 120_000);
   });
 });
