@@ -97,7 +97,9 @@ describe('qemuArguments', () => {
       'stdio',
     ]);
     const interactive = qemuArguments('/tmp/a,b.img', { memory: '1G', cpus: 2, sshPort: 1, kvm: true, interactive: true, format: 'raw' });
-    expect(interactive).toEqual(expect.arrayContaining(['-accel', 'kvm', '-cpu', 'host', '-nographic', 'file=/tmp/a,,b.img,if=virtio,format=raw,cache=unsafe']));
+    expect(interactive).toEqual(
+      expect.arrayContaining(['-accel', 'kvm', '-cpu', 'host', '-nographic', 'file=/tmp/a,,b.img,if=virtio,format=raw,cache=unsafe']),
+    );
   });
 });
 

@@ -117,7 +117,12 @@ export default async function testBootExecutor(options: TestBootExecutorSchema, 
           kvmUsable(),
           boot.sshPort || freePort(),
           diskFormat(boot.disk),
-          boot.cloudInitDir && key ? serveNoCloudSeed(boot.cloudInitDir, key.then((made) => made.publicKey)) : undefined,
+          boot.cloudInitDir && key
+            ? serveNoCloudSeed(
+                boot.cloudInitDir,
+                key.then((made) => made.publicKey),
+              )
+            : undefined,
         ]);
         if (!kvm)
           console.log(
@@ -126,7 +131,10 @@ export default async function testBootExecutor(options: TestBootExecutorSchema, 
         console.log(
           `vmlb: booting ${path.relative(context.root, boot.disk)} (unchanged: a throwaway overlay takes the writes); guest ssh on 127.0.0.1:${sshPort}`,
         );
-        if (seed) console.log(`vmlb: cloud-init seed from ${path.relative(context.root, boot.cloudInitDir!)}, ssh key ${path.join(scratchDir, 'id_ed25519')} (for this boot only)`);
+        if (seed)
+          console.log(
+            `vmlb: cloud-init seed from ${path.relative(context.root, boot.cloudInitDir!)}, ssh key ${path.join(scratchDir, 'id_ed25519')} (for this boot only)`,
+          );
         const machine = { ...boot, format, scratchDir, sshPort, kvm, seedUrl: seed?.guestUrl };
         try {
           if (!boot.check) {

@@ -37,7 +37,10 @@ describe('the cloud-init seed of a test boot', () => {
     workspace.createFiles({ 'seed/user-data': '#cloud-config\nkey: ${VMLB_SSH_PUBLIC_KEY}\n' });
     const later = new Promise<string>((resolve) => setTimeout(() => resolve('ssh-ed25519 BBBB later'), 200));
     expect(await served(workspace.path('seed'), later)).toMatchObject({ 'user-data': '200 #cloud-config\nkey: ssh-ed25519 BBBB later\n' });
-    expect(await served(workspace.path('seed'), Promise.reject(new Error('no ssh-keygen')))).toMatchObject({ 'user-data': '500 ', 'meta-data': '200 instance-id: vmlb-test-boot\n' });
+    expect(await served(workspace.path('seed'), Promise.reject(new Error('no ssh-keygen')))).toMatchObject({
+      'user-data': '500 ',
+      'meta-data': '200 instance-id: vmlb-test-boot\n',
+    });
   });
 
   it("serves user-data.yaml and meta-data.yaml when user-data and meta-data are absent (vm-layer-builder's names)", async () => {

@@ -50,8 +50,12 @@ async function probeKvm(qemu: string, timeoutMs: number): Promise<boolean | 'tim
   try {
     const machine = execa(
       qemu,
-      ['-accel', 'kvm', '-cpu', 'host', '-M', 'pc', '-m', '64', '-nodefaults', '-display', 'none', '-no-reboot']
-        .concat(['-debugcon', `file:${debugLog}`, '-global', 'isa-debugcon.iobase=0x402']),
+      ['-accel', 'kvm', '-cpu', 'host', '-M', 'pc', '-m', '64', '-nodefaults', '-display', 'none', '-no-reboot'].concat([
+        '-debugcon',
+        `file:${debugLog}`,
+        '-global',
+        'isa-debugcon.iobase=0x402',
+      ]),
       { reject: false, stdio: 'ignore', cleanup: true },
     );
     const deadline = Date.now() + timeoutMs;

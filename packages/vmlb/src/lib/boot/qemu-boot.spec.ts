@@ -63,7 +63,10 @@ describe('kvmUsable', () => {
   it('keeps a definite probe verdict until the host restarts, and probes again after one that ran out of time', async () => {
     const verdictFile = path.join(dir, 'verdict');
     const runs = path.join(dir, 'runs');
-    const qemu = standIn('qemu-counts', `echo run >> ${runs}; log=$(printf "%s\\n" "$@" | sed -n "s/^file://p"); printf "Booting from Hard Disk...\\n" > "$log"; exec sleep 60`);
+    const qemu = standIn(
+      'qemu-counts',
+      `echo run >> ${runs}; log=$(printf "%s\\n" "$@" | sed -n "s/^file://p"); printf "Booting from Hard Disk...\\n" > "$log"; exec sleep 60`,
+    );
     await expect(kvmUsable({}, { device, qemu, timeoutMs: 60_000, verdictFile })).resolves.toBe(true);
     await expect(kvmUsable({}, { device, qemu, timeoutMs: 60_000, verdictFile })).resolves.toBe(true);
     expect(readFileSync(runs, 'utf8')).toBe('run\n');
