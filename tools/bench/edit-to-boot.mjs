@@ -85,13 +85,29 @@ async function bareBoot() {
   const overlay = path.join(scratch, 'bare.qcow2');
   const started = performance.now();
   spawnSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', disk, overlay], { stdio: 'inherit' });
-  const seed = await serveNoCloudSeed(path.join(repo, 'images/prod/test-boot'), 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBenchBenchBenchBenchBenchBenchBenchBench bench');
+  const seed = await serveNoCloudSeed(
+    path.join(repo, 'images/prod/test-boot'),
+    'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBenchBenchBenchBenchBenchBenchBenchBench bench',
+  );
   try {
-    const args = qemuArguments(overlay, { memory: settings.memory, cpus: settings.cpus, sshPort: await freePort(), kvm: false, interactive: false, seedUrl: seed.guestUrl });
+    const args = qemuArguments(overlay, {
+      memory: settings.memory,
+      cpus: settings.cpus,
+      sshPort: await freePort(),
+      kvm: false,
+      interactive: false,
+      seedUrl: seed.guestUrl,
+    });
     const qemuStarted = performance.now() - started;
     const boot = await watched('qemu-system-x86_64', args, PHASES, { stopAt: 'userspace' });
     const at = (name) => qemuStarted + boot.seen[name];
-    return { total: at('userspace'), setup: qemuStarted, kernel: at('kernel') - qemuStarted, initramfs: at('initramfs') - at('kernel'), userspace: at('userspace') - at('initramfs') };
+    return {
+      total: at('userspace'),
+      setup: qemuStarted,
+      kernel: at('kernel') - qemuStarted,
+      initramfs: at('initramfs') - at('kernel'),
+      userspace: at('userspace') - at('initramfs'),
+    };
   } finally {
     await seed.close();
     rmSync(overlay, { force: true });
