@@ -64,9 +64,13 @@ function watched(command, args, patterns, { stopAt, options = {} } = {}) {
   let output = '';
   return new Promise((resolve, reject) => {
     child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...options });
+    // Through Nx, the console can come broken into lines anywhere: markers are matched with the line breaks taken out, on the newest output.
+    let flat = '';
     const onData = (chunk) => {
       output += chunk;
-      for (const [name, pattern] of patterns) if (seen[name] === undefined && pattern.test(output)) seen[name] = performance.now() - started;
+      const text = String(chunk).replace(/\r?\n/g, '');
+      flat = flat.slice(-400) + text;
+      for (const [name, pattern] of patterns) if (seen[name] === undefined && pattern.test(flat)) seen[name] = performance.now() - started;
       if (stopAt && seen[stopAt] !== undefined && child.exitCode === null) child.kill('SIGTERM');
     };
     child.stdout.on('data', onData);
