@@ -1,10 +1,10 @@
 #!/usr/bin/env node
 // `npm run bench [-- <name>...]`: vmlb's benchmarks, one after the other,
-// each printing its own table (medians of RUNS runs, default 5, with min and
-// max, and ratios against a baseline measured in the same run). It first
-// builds the images the selected benchmarks measure on (cache hits when they
-// are built already), and checks the tools they compare against before any
-// benchmark starts.
+// each printing its own table (medians of RUNS runs, default 5 or the
+// benchmark's own default, with min and max, and ratios against a baseline
+// measured in the same run). It first builds the images the selected
+// benchmarks measure on (cache hits when they are built already), and
+// checks the tools they compare against before any benchmark starts.
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { nxBin, repo } from './lib.mjs';
@@ -24,6 +24,13 @@ const benchmarks = {
   'nx-builds': { script: 'nx-builds.mjs', what: 'incremental against full rebuild; no-op build with the Nx daemon off and on' },
   flatten: { script: 'flatten.mjs', images: ['prod'], what: 'flatten against a bare qemu-img convert' },
   'test-boot': { script: 'test-boot.mjs', images: ['tiny-boot'], what: 'test-boot --check against the bare qemu command to the same marker' },
+  // runs: its own default when RUNS is not given (a run of this one is two boots of a Debian guest, about two minutes).
+  'edit-to-boot': {
+    script: 'edit-to-boot.mjs',
+    images: ['prod'],
+    runs: 3,
+    what: "images/prod's app edited, built and boot-checked over ssh, against the bare qemu boot to login:",
+  },
   'layer-manifest': { script: 'layer-manifest.mjs', images: ['prod'], what: 'what the layer manifest costs on a Debian root' },
   restore: {
     script: 'restore.mjs',
@@ -84,7 +91,7 @@ for (const name of selected) {
   const benchmarkStarted = Date.now();
   const result = spawnSync(process.execPath, [path.join(repo, 'tools/bench', benchmarks[name].script)], {
     stdio: 'inherit',
-    env: { RUNS: '5', ...process.env },
+    env: { RUNS: String(benchmarks[name].runs ?? 5), ...process.env },
   });
   if (result.status !== 0) failed.push(name);
   console.log(`\n(${name}: ${Math.round((Date.now() - benchmarkStarted) / 1000)} s)`);

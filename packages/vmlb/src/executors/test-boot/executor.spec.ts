@@ -1,5 +1,5 @@
 import { TempWorkspace } from '../../testing/temp-workspace';
-import { qemuArguments } from '../../lib/boot/qemu-boot';
+import { diskFormat, qemuArguments } from '../../lib/boot/qemu-boot';
 import { normalizeOptions } from './executor';
 
 describe('test-boot options', () => {
@@ -70,8 +70,8 @@ describe('test-boot options', () => {
 });
 
 describe('qemuArguments', () => {
-  it('boots the overlay on virtio with the guest ssh port forwarded to localhost, console on stdio', () => {
-    expect(qemuArguments('/tmp/x/boot.qcow2', { memory: '512M', cpus: 1, sshPort: 2222, kvm: false, interactive: false })).toEqual([
+  it('boots the disk on virtio under a throwaway overlay, with the guest ssh port forwarded to localhost and entropy, console on stdio', () => {
+    expect(qemuArguments('/tmp/x/boot.qcow2', { memory: '512M', cpus: 1, sshPort: 2222, kvm: false, interactive: false, snapshot: true })).toEqual([
       '-machine',
       'pc',
       '-accel',
@@ -81,11 +81,13 @@ describe('qemuArguments', () => {
       '-smp',
       '1',
       '-drive',
-      'file=/tmp/x/boot.qcow2,if=virtio,format=qcow2',
+      'file=/tmp/x/boot.qcow2,if=virtio,format=qcow2,cache=unsafe,snapshot=on',
       '-netdev',
       'user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22',
       '-device',
       'virtio-net-pci,netdev=net0',
+      '-device',
+      'virtio-rng-pci',
       '-no-reboot',
       '-display',
       'none',
@@ -94,7 +96,19 @@ describe('qemuArguments', () => {
       '-serial',
       'stdio',
     ]);
-    const interactive = qemuArguments('/tmp/a,b.qcow2', { memory: '1G', cpus: 2, sshPort: 1, kvm: true, interactive: true });
-    expect(interactive).toEqual(expect.arrayContaining(['-accel', 'kvm', '-cpu', 'host', '-nographic', 'file=/tmp/a,,b.qcow2,if=virtio,format=qcow2']));
+    const interactive = qemuArguments('/tmp/a,b.img', { memory: '1G', cpus: 2, sshPort: 1, kvm: true, interactive: true, format: 'raw' });
+    expect(interactive).toEqual(
+      expect.arrayContaining(['-accel', 'kvm', '-cpu', 'host', '-nographic', 'file=/tmp/a,,b.img,if=virtio,format=raw,cache=unsafe']),
+    );
+  });
+});
+
+describe('diskFormat', () => {
+  const workspace = new TempWorkspace();
+  afterAll(() => workspace.remove());
+
+  it('knows a qcow2 file from its first bytes, and asks qemu-img about any other', async () => {
+    expect(await diskFormat(workspace.write('layer.qcow2', Buffer.from('QFI\xfb\0\0\0\x03', 'latin1')))).toBe('qcow2');
+    expect(await diskFormat(workspace.write('disk.img', '\0'.repeat(4096)))).toBe('raw');
   });
 });

@@ -1,18 +1,17 @@
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import type { ExecutorContext } from '@nx/devkit';
-import { isCI } from '@nx/devkit/internal';
-import { materialiseChain } from '../../lib/blob/chain';
-import { openBlobStores } from '../../lib/blob/config';
+// Nx's own CI test, without @nx/devkit/internal, which costs the task about half a second to load.
+import { isCI } from 'nx/src/utils/is-ci';
 import { reportFailure } from '../../lib/util/executor-errors';
 import { withInterruptSignal } from '../../lib/util/interrupt';
 import { checkPrerequisites } from '../../lib/build/prerequisites';
 import { generateSshKey, seedFile, serveNoCloudSeed, sshRun } from '../../lib/boot/cloud-init-seed';
 import { tail } from '../../lib/util/exec';
-import { bootAndCheck, bootInteractive, createBootOverlay, freePort, kvmUsable, rememberKvmFailure, withThrowawayOverlay } from '../../lib/boot/qemu-boot';
+import { bootAndCheck, bootInteractive, diskFormat, freePort, withBootScratch } from '../../lib/boot/qemu-boot';
+import { kvmUsable, rememberKvmFailure } from '../../lib/boot/kvm-probe';
 import type { TestBootExecutorSchema } from './schema';
 import { chainTop, imageTestBootSettings } from '../../lib/image/image-chain';
-import { buildChainUpTo } from '../../lib/build/chain-task';
 
 export interface NormalizedTestBootOptions {
   imageName: string;
@@ -97,32 +96,50 @@ export default async function testBootExecutor(options: TestBootExecutorSchema, 
   return reportFailure(() =>
     withInterruptSignal(async (signal) => {
       const upTo = options.upTo;
-      if (upTo !== undefined && !options.image) await buildChainUpTo({ ...options, upTo }, context, (message) => console.log(message), signal);
+      // Loaded only when used: each costs the start of every other boot.
+      if (upTo !== undefined && !options.image) {
+        const { buildChainUpTo } = await import('../../lib/build/chain-task');
+        await buildChainUpTo({ ...options, upTo }, context, (message) => console.log(message), signal);
+      }
       if (options.blobs && !options.image) {
         // Blob mode: the layers may be refs only so far (cache hits); put their files in place first.
+        const [{ materialiseChain }, { openBlobStores }] = await Promise.all([import('../../lib/blob/chain'), import('../../lib/blob/config')]);
         const chain = path.resolve(context.root, chainTop(options, context.root));
         await materialiseChain(chain, await openBlobStores(context.root), { log: (message) => console.log(message), signal });
       }
       const boot = normalizeOptions(options, context.root);
       checkPrerequisites(['qemu-img', 'qemu-system-x86_64'], { fuse: false, disks: false });
-      const kvm = await kvmUsable();
-      if (!kvm)
+      await withBootScratch(async (scratchDir) => {
+        // The key is made while the guest boots: only the seed server (when the guest asks) and ssh (after the boot) need it.
+        const key = boot.cloudInitDir ? generateSshKey(scratchDir) : undefined;
+        key?.catch(() => undefined);
+        const [kvm, sshPort, format, seed] = await Promise.all([
+          kvmUsable(),
+          boot.sshPort || freePort(),
+          diskFormat(boot.disk),
+          boot.cloudInitDir && key
+            ? serveNoCloudSeed(
+                boot.cloudInitDir,
+                key.then((made) => made.publicKey),
+              )
+            : undefined,
+        ]);
+        if (!kvm)
+          console.log(
+            'vmlb: KVM is not usable here (or failed a guest since the host started), so qemu emulates the CPU (TCG): the boot is several times slower.',
+          );
         console.log(
-          'vmlb: KVM is not usable here (or failed a guest since the host started), so qemu emulates the CPU (TCG): the boot is several times slower.',
+          `vmlb: booting ${path.relative(context.root, boot.disk)} (unchanged: a throwaway overlay takes the writes); guest ssh on 127.0.0.1:${sshPort}`,
         );
-      const sshPort = boot.sshPort || (await freePort());
-      console.log(
-        `vmlb: booting ${path.relative(context.root, boot.disk)} (unchanged: a throwaway overlay takes the writes); guest ssh on 127.0.0.1:${sshPort}`,
-      );
-      await withThrowawayOverlay(boot.disk, async (overlay, scratchDir) => {
-        const key = boot.cloudInitDir ? await generateSshKey(scratchDir) : undefined;
-        const seed = boot.cloudInitDir && key ? await serveNoCloudSeed(boot.cloudInitDir, key.publicKey) : undefined;
-        if (seed) console.log(`vmlb: cloud-init seed from ${path.relative(context.root, boot.cloudInitDir!)}, ssh key ${key!.privateKey} (for this boot only)`);
-        const machine = { ...boot, sshPort, kvm, seedUrl: seed?.guestUrl };
+        if (seed)
+          console.log(
+            `vmlb: cloud-init seed from ${path.relative(context.root, boot.cloudInitDir!)}, ssh key ${path.join(scratchDir, 'id_ed25519')} (for this boot only)`,
+          );
+        const machine = { ...boot, format, scratchDir, sshPort, kvm, seedUrl: seed?.guestUrl };
         try {
           if (!boot.check) {
             console.log('vmlb: the serial console follows; Ctrl-a x quits.');
-            const exitCode = await bootInteractive(overlay, machine);
+            const exitCode = await bootInteractive(machine);
             if (exitCode !== 0) throw new Error(`qemu exited with code ${exitCode}.`);
             return;
           }
@@ -131,7 +148,8 @@ export default async function testBootExecutor(options: TestBootExecutorSchema, 
             boot.ssh !== undefined && key
               ? async () => {
                   console.log(`\nvmlb: running over ssh as ${boot.sshUser}: ${boot.ssh}`);
-                  const result = await sshRun(boot.ssh!, { user: boot.sshUser, port: sshPort, privateKey: key.privateKey, deadline });
+                  const { privateKey } = await key;
+                  const result = await sshRun(boot.ssh!, { user: boot.sshUser, port: sshPort, privateKey, deadline });
                   console.log(`vmlb: ssh command exited with ${result.exitCode}`);
                   return result.exitCode === 0
                     ? undefined
@@ -139,13 +157,12 @@ export default async function testBootExecutor(options: TestBootExecutorSchema, 
                 }
               : undefined;
           signal.throwIfAborted();
-          let result = await bootAndCheck(overlay, machine, { expect: boot.expect, timeoutMs: boot.timeoutMs }, signal, afterBoot);
+          let result = await bootAndCheck(machine, { expect: boot.expect, timeoutMs: boot.timeoutMs }, signal, afterBoot);
           if (result.kvmFailed) {
             // /dev/kvm works for the probe's BIOS but not for every guest (nested virtualisation): start again, emulated.
             console.log(`\nvmlb: ${result.reason}; booting again under TCG, and under TCG from now on until this host restarts (VMLB_ACCEL=kvm tries KVM).`);
             rememberKvmFailure(result.reason ?? 'KVM failed a guest');
-            await createBootOverlay(boot.disk, overlay);
-            result = await bootAndCheck(overlay, { ...machine, kvm: false }, { expect: boot.expect, timeoutMs: boot.timeoutMs }, signal, afterBoot);
+            result = await bootAndCheck({ ...machine, kvm: false }, { expect: boot.expect, timeoutMs: boot.timeoutMs }, signal, afterBoot);
           }
           const logFile = path.relative(context.root, boot.logFile);
           if (!result.passed) {
@@ -157,6 +174,8 @@ export default async function testBootExecutor(options: TestBootExecutorSchema, 
           console.log(
             `\nvmlb: image ${boot.imageName} booted: ${boot.expect} appeared after ${result.seconds.toFixed(1)} s${boot.ssh ? ' and the ssh command passed' : ''} (console in ${logFile}).`,
           );
+          // A key that could not be made fails the boot here, even when no --ssh needed it.
+          await key;
         } finally {
           await seed?.close();
         }

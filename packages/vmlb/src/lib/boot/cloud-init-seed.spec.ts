@@ -9,8 +9,8 @@ describe('the cloud-init seed of a test boot', () => {
   afterEach(() => workspace.remove());
 
   /** Serves the seed folder and fetches each file the guest asks for, over real HTTP on 127.0.0.1. */
-  async function served(seedDir: string): Promise<Record<string, string>> {
-    const seed = await serveNoCloudSeed(seedDir, 'ssh-ed25519 AAAA test');
+  async function served(seedDir: string, key: string | Promise<string> = 'ssh-ed25519 AAAA test'): Promise<Record<string, string>> {
+    const seed = await serveNoCloudSeed(seedDir, key);
     try {
       const port = new URL(seed.guestUrl).port;
       const fetched: Record<string, string> = {};
@@ -30,6 +30,16 @@ describe('the cloud-init seed of a test boot', () => {
       'user-data': '200 #cloud-config\nkey: ssh-ed25519 AAAA test\n',
       'meta-data': '200 instance-id: plain\n',
       'vendor-data': '200 ',
+    });
+  });
+
+  it('listens before the boot key is made, and serves user-data once it is (an error when it could not be made)', async () => {
+    workspace.createFiles({ 'seed/user-data': '#cloud-config\nkey: ${VMLB_SSH_PUBLIC_KEY}\n' });
+    const later = new Promise<string>((resolve) => setTimeout(() => resolve('ssh-ed25519 BBBB later'), 200));
+    expect(await served(workspace.path('seed'), later)).toMatchObject({ 'user-data': '200 #cloud-config\nkey: ssh-ed25519 BBBB later\n' });
+    expect(await served(workspace.path('seed'), Promise.reject(new Error('no ssh-keygen')))).toMatchObject({
+      'user-data': '500 ',
+      'meta-data': '200 instance-id: vmlb-test-boot\n',
     });
   });
 

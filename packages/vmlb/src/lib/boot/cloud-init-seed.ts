@@ -36,27 +36,34 @@ export function seedFile(seedDir: string, name: SeedFileName): string | undefine
  * HTTP on 127.0.0.1; a qemu guest on user networking reaches it at
  * 10.0.2.2. No ISO or FAT tool is needed. `${VMLB_SSH_PUBLIC_KEY}` in
  * user-data is replaced with the boot's public key. Each file is read as
- * `seedFile` finds it (`user-data`, else `user-data.yaml`).
+ * `seedFile` finds it (`user-data`, else `user-data.yaml`). The key may
+ * still be in the making (a promise): the guest asks for user-data long
+ * after qemu started, so the boot need not wait for ssh-keygen.
  */
-export async function serveNoCloudSeed(seedDir: string, publicKey: string): Promise<{ guestUrl: string; close: () => Promise<void> }> {
+export async function serveNoCloudSeed(seedDir: string, publicKey: string | Promise<string>): Promise<{ guestUrl: string; close: () => Promise<void> }> {
   const read = (name: SeedFileName) => {
     const file = seedFile(seedDir, name);
     return file === undefined ? undefined : readFileSync(file, 'utf8');
   };
   const userData = read('user-data');
   if (userData === undefined) throw new Error(`${seedDir}/user-data (or user-data.yaml) does not exist.`);
-  const files: Record<string, string> = {
-    '/user-data': userData.split(SSH_KEY_PLACEHOLDER).join(publicKey),
+  const files: Record<string, string | Promise<string>> = {
+    '/user-data': Promise.resolve(publicKey).then((key) => userData.split(SSH_KEY_PLACEHOLDER).join(key)),
     '/meta-data': read('meta-data') ?? 'instance-id: vmlb-test-boot\n',
     '/vendor-data': read('vendor-data') ?? '',
   };
+  // A key that failed is reported by whoever awaits it; the guest gets a 500.
+  Promise.resolve(files['/user-data']).catch(() => undefined);
   const server: Server = createServer((request, response) => {
     const body = files[(request.url ?? '').split('?')[0]];
     if (body === undefined) {
       response.writeHead(404).end();
       return;
     }
-    response.writeHead(200, { 'content-type': 'text/plain' }).end(body);
+    Promise.resolve(body).then(
+      (text) => response.writeHead(200, { 'content-type': 'text/plain' }).end(text),
+      () => response.writeHead(500).end(),
+    );
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
@@ -68,7 +75,9 @@ export async function serveNoCloudSeed(seedDir: string, publicKey: string): Prom
 
 /**
  * Runs a command in the guest over ssh, retrying while sshd is not up yet
- * (ssh exits 255 when it cannot connect or authenticate) until `deadline`.
+ * (ssh exits 255 when it cannot connect or authenticate) until `deadline`,
+ * every half second: a refused connection costs nothing, and each second
+ * waited is a second added to the check.
  */
 export async function sshRun(
   command: string,
@@ -96,6 +105,6 @@ export async function sshRun(
     const result = await run('ssh', args, { reject: false, stream: true });
     const output = [result.stdout, result.stderr].filter(Boolean).join('\n');
     if (result.exitCode !== 255 || Date.now() > options.deadline) return { exitCode: result.exitCode, output };
-    await new Promise((resolve) => setTimeout(resolve, 2000));
+    await new Promise((resolve) => setTimeout(resolve, 500));
   }
 }

@@ -1,7 +1,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { TempWorkspace } from '../../testing/temp-workspace';
-import { bootAndCheck, kvmUsable, rememberKvmFailure } from './qemu-boot';
+import { bootAndCheck } from './qemu-boot';
+import { kvmUsable, rememberKvmFailure } from './kvm-probe';
 
 /**
  * The KVM probe against stand-in qemu binaries (shell scripts): one that
@@ -59,6 +60,24 @@ describe('kvmUsable', () => {
     expect(existsSync(path.join(dir, 'ran'))).toBe(true);
   });
 
+  it('keeps a definite probe verdict until the host restarts, and probes again after one that ran out of time', async () => {
+    const verdictFile = path.join(dir, 'verdict');
+    const runs = path.join(dir, 'runs');
+    const qemu = standIn(
+      'qemu-counts',
+      `echo run >> ${runs}; log=$(printf "%s\\n" "$@" | sed -n "s/^file://p"); printf "Booting from Hard Disk...\\n" > "$log"; exec sleep 60`,
+    );
+    await expect(kvmUsable({}, { device, qemu, timeoutMs: 60_000, verdictFile })).resolves.toBe(true);
+    await expect(kvmUsable({}, { device, qemu, timeoutMs: 60_000, verdictFile })).resolves.toBe(true);
+    expect(readFileSync(runs, 'utf8')).toBe('run\n');
+    // A verdict from an earlier boot of the host does not count.
+    workspace.write('verdict-probe', 'another-boot-id\nusable\n');
+    const hangs = standIn('qemu-hangs-once', `echo run >> ${runs}; exec sleep 60`);
+    await expect(kvmUsable({}, { device, qemu: hangs, timeoutMs: 300, verdictFile })).resolves.toBe(false);
+    await expect(kvmUsable({}, { device, qemu: hangs, timeoutMs: 300, verdictFile })).resolves.toBe(false);
+    expect(readFileSync(runs, 'utf8')).toBe('run\nrun\nrun\n');
+  }, 20_000);
+
   it('is false without a usable KVM device, and VMLB_ACCEL decides without a probe', async () => {
     const qemu = standIn('qemu-never-run', `touch ${path.join(dir, 'ran')}; exit 1`);
     await expect(kvmUsable({}, { device: path.join(dir, 'missing'), qemu, verdictFile: path.join(dir, 'verdict') })).resolves.toBe(false);
@@ -89,20 +108,29 @@ describe('bootAndCheck on a host where KVM fails the guest', () => {
     workspace.remove();
   });
 
-  const machine = (kvm: boolean) => ({ disk: 'unused', memory: '64M', cpus: 1, sshPort: 2222, kvm, logFile: workspace.path(`console-${kvm}.log`) });
+  const machine = (kvm: boolean) => ({
+    disk: workspace.path('disk.qcow2'),
+    format: 'qcow2',
+    scratchDir: workspace.root,
+    memory: '64M',
+    cpus: 1,
+    sshPort: 2222,
+    kvm,
+    logFile: workspace.path(`console-${kvm}.log`),
+  });
 
   // The check would wait 60 s for its marker; only noticing the failure ends this test within its 40 s.
   it('takes a console that stays silent under KVM for a stall, and ends the boot', async () => {
     workspace.write('bin/qemu-system-x86_64', '#!/bin/sh\necho "Loading Linux 6.1.0-50-cloud-amd64 ..."\nexec sleep 60\n', { executable: true });
-    const result = await bootAndCheck(workspace.path('disk.qcow2'), machine(true), { expect: /login:/, timeoutMs: 60_000, kvmStallMs: 1_000 });
+    const result = await bootAndCheck(machine(true), { expect: /login:/, timeoutMs: 60_000, kvmStallMs: 1_000 });
     expect(result).toMatchObject({ passed: false, kvmFailed: true, reason: 'KVM made no progress: the console stayed silent for 1 s' });
     expect(result.consoleTail).toContain('Loading Linux');
   }, 40_000);
 
   it('reports the KVM failure at once, and the same boot passes under TCG', async () => {
     const check = { expect: /login:/, timeoutMs: 60_000 };
-    const underKvm = await bootAndCheck(workspace.path('disk.qcow2'), machine(true), check);
+    const underKvm = await bootAndCheck(machine(true), check);
     expect(underKvm).toMatchObject({ passed: false, kvmFailed: true, reason: 'KVM could not run the guest (qemu: KVM internal error, emulation failure)' });
-    await expect(bootAndCheck(workspace.path('disk.qcow2'), machine(false), check)).resolves.toMatchObject({ passed: true });
+    await expect(bootAndCheck(machine(false), check)).resolves.toMatchObject({ passed: true });
   }, 40_000);
 });

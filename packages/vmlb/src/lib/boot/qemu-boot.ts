@@ -1,16 +1,22 @@
-import { accessSync, constants, createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, createWriteStream, mkdtempSync, openSync, readSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { execa } from 'execa';
-import { run, tail } from '../util/exec';
+import { tail } from '../util/exec';
 import { imageInfo } from '../disk/qcow2-info';
+
+export { KVM_VERDICT_FILE, kvmUsable, rememberKvmFailure } from './kvm-probe';
 
 export interface BootOptions {
   /** cloud-init NoCloud seed URL as the guest sees it. */
   seedUrl?: string;
   /** The disk to boot (a qcow2 chain or any disk qemu-img reads); never written. */
   disk: string;
+  /** The disk's format (diskFormat). */
+  format: string;
+  /** Where qemu keeps the boot's throwaway overlay (removed afterwards). */
+  scratchDir: string;
   memory: string;
   cpus: number;
   /** Host port forwarded to the guest's port 22; 0 picks a free one. */
@@ -34,92 +40,6 @@ export interface CheckOptions {
  */
 export const KVM_STALL_MS = 30_000;
 
-/**
- * Whether KVM works here. /dev/kvm can exist and still fail (nested
- * virtualisation without MSR support makes qemu abort on the first vCPU),
- * so a probe machine with no disk is started under KVM and must reach
- * SeaBIOS's "Booting from" within a few seconds. VMLB_ACCEL=kvm|tcg skips
- * the probe.
- */
-export async function kvmUsable(
-  env: NodeJS.ProcessEnv = process.env,
-  probe: { device?: string; qemu?: string; timeoutMs?: number; verdictFile?: string } = {},
-): Promise<boolean> {
-  if (env.VMLB_ACCEL === 'kvm') return true;
-  if (env.VMLB_ACCEL === 'tcg') return false;
-  if (kvmFailedSinceBoot(probe.verdictFile)) return false;
-  const { device = '/dev/kvm', qemu = 'qemu-system-x86_64', timeoutMs = 5000 } = probe;
-  try {
-    accessSync(device, constants.R_OK | constants.W_OK);
-  } catch {
-    return false;
-  }
-  const dir = mkdtempSync(path.join(tmpdir(), 'vmlb-kvm-probe-'));
-  const debugLog = path.join(dir, 'bios.log');
-  try {
-    const machine = execa(
-      qemu,
-      [
-        '-accel',
-        'kvm',
-        '-cpu',
-        'host',
-        '-M',
-        'pc',
-        '-m',
-        '64',
-        '-nodefaults',
-        '-display',
-        'none',
-        '-no-reboot',
-        '-debugcon',
-        `file:${debugLog}`,
-        '-global',
-        'isa-debugcon.iobase=0x402',
-      ],
-      { reject: false, stdio: 'ignore', cleanup: true },
-    );
-    const deadline = Date.now() + timeoutMs;
-    let booted = false;
-    // A qemu that aborts (the MSR case) ends by a signal: exitCode stays null then.
-    while (!booted && Date.now() < deadline && machine.exitCode === null && machine.signalCode === null) {
-      await new Promise((resolve) => setTimeout(resolve, 50));
-      booted = existsSync(debugLog) && readFileSync(debugLog, 'latin1').includes('Booting from');
-    }
-    machine.kill('SIGKILL');
-    await machine;
-    return booted;
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-/** Where a boot records that KVM failed a guest on this host, until the host reboots (its boot id). */
-export const KVM_VERDICT_FILE = path.join(tmpdir(), 'vmlb-kvm-failed');
-
-/** This boot of the host, so that a verdict outlives vmlb's runs but not a reboot (or a kernel with working KVM). */
-function hostBootId(): string {
-  try {
-    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
-  } catch {
-    return 'unknown';
-  }
-}
-
-/** Whether a boot since the host started found that KVM passes the probe but fails guests; the probe cannot see that. */
-function kvmFailedSinceBoot(verdictFile = KVM_VERDICT_FILE): boolean {
-  try {
-    return readFileSync(verdictFile, 'utf8').split('\n')[0] === hostBootId();
-  } catch {
-    return false;
-  }
-}
-
-/** Records that KVM failed a guest here, with why: the next boots go straight to TCG instead of losing the time again. */
-export function rememberKvmFailure(reason: string, verdictFile = KVM_VERDICT_FILE): void {
-  writeFileSync(verdictFile, `${hostBootId()}\n${reason}\n`);
-}
-
 /** A TCP port on 127.0.0.1 that nothing listens on right now. */
 export async function freePort(): Promise<number> {
   const server = createServer();
@@ -129,10 +49,16 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-/** The qemu command line for a boot of `overlay` (console on the serial port). */
+/**
+ * The qemu command line for a boot of `disk` (console on the serial port).
+ * With `snapshot`, qemu itself puts a throwaway overlay on the disk (in
+ * $TMPDIR, unlinked as soon as it is open): the disk is never written and
+ * no qemu-img runs before the boot. Flushes to that overlay are skipped
+ * (cache=unsafe): nothing of it outlives the boot.
+ */
 export function qemuArguments(
-  overlay: string,
-  options: { memory: string; cpus: number; sshPort: number; kvm: boolean; interactive: boolean; seedUrl?: string },
+  disk: string,
+  options: { memory: string; cpus: number; sshPort: number; kvm: boolean; interactive: boolean; seedUrl?: string; format?: string; snapshot?: boolean },
 ): string[] {
   return [
     '-machine',
@@ -143,11 +69,14 @@ export function qemuArguments(
     '-smp',
     String(options.cpus),
     '-drive',
-    `file=${overlay.replace(/,/g, ',,')},if=virtio,format=qcow2`,
+    `file=${disk.replace(/,/g, ',,')},if=virtio,format=${options.format ?? 'qcow2'},cache=unsafe${options.snapshot ? ',snapshot=on' : ''}`,
     '-netdev',
     `user,id=net0,hostfwd=tcp:127.0.0.1:${options.sshPort}-:22`,
     '-device',
     'virtio-net-pci,netdev=net0',
+    // Entropy from the host, as clouds give it: the guest's random pool is ready at once (ssh keys, cloud-init).
+    '-device',
+    'virtio-rng-pci',
     // cloud-init's NoCloud source reads its seed from this URL (10.0.2.2 is
     // the host); an http seed is the network flavour, nocloud-net.
     ...(options.seedUrl ? ['-smbios', `type=1,serial=ds=nocloud-net;s=${options.seedUrl}`] : []),
@@ -158,24 +87,29 @@ export function qemuArguments(
 }
 
 /**
- * Boots a disk without changing it: qemu runs on a throwaway overlay in a
- * temporary folder, removed afterwards with everything else the boot made.
+ * A scratch folder for one boot (its ssh key, and qemu's throwaway overlay
+ * through TMPDIR), removed afterwards with everything in it.
  */
-export async function withThrowawayOverlay<T>(disk: string, work: (overlay: string, scratchDir: string) => Promise<T>): Promise<T> {
+export async function withBootScratch<T>(work: (scratchDir: string) => Promise<T>): Promise<T> {
   const dir = mkdtempSync(path.join(tmpdir(), 'vmlb-boot-'));
   try {
-    const overlay = path.join(dir, 'boot.qcow2');
-    await createBootOverlay(disk, overlay);
-    return await work(overlay, dir);
+    return await work(dir);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
-/** (Re)creates an empty overlay on `disk`: a boot's writes go there, never to the disk. */
-export async function createBootOverlay(disk: string, overlay: string): Promise<void> {
-  const info = await imageInfo(disk);
-  await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', info.format, '-b', path.resolve(disk), overlay]);
+/** The format of the disk to boot: qcow2 from its magic (vmlb's layers; no process), else what qemu-img detects. */
+export async function diskFormat(disk: string): Promise<string> {
+  const magic = Buffer.alloc(4);
+  const fd = openSync(disk, 'r');
+  try {
+    readSync(fd, magic, 0, 4, 0);
+  } finally {
+    closeSync(fd);
+  }
+  if (magic.toString('latin1') === 'QFI\xfb') return 'qcow2';
+  return (await imageInfo(disk)).format;
 }
 
 /** What qemu prints when KVM cannot run the guest's code (nested virtualisation without unrestricted guest mode); the guest then hangs. */
@@ -197,7 +131,6 @@ export interface CheckResult {
  * powering off, an abort), and the full console is kept in `logFile`.
  */
 export async function bootAndCheck(
-  overlay: string,
   boot: BootOptions & { kvm: boolean },
   check: CheckOptions,
   signal?: AbortSignal,
@@ -206,7 +139,8 @@ export async function bootAndCheck(
 ): Promise<CheckResult> {
   const started = Date.now();
   const logStream = createWriteStream(boot.logFile);
-  const qemu = execa('qemu-system-x86_64', qemuArguments(overlay, { ...boot, interactive: false }), {
+  const qemu = execa('qemu-system-x86_64', qemuArguments(boot.disk, { ...boot, snapshot: true, interactive: false }), {
+    env: { TMPDIR: boot.scratchDir },
     stdin: 'ignore',
     buffer: false,
     reject: false,
@@ -291,8 +225,9 @@ export async function bootAndCheck(
 }
 
 /** Boots on the terminal: the user is on the serial console; Ctrl-a x quits. */
-export async function bootInteractive(overlay: string, boot: BootOptions & { kvm: boolean }): Promise<number> {
-  const result = await execa('qemu-system-x86_64', qemuArguments(overlay, { ...boot, interactive: true }), {
+export async function bootInteractive(boot: BootOptions & { kvm: boolean }): Promise<number> {
+  const result = await execa('qemu-system-x86_64', qemuArguments(boot.disk, { ...boot, snapshot: true, interactive: true }), {
+    env: { TMPDIR: boot.scratchDir },
     stdio: 'inherit',
     reject: false,
     cleanup: true,
