@@ -4,5 +4,6 @@ module.exports = {
   rootDir: __dirname,
   testMatch: ['<rootDir>/src/**/*.spec.ts'],
   // Real HTTP and real files; the 256 MiB streaming spec sets its own, longer timeout.
-  testTimeout: 30_000,
+  // Set per test file: Jest takes `testTimeout` from the root config only, and npm test's is 10 min.
+  setupFilesAfterEnv: ['<rootDir>/jest.setup.js'],
 };

@@ -566,6 +566,9 @@ async function exchangeRaw(baseUrl: string, data: string): Promise<string> {
 async function openIdle(port: number): Promise<net.Socket> {
   const socket = net.connect(port, '127.0.0.1');
   socket.on('error', () => undefined);
+  // Reads what the server says before closing (Node's 408, when its headers check comes first):
+  // unread, it would hold back the socket's 'end' and 'close' for good.
+  socket.resume();
   await once(socket, 'connect');
   return socket;
 }
