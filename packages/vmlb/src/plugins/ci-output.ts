@@ -1,5 +1,5 @@
 // The one function, not nx's devkit-internals: that import costs every task run's plugin worker about 0.5 s.
-import { isCI } from 'nx/src/utils/is-ci';
+import { isCI } from '../lib/util/ci';
 import type { VmlbPluginOptions } from './options';
 
 /**

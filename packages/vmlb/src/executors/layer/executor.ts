@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import type { ExecutorContext, ProjectGraph } from '@nx/devkit';
-import { isCI } from 'nx/src/utils/is-ci';
+import { isCI } from '../../lib/util/ci';
 import { nxDevkit } from '../../lib/util/nx-devkit';
 import { resolveProjectOutputs } from '../../lib/build/project-outputs';
 import { layerPosition } from '../../lib/build/layer-position';

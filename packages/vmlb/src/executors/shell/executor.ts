@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import type { ExecutorContext, ProjectGraph } from '@nx/devkit';
-import { isCI } from '@nx/devkit/internal';
+import { isCI } from '../../lib/util/ci';
 import { materialiseChain } from '../../lib/blob/chain';
 import { openBlobStores } from '../../lib/blob/config';
 import { checkBindSources } from '../../lib/build/bind-sources';

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import type { ExecutorContext } from '@nx/devkit';
 // Nx's own CI test, without @nx/devkit/internal, which costs the task about half a second to load.
-import { isCI } from 'nx/src/utils/is-ci';
+import { isCI } from '../../lib/util/ci';
 import { reportFailure } from '../../lib/util/executor-errors';
 import { withInterruptSignal } from '../../lib/util/interrupt';
 import { checkPrerequisites } from '../../lib/build/prerequisites';
