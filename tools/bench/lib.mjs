@@ -1,6 +1,7 @@
 // Shared by the node benchmarks: where the compiled plugin is, which chain
 // to measure on, a scratch folder that goes away on exit or Ctrl-C, and the
 // statistics every result table prints.
+import { spawnSync } from 'node:child_process';
 import { existsSync, linkSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
@@ -21,6 +22,19 @@ export const plugin = (module) => {
 
 /** Nx's CLI, run with node (no npx in between). */
 export const nxBin = path.join(repo, 'node_modules/nx/dist/bin/nx.js');
+
+/** The environment every benchmark runs nx in: plain output, no Nx Cloud, and no remote cache of the user's. */
+export const nxEnv = { ...process.env, NX_TUI: 'false', NX_NO_CLOUD: 'true', FORCE_COLOR: '0' };
+delete nxEnv.NX_SELF_HOSTED_REMOTE_CACHE_SERVER;
+
+/** Runs nx in `cwd` to its end; its time in ms and its output. Throws with the output when nx fails. */
+export function nxSync(cwd, args, env = {}) {
+  const started = process.hrtime.bigint();
+  const result = spawnSync(process.execPath, [nxBin, ...args], { cwd, env: { ...nxEnv, ...env }, encoding: 'utf8' });
+  const ms = Number(process.hrtime.bigint() - started) / 1e6;
+  if (result.status !== 0) throw new Error(`nx ${args.join(' ')} failed in ${cwd}:\n${result.stdout}${result.stderr}`);
+  return { ms, output: result.stdout + result.stderr };
+}
 
 export const runs = (fallback) => Number(process.env.RUNS ?? fallback);
 

@@ -13,22 +13,15 @@ import { spawnSync } from 'node:child_process';
 import { appendFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { median, nxBin, repo, runs as runsOr, spread } from './lib.mjs';
+import { median, nxBin, nxEnv, nxSync, repo, runs as runsOr, spread } from './lib.mjs';
 
 const runs = runsOr(5);
 const root = mkdtempSync(path.join(tmpdir(), 'vmlb-bench-ws-'));
-const baseEnv = { ...process.env, NX_TUI: 'false', NX_NO_CLOUD: 'true', FORCE_COLOR: '0' };
-
-function nx(args, env = {}) {
-  const started = process.hrtime.bigint();
-  const result = spawnSync(process.execPath, [nxBin, ...args], { cwd: root, env: { ...baseEnv, NX_DAEMON: 'false', ...env }, encoding: 'utf8' });
-  const ms = Number(process.hrtime.bigint() - started) / 1e6;
-  if (result.status !== 0) throw new Error(`nx ${args.join(' ')} failed:\n${result.stdout}${result.stderr}`);
-  return { ms, output: result.stdout };
-}
+/** nx in the scratch workspace, the daemon off unless `env` turns it on. */
+const nx = (args, env = {}) => nxSync(root, args, { NX_DAEMON: 'false', ...env });
 
 function cleanup() {
-  spawnSync(process.execPath, [nxBin, 'daemon', '--stop'], { cwd: root, env: baseEnv });
+  spawnSync(process.execPath, [nxBin, 'daemon', '--stop'], { cwd: root, env: nxEnv });
   rmSync(root, { recursive: true, force: true });
 }
 process.on('SIGINT', () => {

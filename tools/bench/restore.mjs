@@ -26,22 +26,13 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { median, nxBin, repo, runs as runsOr, scratchFolder, spread } from './lib.mjs';
+import { median, nxBin, nxEnv, nxSync, repo, runs as runsOr, scratchFolder, spread } from './lib.mjs';
 import { cacheEntries, diskUse, printDiskUse } from './restore-disk.mjs';
 
 const runs = runsOr(5);
 const blobLayerMiB = Number(process.env.BLOB_LAYER_MIB ?? 1024);
-const baseEnv = { ...process.env, NX_TUI: 'false', NX_NO_CLOUD: 'true', FORCE_COLOR: '0' };
-delete baseEnv.NX_SELF_HOSTED_REMOTE_CACHE_SERVER;
-
-/** Runs nx in workspace `root`; its time in ms and its output. Fails with the output when nx fails. */
-function nx(root, args, env) {
-  const started = process.hrtime.bigint();
-  const result = spawnSync(process.execPath, [nxBin, ...args, '--output-style=static'], { cwd: root, env: { ...baseEnv, ...env }, encoding: 'utf8' });
-  const ms = Number(process.hrtime.bigint() - started) / 1e6;
-  if (result.status !== 0) throw new Error(`nx ${args.join(' ')} failed in ${root}:\n${result.stdout}${result.stderr}`);
-  return { ms, output: result.stdout + result.stderr };
-}
+/** nx in workspace `root`, with static output to read the cache status of each task from. */
+const nx = (root, args, env) => nxSync(root, [...args, '--output-style=static'], env);
 
 /** Fails unless every cacheable task in nx's `output` was a local cache hit (nothing was built). */
 function expectOnlyHits(output, what) {
@@ -121,7 +112,7 @@ async function inline(root, image, env = {}) {
   nx(root, ['build', `image-${image}`], { ...env, NX_DAEMON: 'true' });
   const on = await compare({ imageDir, sources, clear, restore: build('true'), inPlace: build('true') });
   const off = await compare({ imageDir, sources, clear, restore: build('false'), inPlace: build('false') });
-  spawnSync(process.execPath, [nxBin, 'daemon', '--stop'], { cwd: root, env: baseEnv });
+  spawnSync(process.execPath, [nxBin, 'daemon', '--stop'], { cwd: root, env: nxEnv });
   return { imageDir, files, entries, sources, bytes, on, off };
 }
 
